@@ -1,0 +1,230 @@
+#include "harness/config.h"
+
+#include <cmath>
+#include <fstream>
+#include <sstream>
+
+#include "harness/errors.h"
+
+namespace kd {
+
+namespace {
+std::string fmt_num(double v) {
+  std::ostringstream o;
+  o << v;
+  return o.str();
+}
+std::string join(const std::vector<std::string>& v) {
+  std::string s;
+  for (size_t i = 0; i < v.size(); ++i) s += (i ? ", " : "") + v[i];
+  return s;
+}
+}  // namespace
+
+std::string json_type_name(const json& j) {
+  switch (j.type()) {
+    case json::value_t::null: return "null";
+    case json::value_t::boolean: return "a boolean";
+    case json::value_t::number_integer:
+    case json::value_t::number_unsigned: return "an integer";
+    case json::value_t::number_float: return "a number";
+    case json::value_t::string: return "a string";
+    case json::value_t::array: return "an array";
+    case json::value_t::object: return "an object";
+    default: return "an unsupported value";
+  }
+}
+
+json parse_json_text(const std::string& text, const std::string& file_name) {
+  try {
+    return json::parse(text);
+  } catch (const json::parse_error& e) {
+    // e.byte is 1-based offset of the error; convert to line:column.
+    size_t byte = e.byte == 0 ? 0 : e.byte - 1;
+    size_t line = 1, col = 1;
+    for (size_t i = 0; i < byte && i < text.size(); ++i) {
+      if (text[i] == '\n') {
+        ++line;
+        col = 1;
+      } else {
+        ++col;
+      }
+    }
+    std::string what = e.what();
+    auto pos = what.find("syntax error");
+    if (pos != std::string::npos) what = what.substr(pos);
+    throw ConfigError(file_name + ":" + std::to_string(line) + ":" + std::to_string(col),
+                      "malformed JSON: " + what);
+  }
+}
+
+json load_json_file(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  if (!in) throw ConfigError(path, "cannot read config file (missing or not readable)");
+  std::stringstream ss;
+  ss << in.rdbuf();
+  return parse_json_text(ss.str(), path);
+}
+
+ObjectReader::ObjectReader(const json& j, std::string path) : j_(j), path_(std::move(path)) {
+  if (!j_.is_object()) throw ConfigError(path_, "expected an object, got " + json_type_name(j_));
+}
+
+bool ObjectReader::has(const std::string& key) const { return j_.contains(key); }
+
+const json& ObjectReader::raw(const std::string& key) {
+  if (!j_.contains(key)) throw ConfigError(path(key), "required key is missing");
+  read_.insert(key);
+  return j_.at(key);
+}
+
+double ObjectReader::number(const std::string& key, std::optional<double> def, double lo, double hi) {
+  if (!has(key)) {
+    if (!def) throw ConfigError(path(key), "required key is missing (expected a number in [" + fmt_num(lo) + ", " +
+                                               fmt_num(hi) + "])");
+    read_.insert(key);
+    return *def;
+  }
+  const json& v = raw(key);
+  if (!v.is_number()) throw ConfigError(path(key), "expected a number, got " + json_type_name(v));
+  double d = v.get<double>();
+  if (!std::isfinite(d) || d < lo || d > hi)
+    throw ConfigError(path(key), "value " + fmt_num(d) + " is out of range [" + fmt_num(lo) + ", " + fmt_num(hi) + "]");
+  return d;
+}
+
+int64_t ObjectReader::integer(const std::string& key, std::optional<int64_t> def, int64_t lo, int64_t hi) {
+  if (!has(key)) {
+    if (!def) throw ConfigError(path(key), "required key is missing (expected an integer)");
+    read_.insert(key);
+    return *def;
+  }
+  const json& v = raw(key);
+  if (!v.is_number() || (v.is_number_float() && std::floor(v.get<double>()) != v.get<double>()))
+    throw ConfigError(path(key), "expected an integer, got " + json_type_name(v));
+  double d = v.get<double>();
+  if (d < static_cast<double>(lo) || d > static_cast<double>(hi))
+    throw ConfigError(path(key), "value " + fmt_num(d) + " is out of range [" + std::to_string(lo) + ", " +
+                                     std::to_string(hi) + "]");
+  return static_cast<int64_t>(d);
+}
+
+bool ObjectReader::boolean(const std::string& key, std::optional<bool> def) {
+  if (!has(key)) {
+    if (!def) throw ConfigError(path(key), "required key is missing (expected true or false)");
+    read_.insert(key);
+    return *def;
+  }
+  const json& v = raw(key);
+  if (!v.is_boolean()) throw ConfigError(path(key), "expected true or false, got " + json_type_name(v));
+  return v.get<bool>();
+}
+
+std::string ObjectReader::string(const std::string& key, std::optional<std::string> def,
+                                 const std::vector<std::string>& choices) {
+  std::string s;
+  if (!has(key)) {
+    if (!def)
+      throw ConfigError(path(key), "required key is missing (expected a string" +
+                                       (choices.empty() ? std::string() : ": one of " + join(choices)) + ")");
+    read_.insert(key);
+    return *def;
+  }
+  const json& v = raw(key);
+  if (!v.is_string()) throw ConfigError(path(key), "expected a string, got " + json_type_name(v));
+  s = v.get<std::string>();
+  if (!choices.empty() && std::find(choices.begin(), choices.end(), s) == choices.end())
+    throw ConfigError(path(key), "'" + s + "' is not one of: " + join(choices));
+  return s;
+}
+
+std::vector<std::string> ObjectReader::strings(const std::string& key,
+                                               std::optional<std::vector<std::string>> def) {
+  if (!has(key)) {
+    if (!def) throw ConfigError(path(key), "required key is missing (expected an array of strings)");
+    read_.insert(key);
+    return *def;
+  }
+  const json& v = raw(key);
+  if (v.is_string()) return {v.get<std::string>()};
+  if (!v.is_array()) throw ConfigError(path(key), "expected an array of strings, got " + json_type_name(v));
+  std::vector<std::string> out;
+  for (size_t i = 0; i < v.size(); ++i) {
+    if (!v[i].is_string())
+      throw ConfigError(path(key) + "[" + std::to_string(i) + "]", "expected a string, got " + json_type_name(v[i]));
+    out.push_back(v[i].get<std::string>());
+  }
+  return out;
+}
+
+std::vector<int64_t> ObjectReader::integers(const std::string& key, std::optional<std::vector<int64_t>> def,
+                                            int64_t lo, int64_t hi) {
+  if (!has(key)) {
+    if (!def) throw ConfigError(path(key), "required key is missing (expected an array of integers)");
+    read_.insert(key);
+    return *def;
+  }
+  const json& v = raw(key);
+  json arr = v.is_array() ? v : json::array({v});
+  std::vector<int64_t> out;
+  for (size_t i = 0; i < arr.size(); ++i) {
+    const json& e = arr[i];
+    std::string p = path(key) + (v.is_array() ? "[" + std::to_string(i) + "]" : "");
+    if (!e.is_number() || (e.is_number_float() && std::floor(e.get<double>()) != e.get<double>()))
+      throw ConfigError(p, "expected an integer, got " + json_type_name(e));
+    double d = e.get<double>();
+    if (d < static_cast<double>(lo) || d > static_cast<double>(hi))
+      throw ConfigError(p, "value " + fmt_num(d) + " is out of range [" + std::to_string(lo) + ", " +
+                               std::to_string(hi) + "]");
+    out.push_back(static_cast<int64_t>(d));
+  }
+  return out;
+}
+
+void ObjectReader::finish() const {
+  std::vector<std::string> unknown;
+  for (auto it = j_.begin(); it != j_.end(); ++it)
+    if (!read_.count(it.key())) unknown.push_back(it.key());
+  if (unknown.empty()) return;
+  std::vector<std::string> known(read_.begin(), read_.end());
+  throw ConfigError(path(unknown.front()), "unknown key (expected one of: " + join(known) + ")");
+}
+
+json Recipe::to_json() const {
+  return json{{"epochs", epochs},         {"batch_size", batch_size}, {"eval_batch_size", eval_batch_size},
+              {"optimizer", optimizer},   {"lr", lr},                 {"momentum", momentum},
+              {"nesterov", nesterov},     {"weight_decay", weight_decay}, {"beta1", beta1},
+              {"beta2", beta2},           {"schedule", schedule},     {"milestones", milestones},
+              {"step_size", step_size},   {"gamma", gamma},           {"warmup_epochs", warmup_epochs},
+              {"min_lr", min_lr},         {"grad_clip", grad_clip}};
+}
+
+Recipe parse_recipe(const json& j, const std::string& path, const Recipe& base) {
+  Recipe r = base;
+  ObjectReader rd(j, path);
+  r.epochs = rd.integer("epochs", base.epochs, 1, 100000);
+  r.batch_size = rd.integer("batch_size", base.batch_size, 1, 1 << 20);
+  r.eval_batch_size = rd.integer("eval_batch_size", base.eval_batch_size, 1, 1 << 20);
+  r.optimizer = rd.string("optimizer", base.optimizer, {"sgd", "adamw"});
+  r.lr = rd.number("lr", base.lr, 0, 100);
+  r.momentum = rd.number("momentum", base.momentum, 0, 0.9999);
+  r.nesterov = rd.boolean("nesterov", base.nesterov);
+  r.weight_decay = rd.number("weight_decay", base.weight_decay, 0, 1);
+  r.beta1 = rd.number("beta1", base.beta1, 0, 0.9999);
+  r.beta2 = rd.number("beta2", base.beta2, 0, 0.99999);
+  r.schedule = rd.string("schedule", base.schedule, {"constant", "step", "multistep", "cosine"});
+  r.milestones = rd.integers("milestones", base.milestones, 1, 100000);
+  r.step_size = rd.integer("step_size", base.step_size, 1, 100000);
+  r.gamma = rd.number("gamma", base.gamma, 0, 1);
+  r.warmup_epochs = rd.number("warmup_epochs", base.warmup_epochs, 0, 1000);
+  r.min_lr = rd.number("min_lr", base.min_lr, 0, 100);
+  r.grad_clip = rd.number("grad_clip", base.grad_clip, 0, 1e9);
+  rd.finish();
+  if (r.nesterov && (r.momentum <= 0 || r.optimizer != "sgd"))
+    throw ConfigError(rd.path("nesterov"), "Nesterov momentum needs optimizer 'sgd' with momentum > 0");
+  if (r.warmup_epochs > static_cast<double>(r.epochs))
+    throw ConfigError(rd.path("warmup_epochs"), "warm-up is longer than the " + std::to_string(r.epochs) + " epochs");
+  return r;
+}
+
+}  // namespace kd

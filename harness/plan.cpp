@@ -1,0 +1,297 @@
+#include "harness/plan.h"
+
+#include <algorithm>
+#include <cstdlib>
+#include <functional>
+#include <set>
+
+#include "harness/errors.h"
+#include "harness/model.h"
+#include "methods/method.h"
+
+namespace kd {
+
+std::string content_hash(const json& j) {
+  const std::string s = j.dump();
+  // Two independent 64-bit FNV-1a streams (different offset bases, second over the reversed text).
+  uint64_t a = 1469598103934665603ULL, b = 0x84222325cbf29ce4ULL;
+  for (unsigned char c : s) {
+    a = (a ^ c) * 1099511628211ULL;
+  }
+  for (auto it = s.rbegin(); it != s.rend(); ++it) {
+    b = (b ^ static_cast<unsigned char>(*it)) * 1099511628211ULL;
+  }
+  char buf[33];
+  std::snprintf(buf, sizeof buf, "%016llx%016llx", static_cast<unsigned long long>(a),
+                static_cast<unsigned long long>(b));
+  return buf;
+}
+
+const RunSpec* Plan::find(const std::string& id) const {
+  for (const auto& r : runs)
+    if (r.id == id) return &r;
+  return nullptr;
+}
+
+namespace {
+
+std::string default_cache_dir() {
+  if (const char* c = std::getenv("KDBENCH_CACHE")) return c;
+  if (const char* h = std::getenv("HOME")) return std::string(h) + "/.cache/kdbench";
+  return ".kdbench-cache";
+}
+
+void check_model(const std::string& name, const std::string& path) {
+  if (!has_model(name)) {
+    std::string known;
+    for (const auto& m : list_models()) known += (known.empty() ? "" : ", ") + m.name;
+    throw ConfigError(path, "unknown model '" + name + "' (known: " + known + ")");
+  }
+}
+
+TeacherSpec parse_teacher(const std::string& name, const json& j, const std::string& path, const Recipe& base) {
+  TeacherSpec t;
+  t.name = name;
+  ObjectReader rd(j, path);
+  t.obtain = rd.string("obtain", std::string("train"), {"train", "checkpoint", "torchscript"});
+  if (t.obtain == "torchscript") {
+    t.file = rd.string("file", std::nullopt);
+    t.taps = rd.strings("taps", std::vector<std::string>{"logits"});
+    if (std::find(t.taps.begin(), t.taps.end(), "logits") == t.taps.end())
+      throw ConfigError(rd.path("taps"), "must name the output that holds the logits (\"logits\")");
+    t.model = rd.string("model", std::string(""));
+  } else {
+    t.model = rd.string("model", std::nullopt);
+    check_model(t.model, rd.path("model"));
+    if (t.obtain == "checkpoint") t.file = rd.string("file", std::nullopt);
+  }
+  t.recipe = rd.has("recipe") ? parse_recipe(rd.raw("recipe"), rd.path("recipe"), base) : base;
+  t.seed = rd.integer("seed", 0, 0, INT32_MAX);
+  rd.finish();
+  return t;
+}
+
+// Every combination of the grid's values, in config order (last key varies fastest).
+std::vector<json> expand_grid(const json& grid) {
+  std::vector<json> points{json::object()};
+  for (auto it = grid.begin(); it != grid.end(); ++it) {
+    std::vector<json> next;
+    for (const auto& p : points)
+      for (const auto& v : it.value()) {
+        json q = p;
+        q[it.key()] = v;
+        next.push_back(q);
+      }
+    points = std::move(next);
+  }
+  return points;
+}
+
+MethodEntry parse_method_entry(const json& j, const std::string& path, const SweepConfig& cfg) {
+  MethodEntry e;
+  e.path = path;
+  ObjectReader rd(j, path);
+  e.method = rd.string("method", std::nullopt);
+  const MethodInfo& info = MethodRegistry::instance().get(e.method, rd.path("method"));
+  e.label = rd.string("label", e.method);
+  std::vector<std::string> teacher_names;
+  for (const auto& t : cfg.teachers) teacher_names.push_back(t.name);
+  std::vector<std::string> def_teachers;
+  if (info.max_teachers > 0 && !teacher_names.empty()) {
+    size_t n = std::min<size_t>(teacher_names.size(), static_cast<size_t>(info.max_teachers));
+    def_teachers.assign(teacher_names.begin(), teacher_names.begin() + static_cast<long>(n));
+  }
+  e.teachers = rd.strings("teachers", def_teachers);
+  for (size_t i = 0; i < e.teachers.size(); ++i)
+    if (std::find(teacher_names.begin(), teacher_names.end(), e.teachers[i]) == teacher_names.end())
+      throw ConfigError(rd.path("teachers") + "[" + std::to_string(i) + "]",
+                        "unknown teacher '" + e.teachers[i] + "' (this sweep's teachers are declared under \"teachers\")");
+  int n = static_cast<int>(e.teachers.size());
+  if (n < info.min_teachers || n > info.max_teachers)
+    throw ConfigError(rd.path("teachers"), "method '" + e.method + "' uses " + std::to_string(info.min_teachers) +
+                                               (info.min_teachers == info.max_teachers
+                                                    ? ""
+                                                    : " to " + std::to_string(info.max_teachers)) +
+                                               " teacher(s), got " + std::to_string(n));
+  if (rd.has("params")) {
+    e.params = rd.raw("params");
+    if (!e.params.is_object()) throw ConfigError(rd.path("params"), "expected an object, got " + json_type_name(e.params));
+  }
+  if (rd.has("grid")) {
+    e.grid = rd.raw("grid");
+    if (!e.grid.is_object()) throw ConfigError(rd.path("grid"), "expected an object, got " + json_type_name(e.grid));
+    for (auto it = e.grid.begin(); it != e.grid.end(); ++it) {
+      std::string gp = rd.path("grid") + "." + it.key();
+      if (!it.value().is_array() || it.value().empty())
+        throw ConfigError(gp, "expected a non-empty array of values to sweep");
+      if (e.params.contains(it.key())) throw ConfigError(gp, "is both fixed in params and swept in grid");
+    }
+  }
+  e.students = rd.strings("students", cfg.students);
+  for (size_t i = 0; i < e.students.size(); ++i) check_model(e.students[i], rd.path("students") + "[" + std::to_string(i) + "]");
+  rd.finish();
+  // Validate every grid point now, so a bad value is reported before anything trains.
+  for (const auto& point : expand_grid(e.grid)) {
+    json values = e.params;
+    for (auto it = point.begin(); it != point.end(); ++it) values[it.key()] = it.value();
+    // Errors for grid values name the grid key; for fixed values the params key.
+    try {
+      MethodRegistry::instance().resolve(e.method, values, path + ".params");
+    } catch (const ConfigError& err) {
+      std::string key = err.key_path().substr(err.key_path().rfind('.') + 1);
+      if (e.grid.contains(key))
+        throw ConfigError(path + ".grid." + key, std::string(err.what()).substr(err.key_path().size() + 2));
+      throw;
+    }
+  }
+  return e;
+}
+
+}  // namespace
+
+SweepConfig parse_sweep_config(const json& j, const std::string& file) {
+  SweepConfig c;
+  c.raw = j;
+  c.file = file;
+  ObjectReader rd(j, "");
+  c.name = rd.string("name", std::nullopt);
+  if (c.name.empty() || c.name.find('/') != std::string::npos)
+    throw ConfigError("name", "must be a non-empty name without '/'");
+  c.output = rd.string("output", "results/" + c.name);
+  c.cache_dir = rd.string("cache_dir", default_cache_dir());
+  c.dataset = rd.raw("dataset");
+  if (!c.dataset.is_object()) throw ConfigError("dataset", "expected an object, got " + json_type_name(c.dataset));
+  if (!c.dataset.contains("name") || !c.dataset["name"].is_string())
+    throw ConfigError("dataset.name", "required key is missing (expected a string)");
+  c.device = rd.string("device", std::string("auto"), {"auto", "cpu", "cuda"});
+  c.threads = rd.integer("threads", 0, 0, 1024);
+  c.seeds = rd.integers("seeds", std::vector<int64_t>{0}, 0, INT32_MAX);
+  if (c.seeds.empty()) throw ConfigError("seeds", "needs at least one seed");
+  {
+    std::set<int64_t> uniq(c.seeds.begin(), c.seeds.end());
+    if (uniq.size() != c.seeds.size()) throw ConfigError("seeds", "has a repeated seed");
+  }
+  c.students = rd.strings("student", std::nullopt);
+  for (size_t i = 0; i < c.students.size(); ++i) check_model(c.students[i], "student");
+  c.recipe = rd.has("recipe") ? parse_recipe(rd.raw("recipe"), "recipe") : Recipe{};
+  Recipe teacher_base = rd.has("teacher_recipe") ? parse_recipe(rd.raw("teacher_recipe"), "teacher_recipe", c.recipe)
+                                                 : c.recipe;
+  if (rd.has("teachers")) {
+    const json& t = rd.raw("teachers");
+    if (!t.is_object()) throw ConfigError("teachers", "expected an object of name -> teacher, got " + json_type_name(t));
+    // Keep the config's order: nlohmann's object is sorted, so read the order from the text of the raw dump
+    // is not possible; teachers are ordered by name, and methods name theirs explicitly when order matters.
+    for (auto it = t.begin(); it != t.end(); ++it)
+      c.teachers.push_back(parse_teacher(it.key(), it.value(), "teachers." + it.key(), teacher_base));
+  }
+  c.lockstep = rd.integer("lockstep", 0, 0, 100000);
+  c.report = rd.boolean("report", true);
+  const json& methods = rd.raw("methods");
+  if (!methods.is_array() || methods.empty())
+    throw ConfigError("methods", "expected a non-empty array of method entries");
+  for (size_t i = 0; i < methods.size(); ++i)
+    c.methods.push_back(parse_method_entry(methods[i], "methods[" + std::to_string(i) + "]", c));
+  rd.finish();
+  return c;
+}
+
+SweepConfig load_sweep_config(const std::string& path) { return parse_sweep_config(load_json_file(path), path); }
+
+Plan plan_sweep(const SweepConfig& cfg) {
+  Plan plan;
+  plan.sweep_id = content_hash(json{{"name", cfg.name}, {"config", cfg.raw}});
+  std::map<std::string, std::string> teacher_id;  // teacher name -> run id
+  std::set<std::string> seen;
+  auto add = [&](RunSpec r) {
+    if (seen.insert(r.id).second) plan.runs.push_back(std::move(r));
+  };
+  for (const auto& t : cfg.teachers) {
+    RunSpec r;
+    r.role = "teacher";
+    r.name = t.name;
+    r.method = "baseline";
+    r.params = MethodRegistry::instance().resolve("baseline", json::object(), "teachers." + t.name).all();
+    r.seed = t.seed;
+    r.model = t.model;
+    r.recipe = t.recipe;
+    r.teacher = &t;
+    r.config = json{{"role", "teacher"}, {"model", t.model}, {"obtain", t.obtain}, {"dataset", cfg.dataset}};
+    if (t.obtain == "train") {
+      r.config["recipe"] = t.recipe.to_json();
+      r.config["seed"] = t.seed;
+    } else {
+      r.config["file"] = t.file;
+      r.config["taps"] = t.taps;
+    }
+    r.id = content_hash(r.config);
+    teacher_id[t.name] = r.id;
+    add(std::move(r));
+  }
+  std::vector<RunSpec> students;
+  for (const auto& e : cfg.methods) {
+    for (int64_t seed : cfg.seeds) {
+      for (const auto& point : expand_grid(e.grid)) {
+        json values = e.params;
+        for (auto it = point.begin(); it != point.end(); ++it) values[it.key()] = it.value();
+        MethodParams params = MethodRegistry::instance().resolve(e.method, values, e.path + ".params");
+        std::vector<std::string> tids;
+        for (const auto& tn : e.teachers) tids.push_back(teacher_id.at(tn));
+        // Teacher-assistant chain: each link is a run of its own (shared by every setting that has it).
+        auto method = MethodRegistry::instance().create(e.method, params);
+        int level = 1;
+        for (size_t li = 0; li < method->chain().size(); ++li) {
+          const ChainLink& link = method->chain()[li];
+          std::string lp = e.path + ".params.assistants[" + std::to_string(li) + "]";
+          check_model(link.model, lp);
+          if (!link.method.is_object() || !link.method.contains("name") || !link.method["name"].is_string())
+            throw ConfigError(e.path + ".params.link_method", "expected an object with a \"name\"");
+          json lparams = link.method;
+          std::string lname = lparams["name"];
+          lparams.erase("name");
+          MethodParams lp_resolved = MethodRegistry::instance().resolve(lname, lparams, e.path + ".params.link_method");
+          RunSpec a;
+          a.role = "assistant";
+          a.name = link.model;
+          a.method = lname;
+          a.params = lp_resolved.all();
+          a.setting = lparams;
+          a.seed = seed;
+          a.model = link.model;
+          a.teacher_ids = tids;
+          a.recipe = cfg.recipe;
+          a.level = level++;
+          a.config = json{{"role", "assistant"}, {"model", a.model}, {"method", lname}, {"params", a.params},
+                          {"teachers", a.teacher_ids}, {"seed", seed}, {"recipe", a.recipe.to_json()},
+                          {"dataset", cfg.dataset}};
+          a.id = content_hash(a.config);
+          tids = {a.id};
+          add(a);
+        }
+        for (const auto& student : e.students) {
+          RunSpec r;
+          r.role = "student";
+          r.name = e.label;
+          r.method = e.method;
+          r.params = params.all();
+          r.setting = values;
+          r.seed = seed;
+          r.model = student;
+          r.teacher_ids = tids;
+          r.recipe = cfg.recipe;
+          r.level = level;
+          r.config = json{{"role", "student"}, {"model", student}, {"method", e.method}, {"params", r.params},
+                          {"teachers", tids}, {"seed", seed}, {"recipe", r.recipe.to_json()},
+                          {"dataset", cfg.dataset}};
+          r.id = content_hash(r.config);
+          students.push_back(std::move(r));
+        }
+      }
+    }
+  }
+  for (auto& s : students) add(std::move(s));
+  std::stable_sort(plan.runs.begin(), plan.runs.end(),
+                   [](const RunSpec& a, const RunSpec& b) { return a.level < b.level; });
+  return plan;
+}
+
+}  // namespace kd

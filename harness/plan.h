@@ -1,0 +1,84 @@
+// Sweep configs and their expansion into runs (SweepPlanner). Plans are data: a run's id is a
+// stable hash of its fully resolved config, so re-running a sweep finds what is already done.
+#pragma once
+#include <map>
+#include <string>
+#include <vector>
+
+#include "harness/config.h"
+
+namespace kd {
+
+// A teacher named in the config, and how it is obtained.
+struct TeacherSpec {
+  std::string name;
+  std::string model;                // zoo name ("" for torchscript)
+  std::string obtain = "train";     // train | checkpoint | torchscript
+  std::string file;                 // checkpoint / TorchScript file
+  std::vector<std::string> taps;    // torchscript: names of its outputs
+  Recipe recipe;                    // train: its recipe
+  int64_t seed = 0;                 // train: its seed (one teacher per sweep, shared by every run)
+};
+
+// One entry of "methods": a method, its fixed params and a grid over some of them.
+struct MethodEntry {
+  std::string method;
+  std::string label;                 // display name (defaults to the method name)
+  std::vector<std::string> teachers; // teacher names; default: the first (or all, for multi-teacher)
+  json params = json::object();      // fixed hyperparameters
+  json grid = json::object();        // key -> list of values; the runs are the cartesian product
+  std::vector<std::string> students; // default: the sweep's students
+  std::string path;                  // "methods[3]" for messages
+};
+
+struct SweepConfig {
+  std::string name;
+  std::string output;               // sweep folder (default results/<name>)
+  std::string cache_dir;            // teacher cache shared between sweeps
+  json dataset;
+  std::string device = "auto";      // auto | cpu | cuda
+  int64_t threads = 0;              // 0 = all cores
+  std::vector<int64_t> seeds;
+  std::vector<std::string> students;
+  std::vector<TeacherSpec> teachers;
+  Recipe recipe;
+  std::vector<MethodEntry> methods;
+  int64_t lockstep = 0;             // max runs trained together behind one teacher forward; 0 = no limit
+  bool report = true;               // write the report when the sweep ends
+  json raw;                         // the config as given
+  std::string file;                 // where it was read from
+};
+
+// Validates everything that can be validated without the data: keys, types, ranges, model and
+// method names, hyperparameters and grids (through the method registry), teacher references.
+SweepConfig parse_sweep_config(const json& j, const std::string& file);
+SweepConfig load_sweep_config(const std::string& path);
+
+struct RunSpec {
+  std::string id;
+  std::string role;                      // teacher | assistant | student
+  std::string name;                      // teacher name, or the entry's label
+  std::string method;                    // registry name ("baseline" for trained teachers)
+  json params = json::object();          // resolved hyperparameters
+  json setting = json::object();         // what distinguishes it within its method (fixed params + grid point)
+  int64_t seed = 0;
+  std::string model;
+  std::vector<std::string> teacher_ids;  // runs whose models are its teachers, in order
+  Recipe recipe;
+  const TeacherSpec* teacher = nullptr;  // for role teacher
+  json config;                           // the resolved config that the id hashes
+  int level = 0;                         // 0 = teachers; a run's level is 1 + its teachers' max level
+};
+
+struct Plan {
+  std::string sweep_id;
+  std::vector<RunSpec> runs;  // teachers first, then by level, then by config order
+  const RunSpec* find(const std::string& id) const;
+};
+
+Plan plan_sweep(const SweepConfig& cfg);
+
+// Stable 128-bit content hash of a JSON value (canonical dump), as 32 hex characters.
+std::string content_hash(const json& j);
+
+}  // namespace kd

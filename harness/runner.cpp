@@ -1,0 +1,396 @@
+#include "harness/runner.h"
+
+#include <signal.h>
+#include "harness/log.h"
+#include <torch/version.h>
+#include <unistd.h>
+
+#include <filesystem>
+#include <fstream>
+#include <set>
+#include <thread>
+
+#include "datasets/dataset.h"
+#include "harness/errors.h"
+#include "harness/progress.h"
+#include "harness/store.h"
+#include "harness/trainer.h"
+#include "methods/method.h"
+
+namespace fs = std::filesystem;
+
+namespace kd {
+
+namespace {
+
+std::string hostname() {
+  char buf[256] = {0};
+  ::gethostname(buf, sizeof buf - 1);
+  return buf;
+}
+
+std::string cpu_model() {
+  std::ifstream in("/proc/cpuinfo");
+  std::string line;
+  while (std::getline(in, line))
+    if (line.rfind("model name", 0) == 0) {
+      auto p = line.find(':');
+      return p == std::string::npos ? line : line.substr(p + 2);
+    }
+  return "unknown";
+}
+
+// A run 'running' under an owner that is gone: same host and the pid no longer exists.
+bool owner_is_dead(const std::string& owner) {
+  auto p = owner.rfind(':');
+  if (p == std::string::npos) return false;
+  if (owner.substr(0, p) != hostname()) return false;
+  pid_t pid = static_cast<pid_t>(std::stol(owner.substr(p + 1)));
+  if (pid == ::getpid()) return false;
+  return ::kill(pid, 0) != 0 && errno == ESRCH;
+}
+
+constexpr double kStaleSeconds = 15 * 60;  // a run whose heartbeat is older than this is orphaned
+
+RunRecord record_of(const RunSpec& r, const std::string& sweep_id) {
+  RunRecord rec;
+  rec.id = r.id;
+  rec.sweep_id = sweep_id;
+  rec.role = r.role;
+  rec.name = r.name;
+  rec.method = r.method;
+  rec.setting = r.setting.dump();
+  rec.seed = r.seed;
+  rec.model = r.model.empty() && r.teacher ? "torchscript:" + r.teacher->file : r.model;
+  rec.teachers = json(r.teacher_ids).dump();
+  rec.config = r.config.dump();
+  return rec;
+}
+
+std::vector<EpochMetric> epochs_from_json(const json& j) {
+  std::vector<EpochMetric> v;
+  for (const auto& e : j) v.push_back({e.at(0).get<std::string>(), e.at(1).get<int64_t>(), e.at(2), e.at(3)});
+  return v;
+}
+
+json epochs_to_json(const std::vector<EpochMetric>& v) {
+  json j = json::array();
+  for (const auto& e : v) j.push_back(json::array({e.stage, e.epoch, e.name, e.value}));
+  return j;
+}
+
+class SweepRun {
+ public:
+  SweepRun(const SweepConfig& cfg, const SweepOptions& opts) : cfg_(cfg), opts_(opts) {}
+
+  SweepSummary run() {
+    out_ = sweep_output_dir(cfg_, opts_);
+    std::string device_name = opts_.device.empty() ? cfg_.device : opts_.device;
+    int64_t threads = opts_.threads >= 0 ? opts_.threads : cfg_.threads;
+    if (threads <= 0) threads = static_cast<int64_t>(std::max(1u, std::thread::hardware_concurrency()));
+    torch::set_num_threads(static_cast<int>(threads));
+    if (device_name == "auto") device_name = torch::cuda::is_available() ? "cuda" : "cpu";
+    if (device_name == "cuda" && !torch::cuda::is_available())
+      throw ConfigError("device", "CUDA was asked for but no CUDA device is available");
+    device_ = device_name == "cuda" ? torch::Device(torch::kCUDA) : torch::Device(torch::kCPU);
+    env_ = environment_json(device_name, threads);
+
+    plan_ = plan_sweep(cfg_);
+    data_ = open_dataset(cfg_.dataset, "dataset");
+    log::info("data: {} ({} train / {} val / {} test, {} classes) from {}", data_.name, data_.train->size(),
+                 data_.val->size(), data_.test->size(), data_.num_classes, data_.source);
+
+    fs::create_directories(out_);
+    fs::create_directories(fs::path(out_) / "checkpoints");
+    write_atomically((fs::path(out_) / "sweep.json").string(), [&](const std::string& tmp) {
+      std::ofstream o(tmp);
+      o << cfg_.raw.dump(2) << "\n";
+      if (!o) throw std::runtime_error(tmp + ": write failed");
+    });
+    store_ = std::make_unique<ResultsStore>((fs::path(out_) / "results.db").string());
+    store_->put_sweep(plan_.sweep_id, cfg_.name, cfg_.raw.dump(), env_);
+    for (const auto& r : plan_.runs) store_->add_run(record_of(r, plan_.sweep_id));
+    owner_ = process_owner();
+    for (const auto& r : plan_.runs) {
+      auto rec = store_->run(r.id);
+      if (!rec) continue;
+      if (rec->status == "running" && owner_is_dead(rec->owner)) {
+        log::info("run {} was left running by {} (gone): restarting it", r.id.substr(0, 8), rec->owner);
+        store_->reset_run(r.id);
+      }
+      if (rec->status == "failed" && opts_.retry_failed) store_->reset_run(r.id);
+    }
+    summary_.output_dir = out_;
+    summary_.total = static_cast<int>(plan_.runs.size());
+    progress_ = std::make_unique<TerminalProgress>("img");
+
+    int max_level = 0;
+    for (const auto& r : plan_.runs) max_level = std::max(max_level, r.level);
+    for (int level = 0; level <= max_level; ++level) run_level(level);
+    progress_->finish();
+    for (const auto& r : plan_.runs) {
+      auto rec = store_->run(r.id);
+      if (rec && rec->status == "done") ++summary_.done;
+      if (rec && rec->status == "failed") ++summary_.failed;
+    }
+    return summary_;
+  }
+
+ private:
+  // Waits until every run in `ids` is finished (done or failed) by whichever process owns it.
+  void wait_for(const std::vector<std::string>& ids) {
+    bool said = false;
+    for (;;) {
+      bool all = true;
+      for (const auto& id : ids) {
+        auto rec = store_->run(id);
+        if (rec && (rec->status == "running" || rec->status == "pending")) {
+          if (rec->status == "running" && owner_is_dead(rec->owner)) store_->reset_run(id);
+          all = false;
+        }
+      }
+      if (all) return;
+      if (!said) log::info("waiting for runs another process is training...");
+      said = true;
+      std::this_thread::sleep_for(std::chrono::seconds(2));
+    }
+  }
+
+  // The model of a finished teacher/assistant run, with its eval-split logits (cached).
+  const TeacherHandle* handle(const std::string& id) {
+    auto it = handles_.find(id);
+    if (it != handles_.end()) return it->second.get();
+    const RunSpec* spec = plan_.find(id);
+    auto rec = store_->run(id);
+    if (!spec || !rec || rec->status != "done") return nullptr;
+    auto h = std::make_unique<TeacherHandle>();
+    h->run_id = id;
+    if (spec->teacher && spec->teacher->obtain == "torchscript") {
+      h->model = load_torchscript_model(spec->teacher->file, spec->teacher->taps);
+    } else {
+      h->model = create_seeded_model(spec->model, data_, spec->seed);
+      load_model(*h->model, rec->checkpoint);
+    }
+    h->model->to(device_);
+    h->model->eval();
+    fill_logits(*h, spec->name);
+    auto* raw = h.get();
+    handles_[id] = std::move(h);
+    return raw;
+  }
+
+  void fill_logits(TeacherHandle& h, const std::string& name) {
+    h.val_logits = predict(*h.model, data_.val, data_, 1000, device_, opts_.workers);
+    h.test_logits = predict(*h.model, data_.test, data_, 1000, device_, opts_.workers);
+    if (h.val_logits.size(1) != data_.num_classes)
+      throw ConfigError("teachers." + name, "teacher has " + std::to_string(h.val_logits.size(1)) +
+                                                " classes but the data set has " + std::to_string(data_.num_classes));
+  }
+
+  std::map<std::string, double> eval_finals(const TeacherHandle& h) {
+    std::map<std::string, double> f;
+    EvalMetrics v = metrics_from_logits(h.val_logits, data_.val->all_labels());
+    EvalMetrics t = metrics_from_logits(h.test_logits, data_.test->all_labels());
+    for (const char* which : {"final", "bestval"}) {
+      std::string w = which;
+      f[w + ".val.top1"] = v.top1; f[w + ".val.top5"] = v.top5; f[w + ".val.nll"] = v.nll; f[w + ".val.ece"] = v.ece;
+      f[w + ".test.top1"] = t.top1; f[w + ".test.top5"] = t.top5; f[w + ".test.nll"] = t.nll; f[w + ".test.ece"] = t.ece;
+    }
+    return f;
+  }
+
+  std::string teacher_cache_path(const std::string& id) const {
+    return (fs::path(cfg_.cache_dir) / "teachers" / (id + ".pt")).string();
+  }
+
+  // Teachers that are loaded (checkpoint / TorchScript) or found in the cache need no training.
+  bool obtain_without_training(const RunSpec& r) {
+    RunRecord rec = record_of(r, plan_.sweep_id);
+    rec.environment = env_;
+    auto h = std::make_unique<TeacherHandle>();
+    h->run_id = r.id;
+    std::vector<EpochMetric> epochs;
+    std::map<std::string, double> finals;
+    const TeacherSpec& t = *r.teacher;
+    if (t.obtain == "torchscript") {
+      h->model = load_torchscript_model(t.file, t.taps);
+      rec.checkpoint = fs::absolute(t.file).string();
+    } else if (t.obtain == "checkpoint") {
+      h->model = create_seeded_model(t.model, data_, 0);
+      load_model(*h->model, t.file);
+      rec.checkpoint = fs::absolute(t.file).string();
+    } else {
+      std::string cached = teacher_cache_path(r.id);
+      if (!fs::exists(cached) || !fs::exists(cached + ".json")) return false;
+      h->model = create_seeded_model(t.model, data_, t.seed);
+      load_model(*h->model, cached);
+      json meta = load_json_file(cached + ".json");
+      epochs = epochs_from_json(meta.at("epochs"));
+      rec.wall_seconds = meta.value("wall_seconds", 0.0);
+      rec.images_per_second = meta.value("images_per_second", 0.0);
+      rec.checkpoint = cached;
+      log::info("teacher '{}' ({}) found in the cache: {}", t.name, t.model, cached);
+    }
+    h->model->to(device_);
+    h->model->eval();
+    fill_logits(*h, t.name);
+    finals = eval_finals(*h);
+    rec.params = count_parameters(*h->model);
+    if (!t.model.empty()) rec.macs = count_macs(*h->model, data_.channels, data_.image_size);
+    store_->finish_run(rec, epochs, finals);
+    log::info("teacher '{}': test top-1 {:.2f}%", t.name, finals["final.test.top1"]);
+    handles_[r.id] = std::move(h);
+    return true;
+  }
+
+  void run_level(int level) {
+    // Runs of this level this process claims; the rest are done or owned by another process.
+    std::vector<const RunSpec*> mine;
+    for (const auto& r : plan_.runs) {
+      if (r.level != level) continue;
+      auto rec = store_->run(r.id);
+      if (!rec || rec->status == "done" || rec->status == "failed") {
+        if (rec && rec->status == "done") ++summary_.skipped;
+        continue;
+      }
+      if (!store_->claim_run(r.id, owner_, kStaleSeconds)) continue;
+      // Dependencies: all must be done.
+      std::string missing;
+      wait_for(r.teacher_ids);
+      for (const auto& tid : r.teacher_ids) {
+        auto trec = store_->run(tid);
+        if (!trec || trec->status != "done") missing = tid;
+      }
+      if (!missing.empty()) {
+        const RunSpec* dep = plan_.find(missing);
+        store_->fail_run(r.id, json{{"message", "its teacher run " + missing.substr(0, 8) + " (" +
+                                                    (dep ? dep->name : "?") + ") failed"}}.dump(), {});
+        continue;
+      }
+      if (r.role == "teacher" && obtain_without_training(r)) continue;
+      mine.push_back(&r);
+    }
+    // Group by (seed, batch size); each group trains in lockstep behind one teacher forward per batch.
+    std::map<std::pair<int64_t, int64_t>, std::vector<const RunSpec*>> groups;
+    for (const auto* r : mine) groups[{r->seed, r->recipe.batch_size}].push_back(r);
+    for (auto& [key, runs] : groups) {
+      size_t chunk = cfg_.lockstep > 0 ? static_cast<size_t>(cfg_.lockstep) : runs.size();
+      for (size_t i = 0; i < runs.size(); i += chunk) {
+        std::vector<const RunSpec*> part(runs.begin() + static_cast<long>(i),
+                                         runs.begin() + static_cast<long>(std::min(runs.size(), i + chunk)));
+        train_group(part);
+      }
+    }
+  }
+
+  void train_group(const std::vector<const RunSpec*>& runs) {
+    std::vector<GroupMember> members;
+    for (const auto* r : runs) {
+      GroupMember m;
+      m.spec = r;
+      for (const auto& tid : r->teacher_ids) {
+        const TeacherHandle* h = handle(tid);
+        if (!h) throw std::logic_error("teacher run " + tid + " is not available");
+        m.teachers.push_back(h);
+      }
+      m.checkpoint_path = r->role == "teacher"
+                              ? teacher_cache_path(r->id)
+                              : (fs::path(out_) / "checkpoints" / (r->id + ".pt")).string();
+      members.push_back(std::move(m));
+    }
+    progress_->note(fmt::format("training {} run(s) in lockstep (seed {}, level {})", members.size(),
+                                runs.front()->seed, runs.front()->level));
+    TrainOptions to;
+    to.device = device_;
+    to.workers = opts_.workers;
+    to.progress = progress_.get();
+    to.on_epoch = [&] {
+      for (const auto* r : runs) store_->heartbeat(r->id, owner_);
+    };
+    to.on_done = [&](const GroupMember& m, RunOutcome& o) {
+      const RunSpec& r = *m.spec;
+      if (!o.ok) {
+        store_->fail_run(r.id, o.error_json, o.epochs);
+        return;
+      }
+      RunRecord rec = record_of(r, plan_.sweep_id);
+      rec.wall_seconds = o.wall_seconds;
+      rec.images_per_second = o.images_per_second;
+      rec.environment = env_;
+      rec.checkpoint = o.checkpoint;
+      rec.params = o.params;
+      rec.macs = o.macs;
+      rec.method_params = o.method_params;
+      if (r.role == "teacher") {
+        // Cache the teacher's metrics beside its checkpoint, so other sweeps reuse both.
+        json meta{{"epochs", epochs_to_json(o.epochs)}, {"wall_seconds", o.wall_seconds},
+                  {"images_per_second", o.images_per_second}, {"config", r.config}};
+        write_atomically(o.checkpoint + ".json", [&](const std::string& tmp) {
+          std::ofstream f(tmp);
+          f << meta.dump() << "\n";
+          if (!f) throw std::runtime_error(tmp + ": write failed");
+        });
+      }
+      store_->finish_run(rec, o.epochs, o.finals);
+      ++summary_.trained;
+      if (r.role != "student") {
+        // Keep the model for the runs that learn from it.
+        auto h = std::make_unique<TeacherHandle>();
+        h->run_id = r.id;
+        h->model = o.model;
+        h->model->eval();
+        fill_logits(*h, r.name);
+        handles_[r.id] = std::move(h);
+      }
+      progress_->note(fmt::format("done {:<14} {:<28} seed {}: test top-1 {:.2f}% (val {:.2f}%)", r.name,
+                                  r.setting.dump(), r.seed, o.finals["final.test.top1"], o.finals["final.val.top1"]));
+    };
+    train_lockstep(members, data_, to);
+  }
+
+  const SweepConfig& cfg_;
+  SweepOptions opts_;
+  std::string out_, env_, owner_;
+  torch::Device device_ = torch::kCPU;
+  Plan plan_;
+  DataSplits data_;
+  std::unique_ptr<ResultsStore> store_;
+  std::unique_ptr<TerminalProgress> progress_;
+  std::map<std::string, std::unique_ptr<TeacherHandle>> handles_;
+  SweepSummary summary_;
+};
+
+}  // namespace
+
+std::string process_owner() { return hostname() + ":" + std::to_string(::getpid()); }
+
+std::string sweep_output_dir(const SweepConfig& cfg, const SweepOptions& opts) {
+  return opts.output.empty() ? cfg.output : opts.output;
+}
+
+std::string environment_json(const std::string& device, int64_t threads) {
+  json env{{"kdbench", "0.1.0"},
+           {"libtorch", TORCH_VERSION},
+           {"torch_wheel", KDBENCH_TORCH_VERSION},
+           {"git_commit", KDBENCH_GIT_COMMIT},
+           {"device", device},
+           {"threads", threads},
+           {"host", hostname()},
+           {"cpu", cpu_model()},
+           {"cores", std::thread::hardware_concurrency()},
+           {"cuda_available", torch::cuda::is_available()},
+           {"cuda_devices", torch::cuda::device_count()}};
+#ifdef KDBENCH_WITH_CUDA
+  env["build"] = "cuda";
+#else
+  env["build"] = "cpu";
+#endif
+  return env.dump();
+}
+
+SweepSummary run_sweep(const SweepConfig& cfg, const SweepOptions& opts) {
+  SweepRun run(cfg, opts);
+  return run.run();
+}
+
+}  // namespace kd

@@ -1,0 +1,108 @@
+#include "harness/runs_export.h"
+
+#include <fmt/format.h>
+#include <nlohmann/json.hpp>
+
+#include <filesystem>
+#include <fstream>
+#include <iostream>
+#include <sstream>
+
+#include "harness/errors.h"
+#include "harness/store.h"
+#include "harness/trainer.h"
+
+namespace fs = std::filesystem;
+
+namespace kd {
+
+std::string store_path_in(const std::string& dir) {
+  fs::path p = fs::path(dir) / "results.db";
+  if (!fs::exists(p)) throw DataError(dir, "no results store here (expected results.db from `kdbench sweep`)");
+  return p.string();
+}
+
+namespace {
+
+std::string csv_field(const std::string& s) {
+  if (s.find_first_of(",\"\n") == std::string::npos) return s;
+  std::string o = "\"";
+  for (char c : s) o += c == '"' ? std::string("\"\"") : std::string(1, c);
+  return o + "\"";
+}
+
+}  // namespace
+
+int cmd_runs(const std::string& dir, const std::string& format, const std::string& out_file) {
+  ResultsStore store(store_path_in(dir), /*read_only=*/true);
+  std::ostringstream out;
+  auto runs = store.runs();
+  if (format == "table") {
+    out << fmt::format("{:<12} {:<9} {:<8} {:<14} {:<12} {:>4} {:>8} {:>8} {:>8}  {}\n", "run", "role", "status",
+                       "name", "model", "seed", "val", "test", "seconds", "setting");
+    int done = 0, failed = 0;
+    for (const auto& r : runs) {
+      auto f = store.finals(r.id);
+      auto num = [&](const char* k) { return f.count(k) ? fmt::format("{:.2f}", f[k]) : std::string("-"); };
+      out << fmt::format("{:<12} {:<9} {:<8} {:<14} {:<12} {:>4} {:>8} {:>8} {:>8.1f}  {}\n", r.id.substr(0, 12),
+                         r.role, r.status, r.name, r.model, r.seed, num("final.val.top1"), num("final.test.top1"),
+                         r.wall_seconds, r.setting);
+      if (r.status == "failed" && !r.error.empty()) out << "             error: " << r.error << "\n";
+      done += r.status == "done";
+      failed += r.status == "failed";
+    }
+    out << fmt::format("{} runs: {} done, {} failed, {} other\n", runs.size(), done, failed,
+                       runs.size() - done - failed);
+  } else if (format == "csv") {
+    out << "id,sweep_id,role,name,method,setting,seed,model,status,error,wall_seconds,images_per_second,params,macs,"
+           "method_params,final_val_top1,final_test_top1,bestval_test_top1,checkpoint\n";
+    for (const auto& r : runs) {
+      auto f = store.finals(r.id);
+      auto num = [&](const char* k) { return f.count(k) ? fmt::format("{}", f[k]) : std::string(); };
+      out << csv_field(r.id) << ',' << csv_field(r.sweep_id) << ',' << r.role << ',' << csv_field(r.name) << ','
+          << r.method << ',' << csv_field(r.setting) << ',' << r.seed << ',' << csv_field(r.model) << ',' << r.status
+          << ',' << csv_field(r.error) << ',' << r.wall_seconds << ',' << r.images_per_second << ',' << r.params
+          << ',' << r.macs << ',' << r.method_params << ',' << num("final.val.top1") << ','
+          << num("final.test.top1") << ',' << num("bestval.test.top1") << ',' << csv_field(r.checkpoint) << "\n";
+    }
+  } else {
+    for (const auto& r : runs) {
+      nlohmann::json j{{"id", r.id},
+                       {"sweep_id", r.sweep_id},
+                       {"role", r.role},
+                       {"name", r.name},
+                       {"method", r.method},
+                       {"setting", nlohmann::json::parse(r.setting.empty() ? "{}" : r.setting)},
+                       {"seed", r.seed},
+                       {"model", r.model},
+                       {"status", r.status},
+                       {"error", r.error.empty() ? nlohmann::json() : nlohmann::json::parse(r.error)},
+                       {"wall_seconds", r.wall_seconds},
+                       {"images_per_second", r.images_per_second},
+                       {"params", r.params},
+                       {"macs", r.macs},
+                       {"method_params", r.method_params},
+                       {"config", nlohmann::json::parse(r.config.empty() ? "{}" : r.config)},
+                       {"environment", nlohmann::json::parse(r.environment.empty() ? "{}" : r.environment)},
+                       {"finals", store.finals(r.id)},
+                       {"checkpoint", r.checkpoint}};
+      nlohmann::json ep = nlohmann::json::array();
+      for (const auto& e : store.epochs(r.id)) ep.push_back({{"stage", e.stage}, {"epoch", e.epoch}, {e.name, e.value}});
+      j["epochs"] = ep;
+      out << j.dump() << "\n";
+    }
+  }
+  if (out_file.empty()) {
+    std::cout << out.str();
+  } else {
+    write_atomically(out_file, [&](const std::string& tmp) {
+      std::ofstream f(tmp, std::ios::binary);
+      f << out.str();
+      f.flush();
+      if (!f) throw DataError(out_file, "write failed (disk full or not writable?)");
+    });
+  }
+  return 0;
+}
+
+}  // namespace kd

@@ -1,0 +1,568 @@
+#include "harness/trainer.h"
+
+#include "harness/log.h"
+
+#include <chrono>
+#include <cmath>
+#include <filesystem>
+#include <set>
+#include <unistd.h>
+
+#include "harness/errors.h"
+#include "methods/method.h"
+
+namespace fs = std::filesystem;
+
+namespace kd {
+
+// ---------------------------------------------------------------------------------------------
+// metrics
+
+double expected_calibration_error(const torch::Tensor& probs, const torch::Tensor& labels, int bins) {
+  auto [conf, pred] = probs.max(1);
+  auto correct = pred.eq(labels).to(torch::kDouble);
+  conf = conf.to(torch::kDouble);
+  const int64_t n = labels.size(0);
+  if (n == 0) return 0;
+  auto bin = (conf * bins).floor().clamp(0, bins - 1).to(torch::kLong);
+  auto count = torch::zeros({bins}, torch::kDouble).index_add_(0, bin, torch::ones_like(conf));
+  auto conf_sum = torch::zeros({bins}, torch::kDouble).index_add_(0, bin, conf);
+  auto acc_sum = torch::zeros({bins}, torch::kDouble).index_add_(0, bin, correct);
+  // sum_b |acc_b - conf_b| * n_b / n  ==  sum_b |acc_sum_b - conf_sum_b| / n
+  return (acc_sum - conf_sum).abs().sum().item<double>() / static_cast<double>(n);
+}
+
+EvalMetrics metrics_from_logits(const torch::Tensor& logits_in, const torch::Tensor& labels_in,
+                                const torch::Tensor& teacher_logits) {
+  EvalMetrics m;
+  auto logits = logits_in.to(torch::kCPU, torch::kFloat);
+  auto labels = labels_in.to(torch::kCPU, torch::kLong);
+  const int64_t n = labels.size(0);
+  if (n == 0) return m;
+  auto pred = logits.argmax(1);
+  m.top1 = pred.eq(labels).sum().item<double>() / n * 100.0;
+  int64_t k = std::min<int64_t>(5, logits.size(1));
+  auto topk = std::get<1>(logits.topk(k, 1));
+  m.top5 = topk.eq(labels.unsqueeze(1)).any(1).sum().item<double>() / n * 100.0;
+  auto logp = torch::log_softmax(logits.to(torch::kDouble), 1);
+  m.nll = torch::nll_loss(logp, labels).item<double>();
+  m.ece = expected_calibration_error(logp.exp(), labels) * 100.0;
+  if (teacher_logits.defined())
+    m.agreement = pred.eq(teacher_logits.to(torch::kCPU).argmax(1)).sum().item<double>() / n * 100.0;
+  return m;
+}
+
+torch::Tensor predict(TapModel& model, const DatasetPtr& split, const DataSplits& data, int64_t batch_size,
+                      torch::Device device, int workers) {
+  LoaderOptions lo;
+  lo.batch_size = batch_size;
+  lo.shuffle = false;
+  lo.augment = false;
+  lo.norm = data.norm;
+  lo.image_size = data.image_size;
+  lo.workers = workers;
+  Loader loader(split, lo);
+  loader.start_epoch(0);
+  torch::NoGradGuard ng;
+  bool was_training = model.is_training();
+  model.eval();
+  std::vector<torch::Tensor> out;
+  Batch b;
+  while (loader.next(b)) out.push_back(model.forward(b.x.to(device)).to(torch::kCPU, torch::kFloat));
+  model.train(was_training);
+  if (out.empty()) return torch::zeros({0, data.num_classes});
+  return torch::cat(out, 0);
+}
+
+// ---------------------------------------------------------------------------------------------
+// schedule
+
+double learning_rate(const Recipe& r, int64_t epochs, double t, int64_t steps_per_epoch) {
+  const double base = r.lr;
+  if (r.warmup_epochs > 0 && t < r.warmup_epochs) {
+    // Linear warm-up reaching `base` at the end of warm-up; the first step already moves.
+    double step = std::floor(t * steps_per_epoch) + 1;
+    return base * std::min(1.0, step / (r.warmup_epochs * steps_per_epoch));
+  }
+  const auto epoch = static_cast<int64_t>(std::floor(t));
+  if (r.schedule == "constant") return base;
+  if (r.schedule == "step") return base * std::pow(r.gamma, static_cast<double>(epoch / r.step_size));
+  if (r.schedule == "multistep") {
+    int passed = 0;
+    for (auto m : r.milestones) passed += epoch >= m;
+    return base * std::pow(r.gamma, passed);
+  }
+  // cosine over the epochs after warm-up
+  double span = std::max(1e-9, static_cast<double>(epochs) - r.warmup_epochs);
+  double x = std::clamp((t - r.warmup_epochs) / span, 0.0, 1.0);
+  return r.min_lr + (base - r.min_lr) * 0.5 * (1.0 + std::cos(M_PI * x));
+}
+
+// ---------------------------------------------------------------------------------------------
+// helpers
+
+void write_atomically(const std::string& path, const std::function<void(const std::string& tmp)>& write) {
+  fs::path p(path);
+  if (p.has_parent_path()) fs::create_directories(p.parent_path());
+  std::string tmp = path + ".tmp." + std::to_string(::getpid());
+  try {
+    write(tmp);
+    fs::rename(tmp, path);
+  } catch (...) {
+    std::error_code ec;
+    fs::remove(tmp, ec);
+    throw;
+  }
+}
+
+ModelPtr create_seeded_model(const std::string& name, const DataSplits& data, int64_t seed) {
+  // Seed from (model name, seed) so that every run with this student and seed starts identically,
+  // whatever ran before it in this process.
+  uint64_t h = 1469598103934665603ULL;
+  for (unsigned char c : name) h = (h ^ c) * 1099511628211ULL;
+  h ^= static_cast<uint64_t>(seed) * 0x9E3779B97F4A7C15ULL;
+  torch::manual_seed(h & 0x7fffffffffffULL);
+  ModelSpec spec{name, data.num_classes, data.channels, data.image_size};
+  return create_model(spec);
+}
+
+namespace {
+
+using Clock = std::chrono::steady_clock;
+
+struct StageState {
+  StageSpec spec;
+  int64_t epochs = 0;
+  std::unique_ptr<torch::optim::Optimizer> optimizer;
+};
+
+struct RunState {
+  const GroupMember* member = nullptr;
+  const RunSpec* spec = nullptr;
+  ModelPtr student;
+  std::unique_ptr<Method> method;
+  std::shared_ptr<torch::nn::Module> method_module;
+  std::vector<StageState> stages;
+  int64_t total_epochs = 0;
+  std::vector<std::string> student_taps;
+  std::vector<std::vector<std::string>> teacher_taps;  // per teacher of this run
+  bool done = false, failed = false;
+  RunOutcome outcome;
+  // epoch accumulators
+  std::map<std::string, double> term_sums;
+  double total_sum = 0;
+  int64_t correct = 0, seen = 0, steps = 0;
+  // best-on-validation
+  double best_val = -1;
+  int64_t best_epoch = -1;
+  std::vector<torch::Tensor> best_state;
+  EvalMetrics best_val_metrics;
+  double seconds = 0;  // training time attributed to this run
+  int64_t images = 0;
+
+  // stage index and epoch within it, for global epoch e
+  std::pair<size_t, int64_t> stage_of(int64_t e) const {
+    for (size_t i = 0; i < stages.size(); ++i) {
+      if (e < stages[i].epochs) return {i, e};
+      e -= stages[i].epochs;
+    }
+    return {stages.size() - 1, stages.back().epochs - 1};
+  }
+};
+
+std::vector<torch::Tensor> state_tensors(torch::nn::Module& m) {
+  std::vector<torch::Tensor> v;
+  for (auto& p : m.parameters()) v.push_back(p);
+  for (auto& b : m.buffers()) v.push_back(b);
+  return v;
+}
+
+std::vector<torch::Tensor> snapshot(torch::nn::Module& m) {
+  std::vector<torch::Tensor> v;
+  for (auto& t : state_tensors(m)) v.push_back(t.detach().clone());
+  return v;
+}
+
+void restore(torch::nn::Module& m, const std::vector<torch::Tensor>& saved) {
+  torch::NoGradGuard ng;
+  auto cur = state_tensors(m);
+  for (size_t i = 0; i < cur.size(); ++i) cur[i].copy_(saved[i]);
+}
+
+std::unique_ptr<torch::optim::Optimizer> make_optimizer(const Recipe& r, std::vector<torch::Tensor> params) {
+  if (r.optimizer == "adamw")
+    return std::make_unique<torch::optim::AdamW>(
+        params, torch::optim::AdamWOptions(r.lr).betas({r.beta1, r.beta2}).weight_decay(r.weight_decay));
+  return std::make_unique<torch::optim::SGD>(
+      params, torch::optim::SGDOptions(r.lr).momentum(r.momentum).nesterov(r.nesterov).weight_decay(r.weight_decay));
+}
+
+void set_lr(torch::optim::Optimizer& opt, double lr) {
+  for (auto& g : opt.param_groups()) g.options().set_lr(lr);
+}
+
+std::vector<torch::Tensor> method_parameters(const RunState& rs) {
+  if (!rs.method_module) return {};
+  return rs.method_module->parameters();
+}
+
+TapShapes shapes_of(const TapMap& taps) {
+  TapShapes s;
+  for (const auto& [k, v] : taps) s[k] = v.sizes().vec();
+  return s;
+}
+
+// Student parameters upstream of `tap` (found by autograd on a probe batch).
+std::vector<torch::Tensor> parameters_upstream_of(TapModel& model, const std::string& tap, const torch::Tensor& x) {
+  TapMap taps;
+  model.forward_taps(x, &taps);
+  auto it = taps.find(tap);
+  if (it == taps.end()) throw ConfigError("", "stage trains up to tap '" + tap + "', which model '" + model.arch() + "' does not have");
+  auto params = model.parameters();
+  std::vector<torch::Tensor> inputs;
+  for (auto& p : params)
+    if (p.requires_grad()) inputs.push_back(p);
+  auto grads = torch::autograd::grad({it->second.sum()}, inputs, {}, false, false, /*allow_unused=*/true);
+  std::vector<torch::Tensor> out;
+  for (size_t i = 0; i < inputs.size(); ++i)
+    if (grads[i].defined()) out.push_back(inputs[i]);
+  return out;
+}
+
+std::string error_record(int64_t epoch, int64_t step, const std::string& stage, const std::string& term,
+                         const std::string& message) {
+  return json{{"epoch", epoch}, {"step", step}, {"stage", stage}, {"term", term}, {"message", message}}.dump();
+}
+
+}  // namespace
+
+void train_lockstep(const std::vector<GroupMember>& members, const DataSplits& data, const TrainOptions& opts) {
+  if (members.empty()) return;
+  const RunSpec& first = *members.front().spec;
+  const int64_t seed = first.seed;
+  const int64_t batch_size = first.recipe.batch_size;
+  const torch::Device device = opts.device;
+
+  LoaderOptions lo;
+  lo.batch_size = batch_size;
+  lo.shuffle = true;
+  lo.drop_last = false;
+  lo.seed = static_cast<uint64_t>(seed);
+  lo.augment = true;
+  lo.augment_options = parse_augment(data.augment, "dataset.augment");
+  lo.norm = data.norm;
+  lo.image_size = data.image_size;
+  lo.workers = opts.workers;
+  lo.prefetch = 4;
+  Loader loader(data.train, lo);
+  const int64_t steps_per_epoch = loader.batches_per_epoch();
+
+  // A probe batch for tap shapes and upstream-parameter discovery.
+  loader.start_epoch(0);
+  Batch probe;
+  if (!loader.next(probe)) throw DataError(data.source, "the training split is empty");
+  torch::Tensor probe_x = probe.x.narrow(0, 0, std::min<int64_t>(2, probe.x.size(0))).to(device);
+
+  // Teachers: one model per distinct teacher run, in eval mode.
+  std::map<std::string, const TeacherHandle*> teachers;
+  for (const auto& m : members)
+    for (const auto* t : m.teachers) teachers[t->run_id] = t;
+  std::map<std::string, TapShapes> teacher_shapes;
+  {
+    torch::NoGradGuard ng;
+    for (auto& [id, t] : teachers) {
+      t->model->eval();
+      TapMap taps;
+      t->model->forward_taps(probe_x, &taps);
+      teacher_shapes[id] = shapes_of(taps);
+    }
+  }
+
+  std::vector<RunState> runs(members.size());
+  double total_work = 0;
+  for (size_t i = 0; i < members.size(); ++i) {
+    RunState& rs = runs[i];
+    rs.member = &members[i];
+    rs.spec = members[i].spec;
+    if (rs.spec->seed != seed || rs.spec->recipe.batch_size != batch_size)
+      throw std::logic_error("lockstep group mixes seeds or batch sizes");
+    rs.student = create_seeded_model(rs.spec->model, data, rs.spec->seed);
+    rs.student->to(device);
+    const auto& reg = MethodRegistry::instance();
+    rs.method = reg.create(rs.spec->method, MethodParams(rs.spec->params));
+    rs.student_taps = rs.method->student_taps();
+    TapShapes sshapes;
+    {
+      TapMap taps;
+      torch::NoGradGuard ng;
+      rs.student->eval();
+      rs.student->forward_taps(probe_x, &taps);
+      rs.student->train();
+      sshapes = shapes_of(taps);
+    }
+    std::vector<TapShapes> tshapes;
+    for (size_t t = 0; t < members[i].teachers.size(); ++t) {
+      tshapes.push_back(teacher_shapes.at(members[i].teachers[t]->run_id));
+      rs.teacher_taps.push_back(rs.method->teacher_taps(static_cast<int>(t)));
+      for (const auto& tap : rs.teacher_taps.back())
+        if (!tshapes.back().count(tap))
+          throw ConfigError(rs.spec->name, "method '" + rs.spec->method + "' needs tap '" + tap + "' from teacher " +
+                                               std::to_string(t) + ", which it does not have");
+    }
+    for (const auto& tap : rs.student_taps)
+      if (!sshapes.count(tap))
+        throw ConfigError(rs.spec->name, "method '" + rs.spec->method + "' needs tap '" + tap + "' from student '" +
+                                             rs.spec->model + "', which it does not have");
+    // Method-owned modules are seeded from the run's seed too.
+    torch::manual_seed(static_cast<uint64_t>(rs.spec->seed) * 7919 + 17);
+    rs.method->prepare(sshapes, tshapes, device);
+    rs.method_module = rs.method->module();
+    if (rs.method_module) rs.method_module->to(device);
+    for (const auto& st : rs.method->stages()) {
+      StageState s;
+      s.spec = st;
+      s.epochs = st.epochs > 0 ? st.epochs : rs.spec->recipe.epochs;
+      rs.total_epochs += s.epochs;
+      rs.stages.push_back(std::move(s));
+    }
+    rs.outcome.params = count_parameters(*rs.student);
+    rs.outcome.macs = count_macs(*rs.student, data.channels, data.image_size);
+    rs.outcome.method_params = rs.method_module ? count_parameters(*rs.method_module) : 0;
+    total_work += static_cast<double>(rs.total_epochs) * static_cast<double>(data.train->size());
+  }
+  if (opts.progress) opts.progress->add_work(total_work);
+
+  int64_t max_epochs = 0;
+  for (auto& rs : runs) max_epochs = std::max(max_epochs, rs.total_epochs);
+
+  auto fail = [&](RunState& rs, int64_t epoch, int64_t step, const std::string& stage, const std::string& term,
+                  const std::string& message) {
+    rs.failed = true;
+    rs.done = true;
+    rs.outcome.ok = false;
+    rs.outcome.error_json = error_record(epoch, step, stage, term, message);
+    log::warn("run {} ({} {}) failed at epoch {}, step {}, term '{}': {}", rs.spec->id.substr(0, 8),
+                 rs.spec->name, rs.spec->setting.dump(), epoch, step, term, message);
+    if (opts.progress)
+      opts.progress->advance(static_cast<double>(rs.total_epochs - epoch) * static_cast<double>(data.train->size()));
+    if (opts.on_done) opts.on_done(*rs.member, rs.outcome);
+    rs.student.reset();
+    rs.best_state.clear();
+  };
+
+  std::vector<std::string> teacher_ids;
+  for (auto& [id, t] : teachers) teacher_ids.push_back(id);
+
+  for (int64_t epoch = 0; epoch < max_epochs; ++epoch) {
+    // Set up each active run's stage for this epoch.
+    std::vector<RunState*> active;
+    for (auto& rs : runs) {
+      if (rs.done || epoch >= rs.total_epochs) continue;
+      auto [si, se] = rs.stage_of(epoch);
+      StageState& st = rs.stages[si];
+      if (se == 0) {
+        std::vector<torch::Tensor> params;
+        if (st.spec.train_until_tap.empty()) {
+          params = rs.student->parameters();
+        } else {
+          params = parameters_upstream_of(*rs.student, st.spec.train_until_tap, probe_x);
+        }
+        for (auto& p : method_parameters(rs)) params.push_back(p);
+        st.optimizer = make_optimizer(rs.spec->recipe, params);
+        if (si > 0) rs.stages[si - 1].optimizer.reset();
+      }
+      rs.term_sums.clear();
+      rs.total_sum = 0;
+      rs.correct = rs.seen = rs.steps = 0;
+      rs.student->train();
+      if (rs.method_module) rs.method_module->train();
+      active.push_back(&rs);
+    }
+    if (active.empty()) break;
+
+    // Which teachers (and taps) this epoch needs.
+    std::map<std::string, std::set<std::string>> needed;
+    for (auto* rs : active) {
+      auto [si, se] = rs->stage_of(epoch);
+      (void)si;
+      (void)se;
+      for (size_t t = 0; t < rs->member->teachers.size(); ++t)
+        for (const auto& tap : rs->teacher_taps[t]) needed[rs->member->teachers[t]->run_id].insert(tap);
+    }
+
+    loader.start_epoch(epoch);
+    Batch batch;
+    int64_t step = 0;
+    while (loader.next(batch)) {
+      auto x = batch.x.to(device, /*non_blocking=*/true);
+      auto y = batch.y.to(device, /*non_blocking=*/true);
+      // One teacher forward per batch, shared by every run of the group.
+      std::map<std::string, TapMap> teacher_out;
+      if (!needed.empty()) {
+        torch::NoGradGuard ng;
+        for (auto& [id, taps] : needed) {
+          TapMap all;
+          teachers.at(id)->model->forward_taps(x, &all);
+          TapMap keep;
+          for (const auto& tap : taps) keep[tap] = all.at(tap);
+          teacher_out[id] = std::move(keep);
+        }
+      }
+      for (auto* rsp : active) {
+        RunState& rs = *rsp;
+        if (rs.done) continue;
+        auto t0 = Clock::now();
+        auto [si, se] = rs.stage_of(epoch);
+        StageState& st = rs.stages[si];
+        set_lr(*st.optimizer, learning_rate(rs.spec->recipe, st.epochs,
+                                            static_cast<double>(se) + static_cast<double>(step) / steps_per_epoch,
+                                            steps_per_epoch));
+        TapMap staps;
+        auto logits = rs.student->forward_taps(x, &staps);
+        staps["logits"] = logits;
+        std::vector<const TapMap*> tptrs;
+        for (const auto* t : rs.member->teachers) {
+          auto it = teacher_out.find(t->run_id);
+          tptrs.push_back(it == teacher_out.end() ? nullptr : &it->second);
+        }
+        static const TapMap kEmpty;
+        for (auto& p : tptrs)
+          if (!p) p = &kEmpty;
+        MethodInput in{staps, tptrs, y, static_cast<int>(si)};
+        LossTerms terms = rs.method->compute(in);
+        torch::Tensor total;
+        for (const auto& term : terms) {
+          auto w = term.value * term.weight;
+          total = total.defined() ? total + w : w;
+        }
+        if (!total.defined()) {
+          fail(rs, epoch, step, st.spec.name, "", "method returned no loss terms");
+          continue;
+        }
+        std::vector<double> values;
+        values.reserve(terms.size());
+        for (const auto& term : terms) values.push_back(term.value.item<double>());
+        const double total_v = total.item<double>();
+        if (!std::isfinite(total_v)) {
+          std::string bad = "total";
+          for (size_t k = 0; k < terms.size(); ++k)
+            if (!std::isfinite(values[k])) {
+              bad = terms[k].name;
+              break;
+            }
+          fail(rs, epoch, step, st.spec.name, bad, "loss is " + std::string(std::isnan(total_v) ? "NaN" : "inf"));
+          continue;
+        }
+        st.optimizer->zero_grad();
+        total.backward();
+        if (rs.spec->recipe.grad_clip > 0) {
+          std::vector<torch::Tensor> ps;
+          for (auto& g : st.optimizer->param_groups())
+            for (auto& p : g.params()) ps.push_back(p);
+          double norm = torch::nn::utils::clip_grad_norm_(ps, rs.spec->recipe.grad_clip);
+          if (!std::isfinite(norm)) {
+            fail(rs, epoch, step, st.spec.name, "gradient", "gradient norm is not finite");
+            continue;
+          }
+        }
+        st.optimizer->step();
+        for (size_t k = 0; k < terms.size(); ++k) rs.term_sums[terms[k].name] += values[k];
+        rs.total_sum += total_v;
+        rs.correct += logits.argmax(1).eq(y).sum().item<int64_t>();
+        rs.seen += y.size(0);
+        rs.steps += 1;
+        rs.seconds += std::chrono::duration<double>(Clock::now() - t0).count();
+        rs.images += y.size(0);
+      }
+      if (opts.progress) opts.progress->advance(static_cast<double>(y.size(0)) * static_cast<double>(active.size()));
+      ++step;
+    }
+
+    // End of epoch: validation for each run (teacher val logits are cached once per teacher).
+    for (auto* rsp : active) {
+      RunState& rs = *rsp;
+      if (rs.done) continue;
+      auto [si, se] = rs.stage_of(epoch);
+      const std::string& stage = rs.stages[si].spec.name;
+      if (rs.method_module) rs.method_module->eval();
+      torch::Tensor tval = rs.member->teachers.empty() ? torch::Tensor() : rs.member->teachers[0]->val_logits;
+      auto vlog = predict(*rs.student, data.val, data, rs.spec->recipe.eval_batch_size, device, opts.workers);
+      EvalMetrics v = metrics_from_logits(vlog, data.val->all_labels(), tval);
+      auto& E = rs.outcome.epochs;
+      auto put = [&](const std::string& name, double value) { E.push_back({stage, epoch, name, value}); };
+      for (const auto& [name, sum] : rs.term_sums) put("loss." + name, sum / std::max<int64_t>(1, rs.steps));
+      put("loss.total", rs.total_sum / std::max<int64_t>(1, rs.steps));
+      put("train.top1", rs.seen ? 100.0 * rs.correct / rs.seen : 0);
+      put("val.top1", v.top1);
+      put("val.top5", v.top5);
+      put("val.nll", v.nll);
+      put("val.ece", v.ece);
+      if (v.agreement >= 0) put("val.agreement", v.agreement);
+      put("lr", learning_rate(rs.spec->recipe, rs.stages[si].epochs, static_cast<double>(se) + 1.0 - 1e-9,
+                              steps_per_epoch));
+      put("seconds", rs.seconds);
+      put("images_per_second", rs.seconds > 0 ? rs.images / rs.seconds : 0);
+      if (opts.progress)
+        opts.progress->note(fmt::format("{:<14} {:<28} seed {} epoch {}/{} [{}] loss {:.4f} train {:.2f}% val {:.2f}%",
+                                        rs.spec->name, rs.spec->setting.dump(), rs.spec->seed, epoch + 1,
+                                        rs.total_epochs, stage, rs.total_sum / std::max<int64_t>(1, rs.steps),
+                                        rs.seen ? 100.0 * rs.correct / rs.seen : 0.0, v.top1));
+      // Best epoch on VALIDATION (only in the final stage: earlier stages train a partial objective).
+      if (si + 1 == rs.stages.size() && v.top1 > rs.best_val) {
+        rs.best_val = v.top1;
+        rs.best_epoch = epoch;
+        rs.best_val_metrics = v;
+        rs.best_state = snapshot(*rs.student);
+      }
+      if (epoch + 1 == rs.total_epochs) {
+        // Final: test with the final weights and with the best-on-validation weights.
+        torch::Tensor ttest = rs.member->teachers.empty() ? torch::Tensor() : rs.member->teachers[0]->test_logits;
+        auto record = [&](const std::string& which, const EvalMetrics& vm, const EvalMetrics& tm) {
+          auto& F = rs.outcome.finals;
+          F[which + ".val.top1"] = vm.top1;
+          F[which + ".val.top5"] = vm.top5;
+          F[which + ".val.nll"] = vm.nll;
+          F[which + ".val.ece"] = vm.ece;
+          F[which + ".test.top1"] = tm.top1;
+          F[which + ".test.top5"] = tm.top5;
+          F[which + ".test.nll"] = tm.nll;
+          F[which + ".test.ece"] = tm.ece;
+          if (vm.agreement >= 0) F[which + ".val.agreement"] = vm.agreement;
+          if (tm.agreement >= 0) F[which + ".test.agreement"] = tm.agreement;
+        };
+        auto tlog = predict(*rs.student, data.test, data, rs.spec->recipe.eval_batch_size, device, opts.workers);
+        record("final", v, metrics_from_logits(tlog, data.test->all_labels(), ttest));
+        if (!rs.best_state.empty()) {
+          auto final_state = snapshot(*rs.student);
+          restore(*rs.student, rs.best_state);
+          auto blog = predict(*rs.student, data.test, data, rs.spec->recipe.eval_batch_size, device, opts.workers);
+          record("bestval", rs.best_val_metrics, metrics_from_logits(blog, data.test->all_labels(), ttest));
+          rs.outcome.finals["bestval.epoch"] = static_cast<double>(rs.best_epoch);
+          restore(*rs.student, final_state);
+        }
+        rs.outcome.wall_seconds = rs.seconds;
+        rs.outcome.images_per_second = rs.seconds > 0 ? rs.images / rs.seconds : 0;
+        rs.outcome.ok = true;
+        rs.outcome.model = rs.student;
+        if (!rs.member->checkpoint_path.empty()) {
+          auto student = rs.student;
+          auto module = rs.method_module;
+          write_atomically(rs.member->checkpoint_path, [&](const std::string& tmp) { save_model(*student, tmp); });
+          if (module)
+            write_atomically(rs.member->checkpoint_path + ".method",
+                             [&](const std::string& tmp) { torch::save(module, tmp); });
+          rs.outcome.checkpoint = rs.member->checkpoint_path;
+        }
+        rs.done = true;
+        rs.student->eval();
+        if (opts.on_done) opts.on_done(*rs.member, rs.outcome);
+        rs.student.reset();
+        rs.best_state.clear();
+        rs.method.reset();
+      }
+    }
+    if (opts.on_epoch) opts.on_epoch();
+  }
+}
+
+}  // namespace kd

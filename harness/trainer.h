@@ -1,0 +1,89 @@
+// The trainer: trains a group of runs of one seed in lockstep, so that every run sees the same
+// batches and the teachers' forward pass for a batch is computed ONCE and shared by all of them.
+#pragma once
+#include <torch/torch.h>
+
+#include <functional>
+#include <map>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "datasets/dataset.h"
+#include "harness/model.h"
+#include "harness/plan.h"
+#include "harness/store.h"
+
+namespace kd {
+
+struct EvalMetrics {
+  double top1 = 0, top5 = 0, nll = 0, ece = 0, agreement = -1;  // agreement -1 = no teacher
+};
+
+// Metrics of logits [N, C] against labels [N] (and a teacher's logits [N, C] for agreement).
+EvalMetrics metrics_from_logits(const torch::Tensor& logits, const torch::Tensor& labels,
+                                const torch::Tensor& teacher_logits = {});
+// Expected calibration error with `bins` equal-width confidence bins.
+double expected_calibration_error(const torch::Tensor& probs, const torch::Tensor& labels, int bins = 15);
+// Logits of `model` over a whole split in dataset order (eval mode, no grad), on the CPU.
+torch::Tensor predict(TapModel& model, const DatasetPtr& split, const DataSplits& data, int64_t batch_size,
+                      torch::Device device, int workers);
+
+// Learning rate at fractional epoch `t` of a stage of `epochs` epochs.
+double learning_rate(const Recipe& r, int64_t epochs, double t, int64_t steps_per_epoch);
+
+// Sink for progress: images trained, and plain-text events.
+class Progress {
+ public:
+  virtual ~Progress() = default;
+  virtual void add_work(double units) = 0;   // more work became known
+  virtual void advance(double units) = 0;    // work done
+  virtual void note(const std::string& line) = 0;
+};
+
+// A model a run uses as teacher, and its cached eval-split logits.
+struct TeacherHandle {
+  std::string run_id;
+  ModelPtr model;
+  torch::Tensor val_logits, test_logits;  // filled by the runner (for agreement)
+};
+
+struct RunOutcome {
+  bool ok = false;
+  std::string error_json;  // when !ok: {"epoch","step","stage","term","message"}
+  std::vector<EpochMetric> epochs;
+  std::map<std::string, double> finals;
+  double wall_seconds = 0, images_per_second = 0;
+  int64_t params = 0, macs = 0, method_params = 0;
+  ModelPtr model;           // the trained student (for assistants and teachers)
+  std::string checkpoint;   // written by the trainer (absolute path)
+};
+
+struct GroupMember {
+  const RunSpec* spec = nullptr;
+  std::vector<const TeacherHandle*> teachers;
+  std::string checkpoint_path;  // where the final model goes
+};
+
+struct TrainOptions {
+  torch::Device device = torch::kCPU;
+  int workers = 1;  // loader worker threads
+  Progress* progress = nullptr;
+  // Called once per finished run (ok or failed), as soon as it finishes, from the training thread.
+  std::function<void(const GroupMember&, RunOutcome&)> on_done;
+  // Called every epoch (heartbeat for the store).
+  std::function<void()> on_epoch;
+};
+
+// Deterministic initial weights: the same (model, seed) gives the same weights in every run.
+ModelPtr create_seeded_model(const std::string& name, const DataSplits& data, int64_t seed);
+
+// Trains every member in lockstep on the training split (seed of the first member; all members
+// must share seed and batch size). Runs with fewer epochs finish earlier. A NaN/inf loss or
+// gradient fails that run only.
+void train_lockstep(const std::vector<GroupMember>& members, const DataSplits& data, const TrainOptions& opts);
+
+// Saves a file atomically: `write` writes to a temporary path, which is then renamed over `path`.
+void write_atomically(const std::string& path, const std::function<void(const std::string& tmp)>& write);
+
+}  // namespace kd
