@@ -1,0 +1,190 @@
+// Sweep-config validation: every error names the key path and what was expected.
+#include <gtest/gtest.h>
+
+#include "harness/config.h"
+#include "harness/errors.h"
+#include "harness/plan.h"
+#include "test_util.h"
+
+namespace {
+
+using kd::json;
+
+json base_config() {
+  return json::parse(R"({
+    "name": "t",
+    "dataset": {"name": "synthetic"},
+    "student": "cnn_tiny",
+    "seeds": [0, 1],
+    "teachers": {"big": {"model": "cnn_large"}, "wide": {"model": "cnn_wide"}},
+    "methods": [
+      {"method": "baseline"},
+      {"method": "logit_kd", "grid": {"temperature": [2, 4], "alpha": [0.5, 0.9]}}
+    ]
+  })");
+}
+
+// Returns the ConfigError message, or fails.
+std::string config_error(const json& j) {
+  try {
+    kd::parse_sweep_config(j, "test.json");
+  } catch (const kd::ConfigError& e) {
+    return e.what();
+  }
+  ADD_FAILURE() << "expected a ConfigError for " << j.dump();
+  return "";
+}
+
+TEST(SweepConfig, ValidConfigExpandsToRuns) {
+  auto cfg = kd::parse_sweep_config(base_config(), "test.json");
+  kd::Plan plan = kd::plan_sweep(cfg);
+  // 2 teachers + 2 seeds x (1 baseline + 4 logit_kd)
+  EXPECT_EQ(plan.runs.size(), 2u + 2u * 5u);
+  EXPECT_EQ(plan.runs[0].role, "teacher");
+  // Ids are stable (content hashes) and unique.
+  kd::Plan again = kd::plan_sweep(kd::parse_sweep_config(base_config(), "test.json"));
+  std::set<std::string> ids;
+  for (size_t i = 0; i < plan.runs.size(); ++i) {
+    EXPECT_EQ(plan.runs[i].id, again.runs[i].id);
+    ids.insert(plan.runs[i].id);
+  }
+  EXPECT_EQ(ids.size(), plan.runs.size());
+  // logit_kd defaults to the first teacher; baseline has none.
+  for (const auto& r : plan.runs) {
+    if (r.method == "baseline" && r.role == "student") EXPECT_TRUE(r.teacher_ids.empty());
+    if (r.method == "logit_kd") EXPECT_EQ(r.teacher_ids.size(), 1u);
+  }
+}
+
+TEST(SweepConfig, ChangingAHyperparameterChangesOnlyThatRunsId) {
+  json a = base_config();
+  json b = base_config();
+  b["methods"][1]["grid"]["temperature"] = {2, 8};
+  auto pa = kd::plan_sweep(kd::parse_sweep_config(a, "a"));
+  auto pb = kd::plan_sweep(kd::parse_sweep_config(b, "b"));
+  std::set<std::string> ia, ib;
+  for (auto& r : pa.runs) ia.insert(r.id);
+  for (auto& r : pb.runs) ib.insert(r.id);
+  std::vector<std::string> common;
+  std::set_intersection(ia.begin(), ia.end(), ib.begin(), ib.end(), std::back_inserter(common));
+  // teachers (2) + baselines (2) + T=2 runs (2 seeds x 2 alphas) stay the same
+  EXPECT_EQ(common.size(), 2u + 2u + 4u);
+}
+
+TEST(SweepConfig, UnknownTopLevelKey) {
+  json j = base_config();
+  j["epochz"] = 3;
+  std::string m = config_error(j);
+  EXPECT_NE(m.find("epochz"), std::string::npos) << m;
+  EXPECT_NE(m.find("unknown key"), std::string::npos) << m;
+}
+
+TEST(SweepConfig, WrongType) {
+  json j = base_config();
+  j["seeds"] = "zero";
+  std::string m = config_error(j);
+  EXPECT_NE(m.find("seeds"), std::string::npos) << m;
+  EXPECT_NE(m.find("expected an integer"), std::string::npos) << m;
+  j = base_config();
+  j["recipe"] = {{"epochs", "three"}};
+  m = config_error(j);
+  EXPECT_NE(m.find("recipe.epochs: expected an integer, got a string"), std::string::npos) << m;
+}
+
+TEST(SweepConfig, UnknownMethodNamesItsPath) {
+  json j = base_config();
+  j["methods"][1]["method"] = "dark_magic";
+  std::string m = config_error(j);
+  EXPECT_NE(m.find("methods[1].method"), std::string::npos) << m;
+  EXPECT_NE(m.find("dark_magic"), std::string::npos) << m;
+  EXPECT_NE(m.find("logit_kd"), std::string::npos) << "lists the known methods: " << m;
+}
+
+TEST(SweepConfig, OutOfRangeGridValueNamesGridKey) {
+  json j = base_config();
+  j["methods"][1]["grid"]["temperature"] = {4, -1};
+  std::string m = config_error(j);
+  EXPECT_NE(m.find("methods[1].grid.temperature"), std::string::npos) << m;
+}
+
+TEST(SweepConfig, UnknownHyperparameter) {
+  json j = base_config();
+  j["methods"][1]["params"] = {{"tempreature", 4}};
+  std::string m = config_error(j);
+  EXPECT_NE(m.find("methods[1].params.tempreature"), std::string::npos) << m;
+}
+
+TEST(SweepConfig, UnknownModelAndTeacher) {
+  json j = base_config();
+  j["student"] = "resnet9000";
+  std::string m = config_error(j);
+  EXPECT_NE(m.find("student"), std::string::npos) << m;
+  EXPECT_NE(m.find("resnet9000"), std::string::npos) << m;
+  j = base_config();
+  j["methods"][1]["teachers"] = {"nobody"};
+  m = config_error(j);
+  EXPECT_NE(m.find("methods[1].teachers[0]"), std::string::npos) << m;
+  j = base_config();
+  j["teachers"]["big"]["model"] = "gpt5";
+  m = config_error(j);
+  EXPECT_NE(m.find("teachers.big.model"), std::string::npos) << m;
+}
+
+TEST(SweepConfig, TeacherCountChecked) {
+  json j = base_config();
+  j["methods"][1]["method"] = "multi_teacher";
+  j["methods"][1]["teachers"] = {"big"};
+  j["methods"][1].erase("grid");
+  std::string m = config_error(j);
+  EXPECT_NE(m.find("methods[1].teachers"), std::string::npos) << m;
+}
+
+TEST(SweepConfig, MalformedJsonGivesLineAndColumn) {
+  try {
+    kd::parse_json_text("{\n  \"name\": \"x\",\n  \"seeds\": [1,, 2]\n}", "bad.json");
+    FAIL();
+  } catch (const kd::ConfigError& e) {
+    EXPECT_EQ(e.key_path(), "bad.json:3:16") << e.what();
+  }
+}
+
+TEST(SweepConfig, ReadyConfigsValidate) {
+  // The CIFAR-100 and ImageNet-subset recipes validate and plan even though their data is absent.
+  for (const char* name : {"configs/cifar100.json", "configs/imagenet-subset.json", "configs/fashion-mnist.json",
+                           "configs/smoke.json"}) {
+    SCOPED_TRACE(name);
+    auto cfg = kd::load_sweep_config(kd::test::source_dir() + "/" + name);
+    auto plan = kd::plan_sweep(cfg);
+    EXPECT_GT(plan.runs.size(), 3u);
+  }
+  auto cifar = kd::load_sweep_config(kd::test::source_dir() + "/configs/cifar100.json");
+  EXPECT_EQ(cifar.recipe.batch_size, 64);
+  EXPECT_EQ(cifar.recipe.epochs, 240);
+  EXPECT_DOUBLE_EQ(cifar.recipe.lr, 0.05);
+  EXPECT_EQ(cifar.recipe.milestones, (std::vector<int64_t>{150, 180, 210}));
+}
+
+TEST(SweepConfig, ProgressiveChainBecomesAssistantRuns) {
+  json j = base_config();
+  j["methods"].push_back({{"method", "progressive"}, {"params", {{"assistants", {"cnn_medium"}}}}});
+  auto cfg = kd::parse_sweep_config(j, "t");
+  auto plan = kd::plan_sweep(cfg);
+  int assistants = 0;
+  for (const auto& r : plan.runs) {
+    if (r.role == "assistant") {
+      ++assistants;
+      EXPECT_EQ(r.model, "cnn_medium");
+      EXPECT_EQ(r.level, 1);
+    }
+    if (r.method == "progressive") {
+      ASSERT_EQ(r.teacher_ids.size(), 1u);
+      const kd::RunSpec* ta = plan.find(r.teacher_ids[0]);
+      ASSERT_NE(ta, nullptr);
+      EXPECT_EQ(ta->role, "assistant");
+      EXPECT_EQ(r.level, 2);
+    }
+  }
+  EXPECT_EQ(assistants, 2);  // one per seed
+}
+
+}  // namespace
