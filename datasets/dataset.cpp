@@ -1,1 +1,469 @@
-// placeholder, being written
+// Datasets: IDX (MNIST/Fashion-MNIST), synthetic, splits, augmentation and the loader.
+#include "datasets/dataset.h"
+
+#include <zlib.h>
+
+#include <algorithm>
+#include <condition_variable>
+#include <cstdlib>
+#include <deque>
+#include <filesystem>
+#include <fstream>
+#include <map>
+#include <mutex>
+#include <numeric>
+#include <random>
+#include <sstream>
+#include <thread>
+
+#include "datasets/readers.h"
+#include "harness/config.h"
+#include "harness/errors.h"
+#include "harness/log.h"
+
+namespace fs = std::filesystem;
+
+namespace kd {
+
+torch::Tensor Dataset::all_labels() const {
+  auto out = torch::empty({size()}, torch::kLong);
+  auto* p = out.data_ptr<int64_t>();
+  for (int64_t i = 0; i < size(); ++i) p[i] = label(i);
+  return out;
+}
+
+// ---------------------------------------------------------------------------------------------
+// in-memory and subset datasets
+
+InMemoryDataset::InMemoryDataset(torch::Tensor images, torch::Tensor labels, int num_classes, std::string desc)
+    : images_(std::move(images)), labels_(std::move(labels)), num_classes_(num_classes), desc_(std::move(desc)) {}
+
+namespace {
+
+class SubsetDataset : public Dataset {
+ public:
+  SubsetDataset(DatasetPtr base, std::vector<int64_t> idx) : base_(std::move(base)), idx_(std::move(idx)) {
+    for (auto i : idx_)
+      if (i < 0 || i >= base_->size()) throw std::out_of_range("subset index out of range");
+    auto all = base_->all_images();
+    if (all.defined()) {
+      auto t = torch::from_blob(idx_.data(), {static_cast<int64_t>(idx_.size())}, torch::kLong).clone();
+      images_ = all.index_select(0, t);
+      labels_ = base_->all_labels().index_select(0, t);
+    }
+  }
+  int64_t size() const override { return static_cast<int64_t>(idx_.size()); }
+  int num_classes() const override { return base_->num_classes(); }
+  std::vector<int64_t> image_shape() const override { return base_->image_shape(); }
+  int64_t label(int64_t i) const override {
+    return labels_.defined() ? labels_.data_ptr<int64_t>()[i] : base_->label(idx_.at(static_cast<size_t>(i)));
+  }
+  torch::Tensor image(int64_t i) const override {
+    return images_.defined() ? images_[i] : base_->image(idx_.at(static_cast<size_t>(i)));
+  }
+  torch::Tensor all_images() const override { return images_; }
+  torch::Tensor all_labels() const override { return labels_.defined() ? labels_ : Dataset::all_labels(); }
+  std::string describe() const override {
+    return base_->describe() + " [subset of " + std::to_string(idx_.size()) + "]";
+  }
+
+ private:
+  DatasetPtr base_;
+  std::vector<int64_t> idx_;
+  torch::Tensor images_, labels_;
+};
+
+}  // namespace
+
+DatasetPtr make_subset(DatasetPtr base, std::vector<int64_t> indices) {
+  return std::make_shared<SubsetDataset>(std::move(base), std::move(indices));
+}
+
+// Per class, a seeded shuffle of its indices; the first round(fraction * n_c) go to `picked`.
+static std::pair<std::vector<int64_t>, std::vector<int64_t>> stratified_indices(const Dataset& d, double fraction,
+                                                                                 uint64_t seed) {
+  std::map<int64_t, std::vector<int64_t>> by_class;
+  auto labels = d.all_labels();
+  auto* lp = labels.data_ptr<int64_t>();
+  for (int64_t i = 0; i < d.size(); ++i) by_class[lp[i]].push_back(i);
+  std::vector<int64_t> rest, picked;
+  for (auto& [c, idx] : by_class) {
+    std::mt19937_64 rng(seed * 1000003ULL + static_cast<uint64_t>(c) * 7919ULL + 1);
+    std::shuffle(idx.begin(), idx.end(), rng);
+    auto n = static_cast<size_t>(std::llround(fraction * static_cast<double>(idx.size())));
+    picked.insert(picked.end(), idx.begin(), idx.begin() + static_cast<long>(n));
+    rest.insert(rest.end(), idx.begin() + static_cast<long>(n), idx.end());
+  }
+  std::sort(rest.begin(), rest.end());
+  std::sort(picked.begin(), picked.end());
+  return {rest, picked};
+}
+
+std::pair<DatasetPtr, DatasetPtr> stratified_split(DatasetPtr train, double val_fraction, uint64_t seed) {
+  auto [rest, val] = stratified_indices(*train, val_fraction, seed);
+  return {make_subset(train, rest), make_subset(train, val)};
+}
+
+// ---------------------------------------------------------------------------------------------
+// synthetic: each class is a fixed random low-frequency pattern; samples add a random shift and noise.
+
+DatasetPtr make_synthetic(int num_classes, int64_t n, int image_size, int channels, uint64_t seed, uint64_t stream) {
+  torch::NoGradGuard ng;
+  auto gen = at::detail::createCPUGenerator(seed * 2654435761ULL + 12345);
+  auto protos = torch::rand({num_classes, channels, 4, 4}, gen);
+  protos = torch::nn::functional::interpolate(
+      protos, torch::nn::functional::InterpolateFuncOptions()
+                  .size(std::vector<int64_t>{image_size, image_size})
+                  .mode(torch::kBilinear)
+                  .align_corners(false));
+  auto sgen = at::detail::createCPUGenerator(seed * 2654435761ULL + 999 + stream * 7777);
+  auto labels = torch::randint(0, num_classes, {n}, sgen, torch::kLong);
+  auto imgs = protos.index_select(0, labels);
+  imgs = imgs + 0.35 * torch::randn(imgs.sizes(), sgen);
+  auto u8 = (imgs.clamp(0, 1) * 255).round().to(torch::kUInt8).contiguous();
+  return std::make_shared<InMemoryDataset>(u8, labels, num_classes,
+                                           "synthetic(" + std::to_string(num_classes) + " classes, seed " +
+                                               std::to_string(seed) + ")");
+}
+
+// ---------------------------------------------------------------------------------------------
+// open_dataset
+
+namespace {
+
+
+const char* kFashionDefault = "/usr/share/datasets/fashion-mnist";
+
+std::string fashion_root() {
+  const char* d = std::getenv("KDBENCH_DATA_DIR");
+  return d ? std::string(d) + "/fashion-mnist" : kFashionDefault;
+}
+
+std::string idx_file(const std::string& root, const std::string& base) {
+  for (const auto& name : {base, base + ".gz"}) {
+    fs::path p = fs::path(root) / name;
+    if (fs::exists(p)) return p.string();
+  }
+  throw DataError((fs::path(root) / (base + ".gz")).string(), "file not found (nor without .gz)");
+}
+
+DatasetPtr subset_count(DatasetPtr d, int64_t count, uint64_t seed) {
+  if (count <= 0 || count >= d->size()) return d;
+  double frac = static_cast<double>(count) / static_cast<double>(d->size());
+  auto [rest, picked] = stratified_indices(*d, frac, seed + 424242);
+  return make_subset(d, picked);
+}
+
+}  // namespace
+
+AugmentOptions parse_augment(const nlohmann::json& cfg, const std::string& key_path) {
+  AugmentOptions a;
+  if (cfg.is_null()) return a;
+  ObjectReader rd(cfg, key_path);
+  a.random_crop = rd.boolean("random_crop", false);
+  a.crop_padding = static_cast<int>(rd.integer("padding", 4, 0, 64));
+  a.horizontal_flip = rd.boolean("flip", false);
+  a.random_resized_crop = rd.boolean("random_resized_crop", false);
+  rd.finish();
+  return a;
+}
+
+DataSplits open_dataset(const nlohmann::json& cfg, const std::string& key_path) {
+  ObjectReader rd(cfg, key_path);
+  DataSplits s;
+  s.name = rd.string("name", std::nullopt, {"fashion_mnist", "mnist_idx", "cifar10", "cifar100", "image_folder", "synthetic"});
+  double val_fraction = rd.number("val_fraction", 0.1, 0.0, 0.5);
+  auto split_seed = static_cast<uint64_t>(rd.integer("split_seed", 0, 0, INT32_MAX));
+  int64_t train_subset = rd.integer("train_subset", 0, 0, INT64_MAX);
+  int64_t test_subset = rd.integer("test_subset", 0, 0, INT64_MAX);
+  nlohmann::json augment = rd.has("augment") ? rd.raw("augment") : nlohmann::json(nullptr);
+  DatasetPtr train, test;
+  if (s.name == "fashion_mnist" || s.name == "mnist_idx") {
+    std::string root = s.name == "fashion_mnist" ? rd.string("root", fashion_root())
+                                                 : rd.string("root", std::nullopt);
+    rd.finish();
+    if (!fs::is_directory(root)) throw DataError(root, "data folder not found" +
+        std::string(s.name == "fashion_mnist" ? " (install Debian's dataset-fashion-mnist: scripts/setup does)" : ""));
+    train = read_idx_pair(idx_file(root, "train-images-idx3-ubyte"), idx_file(root, "train-labels-idx1-ubyte"), 10);
+    test = read_idx_pair(idx_file(root, "t10k-images-idx3-ubyte"), idx_file(root, "t10k-labels-idx1-ubyte"), 10);
+    s.norm = s.name == "fashion_mnist" ? Normalization{{0.2860f}, {0.3530f}} : Normalization{{0.1307f}, {0.3081f}};
+    s.source = root;
+    if (augment.is_null()) augment = nlohmann::json::object();  // no augmentation by default for 28x28 gray
+  } else if (s.name == "cifar10" || s.name == "cifar100") {
+    std::string root = rd.string("root", std::nullopt);
+    std::string labels = rd.string("labels", std::string("fine"), {"fine", "coarse"});
+    rd.finish();
+    auto pair = read_cifar(root, s.name == "cifar100", labels == "coarse");
+    train = pair.first;
+    test = pair.second;
+    s.norm = s.name == "cifar10" ? Normalization{{0.4914f, 0.4822f, 0.4465f}, {0.2470f, 0.2435f, 0.2616f}}
+                                 : Normalization{{0.5071f, 0.4865f, 0.4409f}, {0.2673f, 0.2564f, 0.2762f}};
+    s.source = root;
+    if (augment.is_null()) augment = {{"random_crop", true}, {"padding", 4}, {"flip", true}};
+  } else if (s.name == "image_folder") {
+    ImageFolderOptions o;
+    o.root = rd.string("root", std::nullopt);
+    o.train_split = rd.string("train_split", std::string("train"));
+    o.test_split = rd.string("test_split", std::string("val"));
+    o.classes_file = rd.string("classes_file", std::string(""));
+    o.num_classes = static_cast<int>(rd.integer("num_classes", 0, 0, 100000));
+    o.image_size = static_cast<int>(rd.integer("image_size", 224, 8, 4096));
+    o.resize = static_cast<int>(rd.integer("resize", o.image_size * 8 / 7, 8, 8192));
+    o.on_bad_image = rd.string("on_bad_image", std::string("error"), {"error", "skip"});
+    rd.finish();
+    auto pair = open_image_folder(o);
+    train = pair.first;
+    test = pair.second;
+    s.norm = Normalization{{0.485f, 0.456f, 0.406f}, {0.229f, 0.224f, 0.225f}};
+    s.source = o.root;
+    if (augment.is_null()) augment = {{"random_resized_crop", true}, {"flip", true}};
+  } else {  // synthetic
+    int classes = static_cast<int>(rd.integer("num_classes", 10, 2, 1000));
+    int64_t ntrain = rd.integer("train_size", 2048, 1, 10000000);
+    int64_t ntest = rd.integer("test_size", 512, 1, 10000000);
+    int size = static_cast<int>(rd.integer("image_size", 28, 4, 512));
+    int channels = static_cast<int>(rd.integer("channels", 1, 1, 4));
+    auto seed = static_cast<uint64_t>(rd.integer("seed", 0, 0, INT32_MAX));
+    rd.finish();
+    train = make_synthetic(classes, ntrain, size, channels, seed, 0);
+    test = make_synthetic(classes, ntest, size, channels, seed, 1);
+    s.norm = Normalization{std::vector<float>(static_cast<size_t>(channels), 0.5f),
+                           std::vector<float>(static_cast<size_t>(channels), 0.25f)};
+    s.source = "generated";
+    if (augment.is_null()) augment = nlohmann::json::object();
+  }
+  parse_augment(augment, key_path + ".augment");  // validate
+  s.augment = augment;
+  train = subset_count(train, train_subset, split_seed);
+  test = subset_count(test, test_subset, split_seed);
+  if (val_fraction > 0) {
+    auto [tr, va] = stratified_split(train, val_fraction, split_seed);
+    s.train = tr;
+    s.val = va;
+  } else {
+    s.train = train;
+    s.val = make_subset(train, {});
+  }
+  s.test = test;
+  s.num_classes = train->num_classes();
+  auto shape = train->image_shape();
+  s.channels = static_cast<int>(shape[0]);
+  s.image_size = static_cast<int>(shape[1]);
+  return s;
+}
+
+std::vector<DatasetStatus> list_datasets() {
+  std::vector<DatasetStatus> out;
+  std::string f = fashion_root();
+  bool found = fs::exists(fs::path(f) / "train-images-idx3-ubyte.gz") || fs::exists(fs::path(f) / "train-images-idx3-ubyte");
+  out.push_back({"fashion_mnist", "Fashion-MNIST, 60000/10000 28x28 gray, 10 classes (Debian: dataset-fashion-mnist); the default",
+                 found, f});
+  out.push_back({"mnist_idx", "any folder with the four MNIST-format IDX files (key root)", false, "set dataset.root"});
+  out.push_back({"cifar10", "CIFAR-10 binary version (data_batch_1..5.bin, test_batch.bin)", false,
+                 "set dataset.root (cannot be downloaded here)"});
+  out.push_back({"cifar100", "CIFAR-100 binary version (train.bin, test.bin), fine or coarse labels", false,
+                 "set dataset.root (cannot be downloaded here)"});
+  out.push_back({"image_folder", "ImageNet-style root/<split>/<wnid>/*.JPEG|png, subset by class list or count", false,
+                 "set dataset.root"});
+  out.push_back({"synthetic", "seeded learnable patterns, for tests and benchmarks", true, "generated"});
+  return out;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Loader
+
+namespace {
+
+uint64_t mix(uint64_t x) {
+  x += 0x9E3779B97F4A7C15ULL;
+  x = (x ^ (x >> 30)) * 0xBF58476D1CE4E5B9ULL;
+  x = (x ^ (x >> 27)) * 0x94D049BB133111EBULL;
+  return x ^ (x >> 31);
+}
+
+}  // namespace
+
+struct Loader::Impl {
+  DatasetPtr data;
+  LoaderOptions o;
+  int64_t n = 0, batches = 0;
+  std::vector<int64_t> order;
+  int64_t epoch = 0;
+  torch::Tensor mean, inv_std;
+  int64_t out_size = 0;
+
+  // prefetch machinery
+  std::mutex mu;
+  std::condition_variable cv_ready, cv_space;
+  std::map<int64_t, Batch> ready;
+  std::exception_ptr error;
+  int64_t next_to_make = 0, next_to_give = 0;
+  bool stop = false;
+  std::vector<std::thread> threads;
+
+  Impl(DatasetPtr d, LoaderOptions opt) : data(std::move(d)), o(std::move(opt)) {
+    n = data->size();
+    batches = o.drop_last ? n / o.batch_size : (n + o.batch_size - 1) / o.batch_size;
+    auto shape = data->image_shape();
+    out_size = o.image_size > 0 ? o.image_size : shape[1];
+    std::vector<float> m = o.norm.mean, s = o.norm.std;
+    if (m.empty()) m.assign(static_cast<size_t>(shape[0]), 0.0f);
+    if (s.empty()) s.assign(static_cast<size_t>(shape[0]), 1.0f);
+    mean = torch::tensor(m).view({1, -1, 1, 1}) * 255.0f;
+    inv_std = 1.0f / (torch::tensor(s).view({1, -1, 1, 1}) * 255.0f);
+  }
+
+  ~Impl() { stop_workers(); }
+
+  void stop_workers() {
+    {
+      std::lock_guard<std::mutex> l(mu);
+      stop = true;
+    }
+    cv_space.notify_all();
+    cv_ready.notify_all();
+    for (auto& t : threads) t.join();
+    threads.clear();
+  }
+
+  uint64_t sample_seed(int64_t index) const {
+    return mix(mix(o.seed * 0x100000001B3ULL + static_cast<uint64_t>(epoch)) ^ static_cast<uint64_t>(index));
+  }
+
+  // One image, uint8 [C,H,W] at out_size, augmented per its own seed.
+  torch::Tensor augment_one(torch::Tensor img, int64_t index) const {
+    const auto& a = o.augment_options;
+    uint64_t s = sample_seed(index);
+    std::mt19937_64 rng(s);
+    const int64_t H = img.size(1), W = img.size(2);
+    if (o.augment && a.random_resized_crop) {
+      std::uniform_real_distribution<double> U(0, 1);
+      int64_t ch = H, cw = W, top = 0, left = 0;
+      for (int attempt = 0; attempt < 10; ++attempt) {
+        double area = H * W * (0.08 + 0.92 * U(rng));
+        double logr = std::log(3.0 / 4) + (std::log(4.0 / 3) - std::log(3.0 / 4)) * U(rng);
+        double r = std::exp(logr);
+        auto w = static_cast<int64_t>(std::llround(std::sqrt(area * r)));
+        auto h = static_cast<int64_t>(std::llround(std::sqrt(area / r)));
+        if (w > 0 && h > 0 && w <= W && h <= H) {
+          cw = w;
+          ch = h;
+          top = static_cast<int64_t>(U(rng) * static_cast<double>(H - h + 1));
+          left = static_cast<int64_t>(U(rng) * static_cast<double>(W - w + 1));
+          top = std::min(top, H - h);
+          left = std::min(left, W - w);
+          break;
+        }
+      }
+      img = img.narrow(1, top, ch).narrow(2, left, cw);
+      img = resize_u8(img, out_size, out_size);
+    } else if (H != out_size || W != out_size) {
+      img = center_crop_resize_u8(img, out_size);
+    }
+    if (o.augment && a.random_crop && a.crop_padding > 0) {
+      int p = a.crop_padding;
+      std::uniform_int_distribution<int> D(0, 2 * p);
+      int dy = D(rng), dx = D(rng);
+      auto padded = torch::constant_pad_nd(img, {p, p, p, p}, 0);
+      img = padded.narrow(1, dy, out_size).narrow(2, dx, out_size);
+    }
+    if (o.augment && a.horizontal_flip) {
+      std::uniform_int_distribution<int> B(0, 1);
+      if (B(rng)) img = img.flip({2});
+    }
+    return img;
+  }
+
+  Batch make(int64_t b) {
+    int64_t start = b * o.batch_size;
+    int64_t len = std::min(o.batch_size, n - start);
+    std::vector<int64_t> idx(order.begin() + start, order.begin() + start + len);
+    auto it = torch::from_blob(idx.data(), {len}, torch::kLong).clone();
+    Batch out;
+    out.indices = it;
+    out.step = b;
+    auto all = data->all_images();
+    const auto& a = o.augment_options;
+    bool per_sample = (o.augment && (a.random_crop || a.horizontal_flip || a.random_resized_crop)) || !all.defined() ||
+                      all.size(2) != out_size;
+    torch::Tensor u8;
+    if (!per_sample) {
+      u8 = all.index_select(0, it);
+    } else {
+      std::vector<torch::Tensor> imgs;
+      imgs.reserve(static_cast<size_t>(len));
+      for (int64_t i = 0; i < len; ++i) {
+        auto img = all.defined() ? all[idx[static_cast<size_t>(i)]] : data->image(idx[static_cast<size_t>(i)]);
+        imgs.push_back(augment_one(img, idx[static_cast<size_t>(i)]));
+      }
+      u8 = torch::stack(imgs);
+    }
+    out.x = (u8.to(torch::kFloat) - mean) * inv_std;
+    auto labels = data->all_labels();
+    out.y = labels.index_select(0, it);
+    return out;
+  }
+
+  void worker() {
+    for (;;) {
+      int64_t b;
+      {
+        std::unique_lock<std::mutex> l(mu);
+        cv_space.wait(l, [&] {
+          return stop || (next_to_make < batches && next_to_make - next_to_give < o.prefetch + 1);
+        });
+        if (stop || next_to_make >= batches) return;
+        b = next_to_make++;
+      }
+      try {
+        Batch batch = make(b);
+        std::lock_guard<std::mutex> l(mu);
+        ready[b] = std::move(batch);
+      } catch (...) {
+        std::lock_guard<std::mutex> l(mu);
+        if (!error) error = std::current_exception();
+      }
+      cv_ready.notify_all();
+    }
+  }
+};
+
+Loader::Loader(DatasetPtr data, LoaderOptions options) : impl_(std::make_unique<Impl>(std::move(data), options)) {}
+Loader::~Loader() = default;
+int64_t Loader::batches_per_epoch() const { return impl_->batches; }
+int64_t Loader::size() const { return impl_->n; }
+
+void Loader::start_epoch(int64_t epoch) {
+  Impl& m = *impl_;
+  m.stop_workers();
+  m.stop = false;
+  m.error = nullptr;
+  m.ready.clear();
+  m.epoch = epoch;
+  m.order.resize(static_cast<size_t>(m.n));
+  std::iota(m.order.begin(), m.order.end(), 0);
+  if (m.o.shuffle) {
+    std::mt19937_64 rng(mix(m.o.seed * 31 + 7) ^ mix(static_cast<uint64_t>(epoch) + 1000));
+    std::shuffle(m.order.begin(), m.order.end(), rng);
+  }
+  m.next_to_make = m.next_to_give = 0;
+  int workers = std::max(1, m.o.workers);
+  for (int i = 0; i < workers; ++i) m.threads.emplace_back([&m] { m.worker(); });
+}
+
+bool Loader::next(Batch& out) {
+  Impl& m = *impl_;
+  if (m.order.empty() && m.n > 0) start_epoch(0);
+  std::unique_lock<std::mutex> l(m.mu);
+  if (m.next_to_give >= m.batches) return false;
+  m.cv_ready.wait(l, [&] { return m.error || m.ready.count(m.next_to_give); });
+  if (m.error) std::rethrow_exception(m.error);
+  out = std::move(m.ready[m.next_to_give]);
+  m.ready.erase(m.next_to_give);
+  ++m.next_to_give;
+  l.unlock();
+  m.cv_space.notify_all();
+  return true;
+}
+
+}  // namespace kd

@@ -155,11 +155,14 @@ struct MethodRegistrar {
 
 }  // namespace kd
 
+#define KD_METHOD_CONCAT_INNER(a, b) a##b
+#define KD_METHOD_CONCAT(a, b) KD_METHOD_CONCAT_INNER(a, b)
 // Registers `Class`, which must have `static kd::MethodInfo info()` and a constructor taking
-// `const kd::MethodParams&`. Put it at the end of the method's .cpp file.
-#define KD_REGISTER_METHOD(Class)                                                          \
-  static const ::kd::detail::MethodRegistrar kd_method_registrar_##Class([] {               \
-    ::kd::MethodInfo i = Class::info();                                                    \
-    i.factory = [](const ::kd::MethodParams& p) { return std::make_unique<Class>(p); };    \
-    return i;                                                                              \
-  }())
+// `const kd::MethodParams&`. Put it at the end of the method's .cpp file (at namespace scope).
+#define KD_REGISTER_METHOD(Class)                                                                  \
+  static const ::kd::detail::MethodRegistrar KD_METHOD_CONCAT(kd_method_registrar_, __COUNTER__)( \
+      [] {                                                                                         \
+        ::kd::MethodInfo i = Class::info();                                                        \
+        i.factory = [](const ::kd::MethodParams& p) { return std::make_unique<Class>(p); };        \
+        return i;                                                                                  \
+      }())

@@ -1,1 +1,215 @@
-// placeholder, being written
+#include <algorithm>
+#include <cmath>
+#include <sstream>
+#include <stdexcept>
+
+#include "harness/errors.h"
+#include "methods/method.h"
+
+namespace kd {
+
+// ---- MethodParams ---------------------------------------------------------------------------
+const nlohmann::json& MethodParams::at(const std::string& name) const {
+  auto it = values_.find(name);
+  if (it == values_.end()) throw std::logic_error("method parameter '" + name + "' was not declared");
+  return *it;
+}
+double MethodParams::number(const std::string& name) const {
+  const auto& v = at(name);
+  if (!v.is_number()) throw std::logic_error("method parameter '" + name + "' is not a number");
+  return v.get<double>();
+}
+int64_t MethodParams::integer(const std::string& name) const {
+  const auto& v = at(name);
+  if (!v.is_number()) throw std::logic_error("method parameter '" + name + "' is not an integer");
+  return static_cast<int64_t>(std::llround(v.get<double>()));
+}
+bool MethodParams::boolean(const std::string& name) const {
+  const auto& v = at(name);
+  if (!v.is_boolean()) throw std::logic_error("method parameter '" + name + "' is not a boolean");
+  return v.get<bool>();
+}
+const std::string& MethodParams::string(const std::string& name) const {
+  const auto& v = at(name);
+  if (!v.is_string()) throw std::logic_error("method parameter '" + name + "' is not a string");
+  return v.get_ref<const std::string&>();
+}
+std::vector<std::string> MethodParams::strings(const std::string& name) const {
+  const auto& v = at(name);
+  if (!v.is_array()) throw std::logic_error("method parameter '" + name + "' is not a list");
+  return v.get<std::vector<std::string>>();
+}
+const nlohmann::json& MethodParams::json(const std::string& name) const { return at(name); }
+
+// ---- MethodInfo builder ----------------------------------------------------------------------
+namespace {
+ParamSpec make_spec(std::string n, ParamSpec::Kind k, nlohmann::json def, std::string doc) {
+  ParamSpec p;
+  p.name = std::move(n);
+  p.kind = k;
+  p.default_value = std::move(def);
+  p.doc = std::move(doc);
+  return p;
+}
+std::string fmt_num(double v) {
+  std::ostringstream o;
+  o << v;
+  return o.str();
+}
+std::string join(const std::vector<std::string>& v) {
+  std::string s;
+  for (size_t i = 0; i < v.size(); ++i) s += (i ? ", " : "") + v[i];
+  return s;
+}
+std::string type_name(const nlohmann::json& j) {
+  if (j.is_boolean()) return "a boolean";
+  if (j.is_number_integer() || j.is_number_unsigned()) return "an integer";
+  if (j.is_number()) return "a number";
+  if (j.is_string()) return "a string";
+  if (j.is_array()) return "an array";
+  if (j.is_object()) return "an object";
+  return "null";
+}
+}  // namespace
+
+MethodInfo& MethodInfo::number(std::string n, double def, double lo, double hi, std::string doc) {
+  auto p = make_spec(std::move(n), ParamSpec::Kind::Number, def, std::move(doc));
+  p.min = lo;
+  p.max = hi;
+  params.push_back(std::move(p));
+  return *this;
+}
+MethodInfo& MethodInfo::integer(std::string n, int64_t def, int64_t lo, int64_t hi, std::string doc) {
+  auto p = make_spec(std::move(n), ParamSpec::Kind::Integer, def, std::move(doc));
+  p.min = static_cast<double>(lo);
+  p.max = static_cast<double>(hi);
+  params.push_back(std::move(p));
+  return *this;
+}
+MethodInfo& MethodInfo::boolean(std::string n, bool def, std::string doc) {
+  params.push_back(make_spec(std::move(n), ParamSpec::Kind::Bool, def, std::move(doc)));
+  return *this;
+}
+MethodInfo& MethodInfo::string(std::string n, std::string def, std::vector<std::string> choices, std::string doc) {
+  auto p = make_spec(std::move(n), ParamSpec::Kind::String, def, std::move(doc));
+  p.choices = std::move(choices);
+  params.push_back(std::move(p));
+  return *this;
+}
+MethodInfo& MethodInfo::strings(std::string n, std::vector<std::string> def, std::string doc) {
+  params.push_back(make_spec(std::move(n), ParamSpec::Kind::StringList, def, std::move(doc)));
+  return *this;
+}
+MethodInfo& MethodInfo::json(std::string n, nlohmann::json def, std::string doc) {
+  params.push_back(make_spec(std::move(n), ParamSpec::Kind::Json, std::move(def), std::move(doc)));
+  return *this;
+}
+const ParamSpec* MethodInfo::find(const std::string& param) const {
+  for (const auto& p : params)
+    if (p.name == param) return &p;
+  return nullptr;
+}
+
+// ---- registry --------------------------------------------------------------------------------
+MethodRegistry& MethodRegistry::instance() {
+  static MethodRegistry registry;  // function-local: no static-initialisation-order problem
+  return registry;
+}
+
+void MethodRegistry::add(MethodInfo info) {
+  if (info.name.empty()) throw std::logic_error("a method registered with an empty name");
+  if (methods_.count(info.name)) throw std::logic_error("method '" + info.name + "' is registered twice");
+  std::string name = info.name;
+  methods_.emplace(name, std::move(info));
+}
+
+const MethodInfo* MethodRegistry::find(const std::string& name) const {
+  auto it = methods_.find(name);
+  return it == methods_.end() ? nullptr : &it->second;
+}
+
+const MethodInfo& MethodRegistry::get(const std::string& name, const std::string& key_path) const {
+  const MethodInfo* m = find(name);
+  if (!m) throw ConfigError(key_path, "unknown method '" + name + "' (known: " + join(names()) + ")");
+  return *m;
+}
+
+std::vector<std::string> MethodRegistry::names() const {
+  std::vector<std::string> v;
+  for (const auto& [k, _] : methods_) v.push_back(k);
+  return v;
+}
+
+MethodParams MethodRegistry::resolve(const std::string& name, const nlohmann::json& values,
+                                     const std::string& key_path) const {
+  const MethodInfo& info = get(name, key_path);
+  if (!values.is_object()) throw ConfigError(key_path, "expected an object of hyperparameters, got " + type_name(values));
+  nlohmann::json out = nlohmann::json::object();
+  std::vector<std::string> known;
+  for (const auto& p : info.params) known.push_back(p.name);
+  for (auto it = values.begin(); it != values.end(); ++it)
+    if (!info.find(it.key()))
+      throw ConfigError(key_path + "." + it.key(), "unknown hyperparameter '" + it.key() + "' for method '" + name +
+                                                       "' (known: " + (known.empty() ? "none" : join(known)) + ")");
+  using K = ParamSpec::Kind;
+  for (const auto& p : info.params) {
+    std::string path = key_path + "." + p.name;
+    if (!values.contains(p.name)) {
+      out[p.name] = p.default_value;
+      continue;
+    }
+    const auto& v = values.at(p.name);
+    switch (p.kind) {
+      case K::Number:
+      case K::Integer: {
+        if (!v.is_number() || v.is_boolean())
+          throw ConfigError(path, std::string("expected ") + (p.kind == K::Number ? "a number" : "an integer") +
+                                      ", got " + type_name(v));
+        double d = v.get<double>();
+        if (p.kind == K::Integer && std::floor(d) != d) throw ConfigError(path, "expected an integer, got " + fmt_num(d));
+        if (!std::isfinite(d) || d < p.min || d > p.max)
+          throw ConfigError(path, "value " + fmt_num(d) + " is out of range [" + fmt_num(p.min) + ", " + fmt_num(p.max) + "]");
+        out[p.name] = p.kind == K::Integer ? nlohmann::json(static_cast<int64_t>(d)) : nlohmann::json(d);
+        break;
+      }
+      case K::Bool:
+        if (!v.is_boolean()) throw ConfigError(path, "expected true or false, got " + type_name(v));
+        out[p.name] = v;
+        break;
+      case K::String: {
+        if (!v.is_string()) throw ConfigError(path, "expected a string, got " + type_name(v));
+        auto s = v.get<std::string>();
+        if (!p.choices.empty() && std::find(p.choices.begin(), p.choices.end(), s) == p.choices.end())
+          throw ConfigError(path, "'" + s + "' is not one of: " + join(p.choices));
+        out[p.name] = s;
+        break;
+      }
+      case K::StringList: {
+        if (!v.is_array()) throw ConfigError(path, "expected an array of strings, got " + type_name(v));
+        for (size_t i = 0; i < v.size(); ++i)
+          if (!v[i].is_string())
+            throw ConfigError(path + "[" + std::to_string(i) + "]", "expected a string, got " + type_name(v[i]));
+        out[p.name] = v;
+        break;
+      }
+      case K::Json:
+        out[p.name] = v;
+        break;
+    }
+  }
+  MethodParams params(out);
+  // Let the method check relations between values (e.g. list lengths) now, not mid-sweep.
+  try {
+    if (info.factory) info.factory(params);
+  } catch (const ConfigError& e) {
+    throw ConfigError(key_path + (e.key_path().empty() ? "" : "." + e.key_path()),
+                      std::string(e.what()).substr(e.key_path().empty() ? 0 : e.key_path().size() + 2));
+  }
+  return params;
+}
+
+std::unique_ptr<Method> MethodRegistry::create(const std::string& name, const MethodParams& params) const {
+  return get(name).factory(params);
+}
+
+}  // namespace kd

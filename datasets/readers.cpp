@@ -1,0 +1,401 @@
+#include "datasets/readers.h"
+
+#include <jpeglib.h>
+#include <png.h>
+#include <setjmp.h>
+#include <zlib.h>
+
+#include <algorithm>
+#include <filesystem>
+#include <fstream>
+#include <mutex>
+#include <set>
+#include <sstream>
+
+#include "harness/errors.h"
+#include "harness/log.h"
+
+namespace fs = std::filesystem;
+
+namespace kd {
+
+// ---------------------------------------------------------------------------------------------
+// files
+
+std::string read_file_maybe_gz(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  if (!in) throw DataError(path, "cannot open file (missing or not readable)");
+  std::string raw((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  if (raw.size() < 2 || static_cast<unsigned char>(raw[0]) != 0x1f || static_cast<unsigned char>(raw[1]) != 0x8b)
+    return raw;
+  z_stream zs{};
+  if (inflateInit2(&zs, 15 + 32) != Z_OK) throw DataError(path, "zlib init failed");
+  zs.next_in = reinterpret_cast<Bytef*>(raw.data());
+  zs.avail_in = static_cast<uInt>(raw.size());
+  std::string out;
+  char buf[1 << 16];
+  int rc;
+  do {
+    zs.next_out = reinterpret_cast<Bytef*>(buf);
+    zs.avail_out = sizeof buf;
+    rc = inflate(&zs, Z_NO_FLUSH);
+    if (rc != Z_OK && rc != Z_STREAM_END) {
+      size_t at = zs.total_in;
+      inflateEnd(&zs);
+      throw DataError(path, "corrupt gzip data near compressed byte " + std::to_string(at) + " (" +
+                                (rc == Z_BUF_ERROR ? "truncated" : "invalid") + ")");
+    }
+    out.append(buf, sizeof buf - zs.avail_out);
+  } while (rc != Z_STREAM_END);
+  inflateEnd(&zs);
+  return out;
+}
+
+// ---------------------------------------------------------------------------------------------
+// IDX
+
+IdxArray parse_idx(const std::string& bytes, const std::string& name) {
+  auto u8 = [&](size_t i) { return static_cast<unsigned char>(bytes[i]); };
+  if (bytes.size() < 4) throw DataError(name, "truncated IDX header: " + std::to_string(bytes.size()) + " bytes");
+  if (u8(0) != 0 || u8(1) != 0)
+    throw DataError(name, "bad IDX magic number at byte 0 (expected 0x0000 08 NN, got 0x" +
+                              fmt::format("{:02x}{:02x}{:02x}{:02x}", u8(0), u8(1), u8(2), u8(3)) + ")");
+  if (u8(2) != 0x08) throw DataError(name, fmt::format("IDX data type 0x{:02x} at byte 2 is not unsigned byte (0x08)", u8(2)));
+  int nd = u8(3);
+  if (nd < 1 || nd > 4) throw DataError(name, "IDX with " + std::to_string(nd) + " dimensions at byte 3 (expected 1 to 4)");
+  size_t header = 4 + 4 * static_cast<size_t>(nd);
+  if (bytes.size() < header) throw DataError(name, "truncated IDX header: needs " + std::to_string(header) + " bytes");
+  IdxArray a;
+  uint64_t total = 1;
+  for (int d = 0; d < nd; ++d) {
+    size_t o = 4 + 4 * static_cast<size_t>(d);
+    uint64_t v = (uint64_t(u8(o)) << 24) | (uint64_t(u8(o + 1)) << 16) | (uint64_t(u8(o + 2)) << 8) | u8(o + 3);
+    if (v == 0 || v > (1u << 28)) throw DataError(name, "IDX dimension " + std::to_string(d) + " at byte " + std::to_string(o) + " is " + std::to_string(v));
+    a.dims.push_back(static_cast<int64_t>(v));
+    total *= v;
+    if (total > (uint64_t(1) << 34)) throw DataError(name, "IDX dimensions are implausibly large");
+  }
+  if (bytes.size() - header < total) {
+    uint64_t rec = 1;
+    for (size_t d = 1; d < a.dims.size(); ++d) rec *= static_cast<uint64_t>(a.dims[d]);
+    uint64_t have = (bytes.size() - header) / rec;
+    throw DataError(name, "truncated: header promises " + std::to_string(a.dims[0]) + " records, file ends in record " +
+                              std::to_string(have) + " (byte " + std::to_string(bytes.size()) + ")");
+  }
+  if (bytes.size() - header > total)
+    throw DataError(name, "has " + std::to_string(bytes.size() - header - total) + " trailing bytes after the last record");
+  a.data = torch::empty(a.dims, torch::kUInt8);
+  std::memcpy(a.data.data_ptr<uint8_t>(), bytes.data() + header, total);
+  return a;
+}
+
+DatasetPtr read_idx_pair(const std::string& images_path, const std::string& labels_path, int num_classes) {
+  IdxArray im = parse_idx(read_file_maybe_gz(images_path), images_path);
+  IdxArray lb = parse_idx(read_file_maybe_gz(labels_path), labels_path);
+  if (im.dims.size() != 3) throw DataError(images_path, "expected a 3-D IDX image file (magic 0x00000803)");
+  if (lb.dims.size() != 1) throw DataError(labels_path, "expected a 1-D IDX label file (magic 0x00000801)");
+  if (im.dims[0] != lb.dims[0])
+    throw DataError(labels_path, std::to_string(lb.dims[0]) + " labels for " + std::to_string(im.dims[0]) + " images in " + images_path);
+  auto labels = lb.data.to(torch::kLong);
+  auto* p = labels.data_ptr<int64_t>();
+  for (int64_t i = 0; i < labels.size(0); ++i)
+    if (p[i] >= num_classes)
+      throw DataError(labels_path, "label " + std::to_string(p[i]) + " of record " + std::to_string(i) + " (byte " +
+                                       std::to_string(8 + i) + ") is out of range [0, " + std::to_string(num_classes) + ")");
+  auto images = im.data.unsqueeze(1).contiguous();
+  return std::make_shared<InMemoryDataset>(images, labels, num_classes, images_path);
+}
+
+// ---------------------------------------------------------------------------------------------
+// CIFAR
+
+std::pair<torch::Tensor, torch::Tensor> parse_cifar(const std::string& bytes, const std::string& name,
+                                                    int bytes_per_label, bool coarse, int num_classes) {
+  const size_t rec = static_cast<size_t>(bytes_per_label) + 3072;
+  if (bytes.empty()) throw DataError(name, "empty file");
+  if (bytes.size() % rec != 0)
+    throw DataError(name, "size " + std::to_string(bytes.size()) + " is not a multiple of the " + std::to_string(rec) +
+                              "-byte record: record " + std::to_string(bytes.size() / rec) + " is truncated at byte " +
+                              std::to_string(bytes.size()));
+  const int64_t n = static_cast<int64_t>(bytes.size() / rec);
+  auto images = torch::empty({n, 3, 32, 32}, torch::kUInt8);
+  auto labels = torch::empty({n}, torch::kLong);
+  auto* ip = images.data_ptr<uint8_t>();
+  auto* lp = labels.data_ptr<int64_t>();
+  for (int64_t i = 0; i < n; ++i) {
+    const char* r = bytes.data() + static_cast<size_t>(i) * rec;
+    int lab = static_cast<unsigned char>(r[bytes_per_label == 2 && !coarse ? 1 : 0]);
+    if (lab >= num_classes)
+      throw DataError(name, "label " + std::to_string(lab) + " of record " + std::to_string(i) + " (byte " +
+                                std::to_string(static_cast<size_t>(i) * rec) + ") is out of range [0, " +
+                                std::to_string(num_classes) + ")");
+    lp[i] = lab;
+    std::memcpy(ip + i * 3072, r + bytes_per_label, 3072);
+  }
+  return {images, labels};
+}
+
+std::pair<DatasetPtr, DatasetPtr> read_cifar(const std::string& root_in, bool cifar100, bool coarse) {
+  fs::path root(root_in);
+  const char* sub = cifar100 ? "cifar-100-binary" : "cifar-10-batches-bin";
+  if (fs::is_directory(root / sub)) root /= sub;
+  if (!fs::is_directory(root)) throw DataError(root_in, "data folder not found");
+  std::vector<std::string> train_files, test_files;
+  if (cifar100) {
+    train_files = {"train.bin"};
+    test_files = {"test.bin"};
+  } else {
+    for (int i = 1; i <= 5; ++i) train_files.push_back("data_batch_" + std::to_string(i) + ".bin");
+    test_files = {"test_batch.bin"};
+  }
+  int bpl = cifar100 ? 2 : 1;
+  int classes = cifar100 ? (coarse ? 20 : 100) : 10;
+  auto load = [&](const std::vector<std::string>& files) {
+    std::vector<torch::Tensor> ims, lbs;
+    for (const auto& f : files) {
+      fs::path p = root / f;
+      if (!fs::exists(p)) throw DataError(p.string(), "file not found");
+      auto [im, lb] = parse_cifar(read_file_maybe_gz(p.string()), p.string(), bpl, coarse, classes);
+      ims.push_back(im);
+      lbs.push_back(lb);
+    }
+    return std::make_shared<InMemoryDataset>(torch::cat(ims), torch::cat(lbs), classes, root.string());
+  };
+  return {load(train_files), load(test_files)};
+}
+
+// ---------------------------------------------------------------------------------------------
+// image decoding
+
+namespace {
+
+struct JpegError {
+  jpeg_error_mgr mgr;
+  jmp_buf jump;
+  char message[JMSG_LENGTH_MAX];
+};
+
+void jpeg_error_exit(j_common_ptr cinfo) {
+  auto* e = reinterpret_cast<JpegError*>(cinfo->err);
+  (*cinfo->err->format_message)(cinfo, e->message);
+  longjmp(e->jump, 1);
+}
+void jpeg_silent(j_common_ptr, int) {}
+
+torch::Tensor decode_jpeg(const std::string& bytes, const std::string& name) {
+  jpeg_decompress_struct cinfo{};
+  JpegError err{};
+  cinfo.err = jpeg_std_error(&err.mgr);
+  err.mgr.error_exit = jpeg_error_exit;
+  err.mgr.emit_message = jpeg_silent;
+  torch::Tensor out;
+  if (setjmp(err.jump)) {
+    jpeg_destroy_decompress(&cinfo);
+    throw DataError(name, std::string("cannot decode JPEG: ") + err.message);
+  }
+  jpeg_create_decompress(&cinfo);
+  jpeg_mem_src(&cinfo, reinterpret_cast<const unsigned char*>(bytes.data()), static_cast<unsigned long>(bytes.size()));
+  jpeg_read_header(&cinfo, TRUE);
+  cinfo.out_color_space = JCS_RGB;
+  jpeg_start_decompress(&cinfo);
+  const int64_t w = cinfo.output_width, h = cinfo.output_height;
+  if (w <= 0 || h <= 0 || w * h > (int64_t(1) << 28)) longjmp(err.jump, 1);
+  out = torch::empty({h, w, 3}, torch::kUInt8);
+  auto* p = out.data_ptr<uint8_t>();
+  while (cinfo.output_scanline < cinfo.output_height) {
+    JSAMPROW row = p + static_cast<int64_t>(cinfo.output_scanline) * w * 3;
+    jpeg_read_scanlines(&cinfo, &row, 1);
+  }
+  jpeg_finish_decompress(&cinfo);
+  jpeg_destroy_decompress(&cinfo);
+  return out.permute({2, 0, 1}).contiguous();
+}
+
+struct PngReader {
+  const std::string* bytes;
+  size_t pos;
+};
+
+void png_read_mem(png_structp png, png_bytep out, png_size_t n) {
+  auto* r = static_cast<PngReader*>(png_get_io_ptr(png));
+  if (r->pos + n > r->bytes->size()) png_error(png, "unexpected end of data (truncated file)");
+  std::memcpy(out, r->bytes->data() + r->pos, n);
+  r->pos += n;
+}
+
+void png_err(png_structp png, png_const_charp msg) {
+  auto* m = static_cast<std::string*>(png_get_error_ptr(png));
+  *m = msg;
+  png_longjmp(png, 1);
+}
+void png_warn(png_structp, png_const_charp) {}
+
+torch::Tensor decode_png(const std::string& bytes, const std::string& name) {
+  std::string message;
+  png_structp png = png_create_read_struct(PNG_LIBPNG_VER_STRING, &message, png_err, png_warn);
+  if (!png) throw DataError(name, "libpng init failed");
+  png_infop info = png_create_info_struct(png);
+  PngReader reader{&bytes, 0};
+  torch::Tensor out;
+  std::vector<png_bytep> rows;
+  if (setjmp(png_jmpbuf(png))) {
+    png_destroy_read_struct(&png, &info, nullptr);
+    throw DataError(name, "cannot decode PNG: " + message);
+  }
+  png_set_read_fn(png, &reader, png_read_mem);
+  png_read_info(png, info);
+  png_uint_32 w = png_get_image_width(png, info), h = png_get_image_height(png, info);
+  if (static_cast<uint64_t>(w) * h > (uint64_t(1) << 28)) png_error(png, "image too large");
+  int color = png_get_color_type(png, info), depth = png_get_bit_depth(png, info);
+  if (depth == 16) png_set_strip_16(png);
+  if (color == PNG_COLOR_TYPE_PALETTE) png_set_palette_to_rgb(png);
+  if (color == PNG_COLOR_TYPE_GRAY && depth < 8) png_set_expand_gray_1_2_4_to_8(png);
+  if (png_get_valid(png, info, PNG_INFO_tRNS)) png_set_tRNS_to_alpha(png);
+  if (color == PNG_COLOR_TYPE_GRAY || color == PNG_COLOR_TYPE_GRAY_ALPHA) png_set_gray_to_rgb(png);
+  png_set_strip_alpha(png);
+  png_read_update_info(png, info);
+  if (png_get_rowbytes(png, info) != static_cast<size_t>(w) * 3) png_error(png, "unexpected row layout");
+  out = torch::empty({static_cast<int64_t>(h), static_cast<int64_t>(w), 3}, torch::kUInt8);
+  rows.resize(h);
+  for (png_uint_32 y = 0; y < h; ++y) rows[y] = out.data_ptr<uint8_t>() + static_cast<size_t>(y) * w * 3;
+  png_read_image(png, rows.data());
+  png_destroy_read_struct(&png, &info, nullptr);
+  return out.permute({2, 0, 1}).contiguous();
+}
+
+}  // namespace
+
+torch::Tensor decode_image(const std::string& bytes, const std::string& name) {
+  auto b = [&](size_t i) { return i < bytes.size() ? static_cast<unsigned char>(bytes[i]) : 0; };
+  if (b(0) == 0xFF && b(1) == 0xD8) return decode_jpeg(bytes, name);
+  if (b(0) == 0x89 && b(1) == 'P' && b(2) == 'N' && b(3) == 'G') return decode_png(bytes, name);
+  throw DataError(name, "not a JPEG or PNG file (unknown magic bytes)");
+}
+
+torch::Tensor resize_u8(const torch::Tensor& img, int64_t h, int64_t w) {
+  if (img.size(1) == h && img.size(2) == w) return img;
+  auto f = img.unsqueeze(0).to(torch::kFloat);
+  f = torch::nn::functional::interpolate(f, torch::nn::functional::InterpolateFuncOptions()
+                                                .size(std::vector<int64_t>{h, w})
+                                                .mode(torch::kBilinear)
+                                                .align_corners(false)
+                                                .antialias(true));
+  return f.squeeze(0).round().clamp(0, 255).to(torch::kUInt8);
+}
+
+torch::Tensor center_crop_resize_u8(const torch::Tensor& img, int64_t size) {
+  const int64_t H = img.size(1), W = img.size(2);
+  int64_t short_side = size * 8 / 7;
+  torch::Tensor r = img;
+  if (std::min(H, W) != short_side) {
+    int64_t nh = H <= W ? short_side : (H * short_side + W / 2) / W;
+    int64_t nw = H <= W ? (W * short_side + H / 2) / H : short_side;
+    r = resize_u8(img, nh, nw);
+  }
+  int64_t top = (r.size(1) - size) / 2, left = (r.size(2) - size) / 2;
+  return r.narrow(1, top, size).narrow(2, left, size).contiguous();
+}
+
+// ---------------------------------------------------------------------------------------------
+// image folders
+
+namespace {
+
+class ImageFolderDataset : public Dataset {
+ public:
+  ImageFolderDataset(std::vector<std::string> files, std::vector<int64_t> labels, int classes,
+                     const ImageFolderOptions& o, std::string desc)
+      : files_(std::move(files)), labels_(std::move(labels)), classes_(classes), o_(o), desc_(std::move(desc)) {}
+  int64_t size() const override { return static_cast<int64_t>(files_.size()); }
+  int num_classes() const override { return classes_; }
+  std::vector<int64_t> image_shape() const override { return {3, o_.image_size, o_.image_size}; }
+  int64_t label(int64_t i) const override { return labels_[static_cast<size_t>(i)]; }
+  torch::Tensor image(int64_t i) const override {
+    const std::string& f = files_.at(static_cast<size_t>(i));
+    try {
+      std::ifstream in(f, std::ios::binary);
+      if (!in) throw DataError(f, "cannot open image");
+      std::string bytes((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+      auto img = decode_image(bytes, f);
+      // Shorter side to `resize` keeps random-resized-crop input bounded; the loader crops.
+      const int64_t H = img.size(1), W = img.size(2);
+      int64_t s = o_.resize;
+      int64_t nh = H <= W ? s : (H * s + W / 2) / W, nw = H <= W ? (W * s + H / 2) / H : s;
+      return resize_u8(img, nh, nw);
+    } catch (const DataError& e) {
+      if (o_.on_bad_image == "error") throw;
+      log::warn("undecodable image replaced by a blank one (on_bad_image: skip): {}", e.what());
+      return torch::zeros({3, o_.resize, o_.resize}, torch::kUInt8);
+    }
+  }
+  std::string describe() const override { return desc_; }
+
+ private:
+  std::vector<std::string> files_;
+  std::vector<int64_t> labels_;
+  int classes_;
+  ImageFolderOptions o_;
+  std::string desc_;
+};
+
+bool is_image(const fs::path& p) {
+  std::string e = p.extension().string();
+  std::transform(e.begin(), e.end(), e.begin(), ::tolower);
+  return e == ".jpeg" || e == ".jpg" || e == ".png";
+}
+
+}  // namespace
+
+std::pair<DatasetPtr, DatasetPtr> open_image_folder(const ImageFolderOptions& o) {
+  fs::path root(o.root);
+  if (!fs::is_directory(root)) throw DataError(o.root, "data folder not found");
+  fs::path train_dir = root / o.train_split, test_dir = root / o.test_split;
+  for (const auto& d : {train_dir, test_dir})
+    if (!fs::is_directory(d)) throw DataError(d.string(), "split folder not found");
+  std::vector<std::string> classes;
+  if (!o.classes_file.empty()) {
+    std::ifstream in(o.classes_file);
+    if (!in) throw DataError(o.classes_file, "cannot read the class-list file");
+    std::string line;
+    int n = 0;
+    while (std::getline(in, line)) {
+      ++n;
+      line.erase(line.find_last_not_of(" \t\r") + 1);
+      if (line.empty()) continue;
+      if (!fs::is_directory(train_dir / line))
+        throw DataError(o.classes_file, "line " + std::to_string(n) + ": class '" + line + "' has no folder in " + train_dir.string());
+      classes.push_back(line);
+    }
+  } else {
+    for (const auto& e : fs::directory_iterator(train_dir))
+      if (e.is_directory()) classes.push_back(e.path().filename().string());
+    std::sort(classes.begin(), classes.end());
+    if (o.num_classes > 0) {
+      if (static_cast<size_t>(o.num_classes) > classes.size())
+        throw DataError(train_dir.string(), "asked for " + std::to_string(o.num_classes) + " classes, found " + std::to_string(classes.size()));
+      classes.resize(static_cast<size_t>(o.num_classes));
+    }
+  }
+  if (classes.empty()) throw DataError(train_dir.string(), "no class folders");
+  auto scan = [&](const fs::path& dir) {
+    std::vector<std::string> files;
+    std::vector<int64_t> labels;
+    for (size_t c = 0; c < classes.size(); ++c) {
+      fs::path cd = dir / classes[c];
+      if (!fs::is_directory(cd)) continue;
+      std::vector<std::string> fc;
+      for (const auto& e : fs::directory_iterator(cd))
+        if (e.is_regular_file() && is_image(e.path())) fc.push_back(e.path().string());
+      std::sort(fc.begin(), fc.end());
+      for (auto& f : fc) {
+        files.push_back(f);
+        labels.push_back(static_cast<int64_t>(c));
+      }
+    }
+    if (files.empty()) throw DataError(dir.string(), "no .JPEG/.jpg/.png images under the chosen classes");
+    return std::make_shared<ImageFolderDataset>(files, labels, static_cast<int>(classes.size()), o, dir.string());
+  };
+  return {scan(train_dir), scan(test_dir)};
+}
+
+}  // namespace kd

@@ -1,0 +1,63 @@
+// attention: Zagoruyko & Komodakis 2017 ("Paying More Attention to Attention", Sec. 3.1, Eq. 2):
+// Q = vec(mean_c |A_c|^p), L2-normalised; at = sum over tap pairs of mean((Q_s - Q_t)^2);
+// L = (1 - alpha) CE + beta * at (+ alpha KD when alpha > 0, the paper's AT+KD).
+// beta = 1000 with this mean normalisation (as the paper's code and RepDistiller use).
+#include "harness/errors.h"
+#include "methods/losses.h"
+#include "methods/method.h"
+
+namespace kd {
+
+class Attention final : public Method {
+ public:
+  static MethodInfo info() {
+    return MethodInfo("attention", "Zagoruyko & Komodakis 2017: match L2-normalised spatial attention maps at several depths")
+        .cite("Zagoruyko & Komodakis 2017, Sec. 3.1, Eq. 2 (p = 2)")
+        .teachers(1, 1)
+        .strings("student_taps", {"block1", "block2", "block3"}, "student taps, paired in order")
+        .strings("teacher_taps", {"block1", "block2", "block3"}, "teacher taps, paired in order")
+        .number("p", 2.0, 1.0, 8.0, "exponent of |A|^p")
+        .number("beta", 1000.0, 0.0, 1e7, "weight of the attention term")
+        .number("alpha", 0.0, 0.0, 1.0, "weight of an added KD term; CE gets 1 - alpha")
+        .number("temperature", 4.0, 0.05, 100.0, "KD temperature when alpha > 0");
+  }
+  explicit Attention(const MethodParams& p)
+      : s_taps_(p.strings("student_taps")),
+        t_taps_(p.strings("teacher_taps")),
+        p_(p.number("p")),
+        beta_(p.number("beta")),
+        alpha_(p.number("alpha")),
+        T_(p.number("temperature")) {
+    if (s_taps_.size() != t_taps_.size() || s_taps_.empty())
+      throw ConfigError("teacher_taps", "needs as many taps as student_taps (" + std::to_string(s_taps_.size()) + "), got " +
+                                            std::to_string(t_taps_.size()));
+  }
+  std::vector<std::string> student_taps() const override {
+    auto v = s_taps_;
+    v.push_back("logits");
+    return v;
+  }
+  std::vector<std::string> teacher_taps(int) const override {
+    auto v = t_taps_;
+    v.push_back("logits");
+    return v;
+  }
+  LossTerms compute(const MethodInput& in) override {
+    torch::Tensor at;
+    for (size_t i = 0; i < s_taps_.size(); ++i) {
+      auto l = losses::attention_loss(in.student.at(s_taps_[i]), in.teachers.at(0)->at(t_taps_[i]), p_);
+      at = at.defined() ? at + l : l;
+    }
+    const auto& s = in.student.at("logits");
+    LossTerms terms{{"ce", torch::cross_entropy_loss(s, in.labels), 1.0 - alpha_}, {"at", at, beta_}};
+    if (alpha_ > 0) terms.push_back({"kd", losses::soft_kl(s, in.teachers.at(0)->at("logits"), T_), alpha_});
+    return terms;
+  }
+
+ private:
+  std::vector<std::string> s_taps_, t_taps_;
+  double p_, beta_, alpha_, T_;
+};
+
+}  // namespace kd
+KD_REGISTER_METHOD(kd::Attention);

@@ -1,0 +1,102 @@
+// fitnets: Romero et al. 2015 ("FitNets: Hints for Thin Deep Nets", Sec. 2.2 and 2.3).
+// A regressor r (1x1 conv + BN, or linear on flattened features) maps the student's guided layer
+// v_g to the teacher's hint layer u_h; hint = mean((r(v_g) - u_h)^2) (see losses::hint_mse for its
+// relation to the paper's 1/2 ||u_h - r(v_g)||^2).
+//   one_stage: L = (1 - alpha) CE + alpha KD + beta * hint, trained jointly.
+//   two_stage: stage "hint" trains the student only up to its guided layer (and r) on the hint loss
+//              for hint_epochs (paper Sec. 2.3, Fig. 1 (b)), then stage "kd" trains the whole student
+//              with (1 - alpha) CE + alpha KD (the paper's stage 2 is KD).
+#include "harness/errors.h"
+#include "methods/losses.h"
+#include "methods/method.h"
+
+namespace kd {
+
+class FitNets final : public Method {
+ public:
+  static MethodInfo info() {
+    return MethodInfo("fitnets", "Romero et al. 2015: hint from a teacher layer through a learned regressor; "
+                                 "one-stage or two-stage")
+        .cite("Romero et al. 2015, Sec. 2.2 (Eq. 3, hint loss) and 2.3 (stage-wise training)")
+        .teachers(1, 1)
+        .string("mode", "two_stage", {"one_stage", "two_stage"}, "two_stage: hint pre-training then KD")
+        .string("student_tap", "block2", {}, "student guided layer")
+        .string("teacher_tap", "block2", {}, "teacher hint layer")
+        .string("regressor", "conv", {"conv", "linear"}, "conv: 1x1 conv + BN; linear: on flattened features")
+        .integer("hint_epochs", 1, 1, 10000, "two_stage: epochs of stage 1")
+        .number("beta", 1.0, 0.0, 1e6, "one_stage: weight of the hint term")
+        .number("temperature", 4.0, 0.05, 100.0, "KD temperature T")
+        .number("alpha", 0.9, 0.0, 1.0, "weight of the KD term; CE gets 1 - alpha");
+  }
+  explicit FitNets(const MethodParams& p)
+      : two_stage_(p.string("mode") == "two_stage"),
+        s_tap_(p.string("student_tap")),
+        t_tap_(p.string("teacher_tap")),
+        linear_(p.string("regressor") == "linear"),
+        hint_epochs_(p.integer("hint_epochs")),
+        beta_(p.number("beta")),
+        T_(p.number("temperature")),
+        alpha_(p.number("alpha")) {}
+
+  std::vector<std::string> student_taps() const override { return {"logits", s_tap_}; }
+  std::vector<std::string> teacher_taps(int) const override { return {"logits", t_tap_}; }
+
+  void prepare(const TapShapes& s, const std::vector<TapShapes>& t, torch::Device device) override {
+    const auto& ss = s.at(s_tap_);
+    const auto& ts = t.at(0).at(t_tap_);
+    regressor_ = std::make_shared<torch::nn::Module>("FitNetsRegressor");
+    if (linear_) {
+      int64_t in = 1, out = 1;
+      for (size_t i = 1; i < ss.size(); ++i) in *= ss[i];
+      for (size_t i = 1; i < ts.size(); ++i) out *= ts[i];
+      lin_ = regressor_->register_module("linear", torch::nn::Linear(in, out));
+    } else {
+      if (ss.size() != 4 || ts.size() != 4)
+        throw ConfigError("student_tap", "conv regressor needs 4-D feature maps ('" + s_tap_ + "' / '" + t_tap_ + "')");
+      conv_ = regressor_->register_module(
+          "conv", torch::nn::Conv2d(torch::nn::Conv2dOptions(ss[1], ts[1], 1).bias(false)));
+      bn_ = regressor_->register_module("bn", torch::nn::BatchNorm2d(ts[1]));
+    }
+    teacher_shape_ = ts;
+    regressor_->to(device);
+  }
+  std::shared_ptr<torch::nn::Module> module() override { return regressor_; }
+
+  std::vector<StageSpec> stages() const override {
+    if (!two_stage_) return {StageSpec{}};
+    return {StageSpec{"hint", static_cast<int>(hint_epochs_), s_tap_}, StageSpec{"kd", 0, ""}};
+  }
+
+  torch::Tensor hint(const MethodInput& in) {
+    auto v = in.student.at(s_tap_);
+    auto u = in.teachers.at(0)->at(t_tap_);
+    if (linear_) return losses::hint_mse(lin_(v.flatten(1)), u.flatten(1));
+    auto r = bn_(conv_(v));
+    r = losses::align_spatial(r, u.size(2), u.size(3));
+    return losses::hint_mse(r, u);
+  }
+
+  LossTerms compute(const MethodInput& in) override {
+    if (two_stage_ && in.stage == 0) return {{"hint", hint(in), 1.0}};
+    const auto& s = in.student.at("logits");
+    LossTerms terms{{"ce", torch::cross_entropy_loss(s, in.labels), 1.0 - alpha_}};
+    if (alpha_ > 0) terms.push_back({"kd", losses::soft_kl(s, in.teachers.at(0)->at("logits"), T_), alpha_});
+    if (!two_stage_) terms.push_back({"hint", hint(in), beta_});
+    return terms;
+  }
+
+ private:
+  bool two_stage_;
+  std::string s_tap_, t_tap_;
+  bool linear_;
+  int64_t hint_epochs_;
+  double beta_, T_, alpha_;
+  std::shared_ptr<torch::nn::Module> regressor_;
+  torch::nn::Conv2d conv_{nullptr};
+  torch::nn::BatchNorm2d bn_{nullptr};
+  torch::nn::Linear lin_{nullptr};
+  std::vector<int64_t> teacher_shape_;
+};
+
+}  // namespace kd
+KD_REGISTER_METHOD(kd::FitNets);

@@ -1,0 +1,52 @@
+// progressive: teacher-assistant KD (Mirzadeh et al. 2020, "Improved Knowledge Distillation via
+// Teacher Assistant", Sec. 3): teacher -> TA_1 -> ... -> student. chain() declares one link per
+// assistant (trained with `link_method` from the previous model); the harness trains them as runs of
+// their own and hands this method the last assistant as its teacher. The final link is logit KD:
+// alpha * T^2 * KL(p_TA || p_s) + (1 - alpha) * CE.
+#include "harness/errors.h"
+#include "methods/losses.h"
+#include "methods/method.h"
+
+namespace kd {
+
+class Progressive final : public Method {
+ public:
+  static MethodInfo info() {
+    return MethodInfo("progressive", "Mirzadeh et al. 2020: teacher -> assistant(s) -> student, each link a KD stage")
+        .cite("Mirzadeh et al. 2020, Sec. 3 (TAKD)")
+        .teachers(1, 1)
+        .strings("assistants", {"cnn_medium"}, "zoo models of the assistants, largest first")
+        .json("link_method", nlohmann::json{{"name", "logit_kd"}, {"temperature", 4.0}, {"alpha", 0.9}},
+              "method config that trains each assistant from the previous model")
+        .number("temperature", 4.0, 0.05, 100.0, "temperature of the last link (assistant -> student)")
+        .number("alpha", 0.9, 0.0, 1.0, "weight of the KD term of the last link; CE gets 1 - alpha");
+  }
+  explicit Progressive(const MethodParams& p)
+      : assistants_(p.strings("assistants")),
+        link_(p.json("link_method")),
+        T_(p.number("temperature")),
+        alpha_(p.number("alpha")) {
+    if (assistants_.empty()) throw ConfigError("assistants", "needs at least one assistant model");
+    if (!link_.is_object() || !link_.contains("name") || !link_["name"].is_string())
+      throw ConfigError("link_method", "expected an object with a \"name\" (a registered method)");
+  }
+  std::vector<std::string> teacher_taps(int) const override { return {"logits"}; }
+  std::vector<ChainLink> chain() const override {
+    std::vector<ChainLink> links;
+    for (const auto& a : assistants_) links.push_back({a, link_});
+    return links;
+  }
+  LossTerms compute(const MethodInput& in) override {
+    const auto& s = in.student.at("logits");
+    return {{"ce", torch::cross_entropy_loss(s, in.labels), 1.0 - alpha_},
+            {"kd", losses::soft_kl(s, in.teachers.at(0)->at("logits"), T_), alpha_}};
+  }
+
+ private:
+  std::vector<std::string> assistants_;
+  nlohmann::json link_;
+  double T_, alpha_;
+};
+
+}  // namespace kd
+KD_REGISTER_METHOD(kd::Progressive);
