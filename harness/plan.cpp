@@ -239,8 +239,9 @@ Plan plan_sweep(const SweepConfig& cfg) {
         // Teacher-assistant chain: each link is a run of its own (shared by every setting that has it).
         auto method = MethodRegistry::instance().create(e.method, params);
         int level = 1;
-        for (size_t li = 0; li < method->chain().size(); ++li) {
-          const ChainLink& link = method->chain()[li];
+        const std::vector<ChainLink> chain = method->chain();
+        for (size_t li = 0; li < chain.size(); ++li) {
+          const ChainLink& link = chain[li];
           std::string lp = e.path + ".params.assistants[" + std::to_string(li) + "]";
           check_model(link.model, lp);
           if (!link.method.is_object() || !link.method.contains("name") || !link.method["name"].is_string())
