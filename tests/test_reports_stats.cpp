@@ -1,0 +1,58 @@
+// Statistics against textbook / hand-computed values.
+#include <gtest/gtest.h>
+
+#include <cmath>
+
+#include "reports/stats.h"
+
+namespace {
+
+using namespace kd::stats;
+
+TEST(Stats, MeanAndSampleStd) {
+  // {2,4,4,4,5,5,7,9}: mean 5, sum of squares 32, sample variance 32/7.
+  std::vector<double> x{2, 4, 4, 4, 5, 5, 7, 9};
+  EXPECT_DOUBLE_EQ(mean(x), 5.0);
+  EXPECT_NEAR(*stddev(x), std::sqrt(32.0 / 7.0), 1e-12);
+  EXPECT_FALSE(stddev({3.0}).has_value()) << "one seed has no spread: undefined, not 0";
+}
+
+TEST(Stats, StudentTQuantilesFromTables) {
+  // Two-sided 95% critical values (standard t tables).
+  EXPECT_NEAR(t_quantile(0.975, 1), 12.706205, 1e-5);
+  EXPECT_NEAR(t_quantile(0.975, 2), 4.302653, 1e-5);
+  EXPECT_NEAR(t_quantile(0.975, 4), 2.776445, 1e-5);
+  EXPECT_NEAR(t_quantile(0.975, 30), 2.042272, 1e-5);
+  EXPECT_NEAR(t_cdf(0, 5), 0.5, 1e-12);
+  // t with 1 dof is Cauchy: CDF(1) = 3/4.
+  EXPECT_NEAR(t_cdf(1, 1), 0.75, 1e-10);
+  // I_x(1,1) = x; I_x(a,1) = x^a.
+  EXPECT_NEAR(incomplete_beta(1, 1, 0.3), 0.3, 1e-12);
+  EXPECT_NEAR(incomplete_beta(3, 1, 0.5), 0.125, 1e-12);
+}
+
+TEST(Stats, ConfidenceIntervalByHand) {
+  // x = {1,2,3}: mean 2, s = 1, n = 3 -> half-width = t_{0.975,2} / sqrt(3) = 4.302653 / 1.7320508
+  EXPECT_NEAR(*ci_half_width({1, 2, 3}), 4.302653 / std::sqrt(3.0), 1e-5);
+  EXPECT_FALSE(ci_half_width({1}).has_value());
+}
+
+TEST(Stats, WelchByHand) {
+  // a = {1,2,3,4}: mean 2.5, var 5/3; b = {2,4,6,8,10}: mean 6, var 10.
+  // se^2 = (5/3)/4 + 10/5 = 0.416667 + 2 = 2.416667; t = -3.5 / 1.554563 = -2.251463
+  // dof = 2.416667^2 / ((0.416667^2)/3 + (2^2)/4) = 5.840278 / (0.0578704 + 1) = 5.520701
+  auto r = welch_t_test({1, 2, 3, 4}, {2, 4, 6, 8, 10});
+  ASSERT_TRUE(r.has_value());
+  EXPECT_NEAR(r->t, -2.251463, 1e-5);
+  EXPECT_NEAR(r->dof, 5.520701, 1e-5);
+  // two-sided p for |t| = 2.2515 at 5.52 dof, between the 0.05 (2.50) and 0.1 (1.96) critical values
+  EXPECT_GT(r->p, 0.05);
+  EXPECT_LT(r->p, 0.10);
+  EXPECT_NEAR(r->p, 2 * (1 - t_cdf(2.251463, 5.520701)), 1e-9);
+  // Identical samples: t = 0, p = 1. Too few values: no test.
+  auto same = welch_t_test({1, 2, 3}, {1, 2, 3});
+  EXPECT_NEAR(same->p, 1.0, 1e-12);
+  EXPECT_FALSE(welch_t_test({1}, {1, 2}).has_value());
+}
+
+}  // namespace
