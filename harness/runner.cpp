@@ -89,6 +89,7 @@ class SweepRun {
     int64_t threads = opts_.threads >= 0 ? opts_.threads : cfg_.threads;
     if (threads <= 0) threads = static_cast<int64_t>(std::max(1u, std::thread::hardware_concurrency()));
     torch::set_num_threads(static_cast<int>(threads));
+    threads_ = static_cast<int>(threads);
     if (device_name == "auto") device_name = torch::cuda::is_available() ? "cuda" : "cpu";
     if (device_name == "cuda" && !torch::cuda::is_available())
       throw ConfigError("device", "CUDA was asked for but no CUDA device is available");
@@ -123,6 +124,7 @@ class SweepRun {
     summary_.output_dir = out_;
     summary_.total = static_cast<int>(plan_.runs.size());
     progress_ = std::make_unique<TerminalProgress>("img");
+    progress_->add_work(pending_work());
 
     int max_level = 0;
     for (const auto& r : plan_.runs) max_level = std::max(max_level, r.level);
@@ -177,6 +179,21 @@ class SweepRun {
     auto* raw = h.get();
     handles_[id] = std::move(h);
     return raw;
+  }
+
+  // Images still to train (every pending run's epochs x training-split size), for the progress bar's ETA.
+  double pending_work() {
+    double work = 0;
+    for (const auto& r : plan_.runs) {
+      auto rec = store_->run(r.id);
+      if (!rec || rec->status == "done" || rec->status == "failed") continue;
+      if (r.teacher && (r.teacher->obtain != "train" || fs::exists(teacher_cache_path(r.id) + ".json"))) continue;
+      int64_t epochs = 0;
+      for (const auto& st : MethodRegistry::instance().create(r.method, MethodParams(r.params))->stages())
+        epochs += st.epochs > 0 ? st.epochs : r.recipe.epochs;
+      work += static_cast<double>(epochs) * static_cast<double>(data_.train->size());
+    }
+    return work;
   }
 
   void fill_logits(TeacherHandle& h, const std::string& name) {
@@ -302,6 +319,10 @@ class SweepRun {
                                 runs.front()->seed, runs.front()->level));
     TrainOptions to;
     to.device = device_;
+    // Runs of a group are independent: spread them over the cores (one lane per core, one torch
+    // thread per lane); a group with fewer runs than cores gives each lane more torch threads.
+    to.lanes = device_.is_cuda() ? 1 : std::min<int>(threads_, static_cast<int>(members.size()));
+    torch::set_num_threads(std::max(1, threads_ / std::max(1, to.lanes)));
     to.workers = opts_.workers;
     to.progress = progress_.get();
     to.on_epoch = [&] {
@@ -346,12 +367,14 @@ class SweepRun {
                                   r.setting.dump(), r.seed, o.finals["final.test.top1"], o.finals["final.val.top1"]));
     };
     train_lockstep(members, data_, to);
+    torch::set_num_threads(threads_);
   }
 
   const SweepConfig& cfg_;
   SweepOptions opts_;
   std::string out_, env_, owner_;
   torch::Device device_ = torch::kCPU;
+  int threads_ = 1;
   Plan plan_;
   DataSplits data_;
   std::unique_ptr<ResultsStore> store_;

@@ -5,7 +5,9 @@
 #include <chrono>
 #include <cmath>
 #include <filesystem>
+#include <optional>
 #include <set>
+#include <thread>
 #include <unistd.h>
 
 #include "harness/errors.h"
@@ -136,6 +138,10 @@ struct StageState {
   std::unique_ptr<torch::optim::Optimizer> optimizer;
 };
 
+struct Failure {
+  std::string stage, term, message;
+};
+
 struct RunState {
   const GroupMember* member = nullptr;
   const RunSpec* spec = nullptr;
@@ -158,6 +164,8 @@ struct RunState {
   std::vector<torch::Tensor> best_state;
   EvalMetrics best_val_metrics;
   double seconds = 0;  // training time attributed to this run
+  std::optional<Failure> pending_failure;  // set by a lane, handled after the lanes join
+  torch::Tensor val_logits;
   int64_t images = 0;
 
   // stage index and epoch within it, for global epoch e
@@ -229,6 +237,34 @@ std::vector<torch::Tensor> parameters_upstream_of(TapModel& model, const std::st
   return out;
 }
 
+// Runs fn on every item, the items split into `lanes` contiguous shares, one thread per share
+// (the first on the calling thread). Exceptions are re-thrown after all lanes joined.
+template <typename T, typename Fn>
+void for_each_lane(std::vector<T*>& items, int lanes, Fn fn) {
+  lanes = std::max(1, std::min<int>(lanes, static_cast<int>(items.size())));
+  if (lanes == 1) {
+    for (auto* it : items) fn(*it);
+    return;
+  }
+  std::vector<std::exception_ptr> errors(static_cast<size_t>(lanes));
+  auto run_share = [&](int lane) {
+    try {
+      size_t n = items.size();
+      size_t lo = n * static_cast<size_t>(lane) / static_cast<size_t>(lanes);
+      size_t hi = n * static_cast<size_t>(lane + 1) / static_cast<size_t>(lanes);
+      for (size_t i = lo; i < hi; ++i) fn(*items[i]);
+    } catch (...) {
+      errors[static_cast<size_t>(lane)] = std::current_exception();
+    }
+  };
+  std::vector<std::thread> threads;
+  for (int l = 1; l < lanes; ++l) threads.emplace_back(run_share, l);
+  run_share(0);
+  for (auto& t : threads) t.join();
+  for (auto& e : errors)
+    if (e) std::rethrow_exception(e);
+}
+
 std::string error_record(int64_t epoch, int64_t step, const std::string& stage, const std::string& term,
                          const std::string& message) {
   return json{{"epoch", epoch}, {"step", step}, {"stage", stage}, {"term", term}, {"message", message}}.dump();
@@ -242,6 +278,7 @@ void train_lockstep(const std::vector<GroupMember>& members, const DataSplits& d
   const int64_t seed = first.seed;
   const int64_t batch_size = first.recipe.batch_size;
   const torch::Device device = opts.device;
+  const int lanes = std::max(1, std::min<int>(opts.lanes, static_cast<int>(members.size())));
 
   LoaderOptions lo;
   lo.batch_size = batch_size;
@@ -279,7 +316,6 @@ void train_lockstep(const std::vector<GroupMember>& members, const DataSplits& d
   }
 
   std::vector<RunState> runs(members.size());
-  double total_work = 0;
   for (size_t i = 0; i < members.size(); ++i) {
     RunState& rs = runs[i];
     rs.member = &members[i];
@@ -328,9 +364,7 @@ void train_lockstep(const std::vector<GroupMember>& members, const DataSplits& d
     rs.outcome.params = count_parameters(*rs.student);
     rs.outcome.macs = count_macs(*rs.student, data.channels, data.image_size);
     rs.outcome.method_params = rs.method_module ? count_parameters(*rs.method_module) : 0;
-    total_work += static_cast<double>(rs.total_epochs) * static_cast<double>(data.train->size());
   }
-  if (opts.progress) opts.progress->add_work(total_work);
 
   int64_t max_epochs = 0;
   for (auto& rs : runs) max_epochs = std::max(max_epochs, rs.total_epochs);
@@ -352,6 +386,73 @@ void train_lockstep(const std::vector<GroupMember>& members, const DataSplits& d
 
   std::vector<std::string> teacher_ids;
   for (auto& [id, t] : teachers) teacher_ids.push_back(id);
+
+  // One training step of one run on the shared batch (runs on a lane thread).
+  auto step_run = [&](RunState& rs, int64_t epoch, int64_t step, const torch::Tensor& x, const torch::Tensor& y,
+                      const std::map<std::string, TapMap>& teacher_out) {
+        auto t0 = Clock::now();
+        auto [si, se] = rs.stage_of(epoch);
+        StageState& st = rs.stages[si];
+        set_lr(*st.optimizer, learning_rate(rs.spec->recipe, st.epochs,
+                                            static_cast<double>(se) + static_cast<double>(step) / steps_per_epoch,
+                                            steps_per_epoch));
+        TapMap staps;
+        auto logits = rs.student->forward_taps(x, &staps);
+        staps["logits"] = logits;
+        std::vector<const TapMap*> tptrs;
+        for (const auto* t : rs.member->teachers) {
+          auto it = teacher_out.find(t->run_id);
+          tptrs.push_back(it == teacher_out.end() ? nullptr : &it->second);
+        }
+        static const TapMap kEmpty;
+        for (auto& p : tptrs)
+          if (!p) p = &kEmpty;
+        MethodInput in{staps, tptrs, y, static_cast<int>(si)};
+        LossTerms terms = rs.method->compute(in);
+        torch::Tensor total;
+        for (const auto& term : terms) {
+          auto w = term.value * term.weight;
+          total = total.defined() ? total + w : w;
+        }
+        if (!total.defined()) {
+          rs.pending_failure = Failure{st.spec.name, "", "method returned no loss terms"};
+          return;
+        }
+        std::vector<double> values;
+        values.reserve(terms.size());
+        for (const auto& term : terms) values.push_back(term.value.item<double>());
+        const double total_v = total.item<double>();
+        if (!std::isfinite(total_v)) {
+          std::string bad = "total";
+          for (size_t k = 0; k < terms.size(); ++k)
+            if (!std::isfinite(values[k])) {
+              bad = terms[k].name;
+              break;
+            }
+          rs.pending_failure = Failure{st.spec.name, bad, "loss is " + std::string(std::isnan(total_v) ? "NaN" : "inf")};
+          return;
+        }
+        st.optimizer->zero_grad();
+        total.backward();
+        if (rs.spec->recipe.grad_clip > 0) {
+          std::vector<torch::Tensor> ps;
+          for (auto& g : st.optimizer->param_groups())
+            for (auto& p : g.params()) ps.push_back(p);
+          double norm = torch::nn::utils::clip_grad_norm_(ps, rs.spec->recipe.grad_clip);
+          if (!std::isfinite(norm)) {
+            rs.pending_failure = Failure{st.spec.name, "gradient", "gradient norm is not finite"};
+            return;
+          }
+        }
+        st.optimizer->step();
+        for (size_t k = 0; k < terms.size(); ++k) rs.term_sums[terms[k].name] += values[k];
+        rs.total_sum += total_v;
+        rs.correct += logits.argmax(1).eq(y).sum().item<int64_t>();
+        rs.seen += y.size(0);
+        rs.steps += 1;
+        rs.seconds += std::chrono::duration<double>(Clock::now() - t0).count();
+        rs.images += y.size(0);
+        };
 
   for (int64_t epoch = 0; epoch < max_epochs; ++epoch) {
     // Set up each active run's stage for this epoch.
@@ -408,77 +509,26 @@ void train_lockstep(const std::vector<GroupMember>& members, const DataSplits& d
           teacher_out[id] = std::move(keep);
         }
       }
-      for (auto* rsp : active) {
-        RunState& rs = *rsp;
-        if (rs.done) continue;
-        auto t0 = Clock::now();
-        auto [si, se] = rs.stage_of(epoch);
-        StageState& st = rs.stages[si];
-        set_lr(*st.optimizer, learning_rate(rs.spec->recipe, st.epochs,
-                                            static_cast<double>(se) + static_cast<double>(step) / steps_per_epoch,
-                                            steps_per_epoch));
-        TapMap staps;
-        auto logits = rs.student->forward_taps(x, &staps);
-        staps["logits"] = logits;
-        std::vector<const TapMap*> tptrs;
-        for (const auto* t : rs.member->teachers) {
-          auto it = teacher_out.find(t->run_id);
-          tptrs.push_back(it == teacher_out.end() ? nullptr : &it->second);
+      // Each lane (thread) steps its share of the runs; failures are handled here, after the join.
+      for_each_lane(active, lanes, [&](RunState& rs) {
+        if (!rs.done) step_run(rs, epoch, step, x, y, teacher_out);
+      });
+      for (auto* rsp : active)
+        if (rsp->pending_failure) {
+          auto f = *rsp->pending_failure;
+          rsp->pending_failure.reset();
+          fail(*rsp, epoch, step, f.stage, f.term, f.message);
         }
-        static const TapMap kEmpty;
-        for (auto& p : tptrs)
-          if (!p) p = &kEmpty;
-        MethodInput in{staps, tptrs, y, static_cast<int>(si)};
-        LossTerms terms = rs.method->compute(in);
-        torch::Tensor total;
-        for (const auto& term : terms) {
-          auto w = term.value * term.weight;
-          total = total.defined() ? total + w : w;
-        }
-        if (!total.defined()) {
-          fail(rs, epoch, step, st.spec.name, "", "method returned no loss terms");
-          continue;
-        }
-        std::vector<double> values;
-        values.reserve(terms.size());
-        for (const auto& term : terms) values.push_back(term.value.item<double>());
-        const double total_v = total.item<double>();
-        if (!std::isfinite(total_v)) {
-          std::string bad = "total";
-          for (size_t k = 0; k < terms.size(); ++k)
-            if (!std::isfinite(values[k])) {
-              bad = terms[k].name;
-              break;
-            }
-          fail(rs, epoch, step, st.spec.name, bad, "loss is " + std::string(std::isnan(total_v) ? "NaN" : "inf"));
-          continue;
-        }
-        st.optimizer->zero_grad();
-        total.backward();
-        if (rs.spec->recipe.grad_clip > 0) {
-          std::vector<torch::Tensor> ps;
-          for (auto& g : st.optimizer->param_groups())
-            for (auto& p : g.params()) ps.push_back(p);
-          double norm = torch::nn::utils::clip_grad_norm_(ps, rs.spec->recipe.grad_clip);
-          if (!std::isfinite(norm)) {
-            fail(rs, epoch, step, st.spec.name, "gradient", "gradient norm is not finite");
-            continue;
-          }
-        }
-        st.optimizer->step();
-        for (size_t k = 0; k < terms.size(); ++k) rs.term_sums[terms[k].name] += values[k];
-        rs.total_sum += total_v;
-        rs.correct += logits.argmax(1).eq(y).sum().item<int64_t>();
-        rs.seen += y.size(0);
-        rs.steps += 1;
-        rs.seconds += std::chrono::duration<double>(Clock::now() - t0).count();
-        rs.images += y.size(0);
-      }
       if (opts.progress) opts.progress->advance(static_cast<double>(y.size(0)) * static_cast<double>(active.size()));
       ++step;
     }
 
     // End of epoch: validation for each run (teacher val logits are cached once per teacher).
+    for_each_lane(active, lanes, [&](RunState& rs) {
+      if (rs.done) return;
+      if (rs.method_module) rs.method_module->eval();
+      rs.val_logits = predict(*rs.student, data.val, data, rs.spec->recipe.eval_batch_size, device, 1);
+    });
     for (auto* rsp : active) {
       RunState& rs = *rsp;
       if (rs.done) continue;
@@ -486,8 +536,8 @@ void train_lockstep(const std::vector<GroupMember>& members, const DataSplits& d
       const std::string& stage = rs.stages[si].spec.name;
       if (rs.method_module) rs.method_module->eval();
       torch::Tensor tval = rs.member->teachers.empty() ? torch::Tensor() : rs.member->teachers[0]->val_logits;
-      auto vlog = predict(*rs.student, data.val, data, rs.spec->recipe.eval_batch_size, device, opts.workers);
-      EvalMetrics v = metrics_from_logits(vlog, data.val->all_labels(), tval);
+      EvalMetrics v = metrics_from_logits(rs.val_logits, data.val->all_labels(), tval);
+      rs.val_logits = torch::Tensor();
       auto& E = rs.outcome.epochs;
       auto put = [&](const std::string& name, double value) { E.push_back({stage, epoch, name, value}); };
       for (const auto& [name, sum] : rs.term_sums) put("loss." + name, sum / std::max<int64_t>(1, rs.steps));

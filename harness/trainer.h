@@ -68,6 +68,7 @@ struct GroupMember {
 struct TrainOptions {
   torch::Device device = torch::kCPU;
   int workers = 1;  // loader worker threads
+  int lanes = 1;    // threads that step the group's runs in parallel (each run on one lane)
   Progress* progress = nullptr;
   // Called once per finished run (ok or failed), as soon as it finishes, from the training thread.
   std::function<void(const GroupMember&, RunOutcome&)> on_done;

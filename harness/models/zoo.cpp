@@ -469,7 +469,8 @@ int64_t count_macs(TapModel& m, int in_channels, int image_size) {
 
 void save_model(TapModel& m, const std::string& path) {
   torch::serialize::OutputArchive a;
-  a.write("kdbench_arch", torch::tensor(std::vector<int64_t>(m.arch().begin(), m.arch().end())));
+  const std::string arch = m.arch();
+  a.write("kdbench_arch", torch::tensor(std::vector<int64_t>(arch.begin(), arch.end())));
   m.save(a);
   a.save_to(path);
 }
