@@ -20,8 +20,10 @@
 //   epochs(run_id TEXT, stage TEXT, epoch INTEGER, name TEXT, value REAL,
 //          PRIMARY KEY(run_id, stage, epoch, name))
 //        names: "loss.<term>" (mean over the epoch, unweighted), "loss.total", "train.top1",
-//               "val.top1", "val.top5", "val.nll", "val.ece", "val.agreement", "lr", "seconds",
-//               "images_per_second"
+//               "val.top1", "val.top5", "val.nll", "val.ece", "val.agreement", "lr",
+//               "seconds" (this run's own step time so far), "images_per_second" (of that),
+//               "teacher_seconds" (the epoch's shared teacher forward passes, once for the group),
+//               "group_seconds" (the group's wall time training that epoch), "group_runs"
 //   finals(run_id TEXT, name TEXT, value REAL, PRIMARY KEY(run_id, name))
 //        names: "<which>.<split>.<metric>" with which = "final" (last epoch's weights) or
 //               "bestval" (the epoch with the best val.top1, chosen on validation only),

@@ -492,6 +492,8 @@ void train_lockstep(const std::vector<GroupMember>& members, const DataSplits& d
     }
 
     loader.start_epoch(epoch);
+    double teacher_seconds = 0;  // the shared teacher forward passes of this epoch
+    auto epoch_start = Clock::now();
     Batch batch;
     int64_t step = 0;
     while (loader.next(batch)) {
@@ -500,6 +502,7 @@ void train_lockstep(const std::vector<GroupMember>& members, const DataSplits& d
       // One teacher forward per batch, shared by every run of the group.
       std::map<std::string, TapMap> teacher_out;
       if (!needed.empty()) {
+        auto teacher_start = Clock::now();
         torch::NoGradGuard ng;
         for (auto& [id, taps] : needed) {
           TapMap all;
@@ -508,6 +511,7 @@ void train_lockstep(const std::vector<GroupMember>& members, const DataSplits& d
           for (const auto& tap : taps) keep[tap] = all.at(tap);
           teacher_out[id] = std::move(keep);
         }
+        teacher_seconds += std::chrono::duration<double>(Clock::now() - teacher_start).count();
       }
       // Each lane (thread) steps its share of the runs; failures are handled here, after the join.
       for_each_lane(active, lanes, [&](RunState& rs) {
@@ -523,6 +527,7 @@ void train_lockstep(const std::vector<GroupMember>& members, const DataSplits& d
       ++step;
     }
 
+    const double group_train_seconds = std::chrono::duration<double>(Clock::now() - epoch_start).count();
     // End of epoch: validation for each run (teacher val logits are cached once per teacher).
     for_each_lane(active, lanes, [&](RunState& rs) {
       if (rs.done) return;
@@ -551,6 +556,9 @@ void train_lockstep(const std::vector<GroupMember>& members, const DataSplits& d
       put("lr", learning_rate(rs.spec->recipe, rs.stages[si].epochs, static_cast<double>(se) + 1.0 - 1e-9,
                               steps_per_epoch));
       put("seconds", rs.seconds);
+      put("teacher_seconds", teacher_seconds);
+      put("group_seconds", group_train_seconds);
+      put("group_runs", static_cast<double>(active.size()));
       put("images_per_second", rs.seconds > 0 ? rs.images / rs.seconds : 0);
       if (opts.progress)
         opts.progress->note(fmt::format("{:<14} {:<28} seed {} epoch {}/{} [{}] loss {:.4f} train {:.2f}% val {:.2f}%",

@@ -1,0 +1,240 @@
+// Each method's loss against values computed from the paper's formula (independently, with plain
+// arithmetic on the same small tensors; the derivations are in the comments). A wrong sign, a
+// missing T^2, a sum instead of the batch mean, a swapped KL, a missing normalisation or square in
+// AT, or a wrong multi-teacher weighting each fail one of these tests.
+#include <gtest/gtest.h>
+#include <torch/torch.h>
+
+#include "harness/errors.h"
+#include "methods/losses.h"
+#include "methods/method.h"
+
+namespace {
+
+using kd::LossTerms;
+using kd::MethodInput;
+using kd::MethodRegistry;
+using kd::TapMap;
+
+// Two samples, three classes; T = 2. Softmax(x/T) per row, KL(p_t || p_s) per row:
+//   KL_0 + KL_1 = 0.913215448...; batch mean = 0.45660772; x T^2 = 1.82643090.
+//   (sum instead of mean: 3.65286179; no T^2: 0.45660772; KL(p_s || p_t) instead: 1.91557972.)
+const std::vector<std::vector<float>> kS{{1.0f, 2.0f, 0.0f}, {0.5f, -1.0f, 2.0f}};
+const std::vector<std::vector<float>> kT{{0.0f, 1.0f, 3.0f}, {2.0f, 0.0f, -1.0f}};
+const std::vector<std::vector<float>> kT2{{1.0f, 0.0f, 0.0f}, {0.0f, 0.0f, 1.0f}};
+
+torch::Tensor mat(const std::vector<std::vector<float>>& v) {
+  auto t = torch::empty({static_cast<int64_t>(v.size()), static_cast<int64_t>(v[0].size())}, torch::kDouble);
+  for (size_t i = 0; i < v.size(); ++i)
+    for (size_t j = 0; j < v[i].size(); ++j) t[i][j] = v[i][j];
+  return t;
+}
+
+double term(const LossTerms& terms, const std::string& name, double* weight = nullptr) {
+  for (const auto& t : terms)
+    if (t.name == name) {
+      if (weight) *weight = t.weight;
+      return t.value.item<double>();
+    }
+  ADD_FAILURE() << "no term " << name;
+  return NAN;
+}
+
+LossTerms run(const std::string& method, const nlohmann::json& params, const TapMap& student,
+              std::vector<TapMap> teachers, const torch::Tensor& labels, int stage = 0,
+              std::unique_ptr<kd::Method>* keep = nullptr) {
+  auto& reg = MethodRegistry::instance();
+  auto m = reg.create(method, reg.resolve(method, params, "test"));
+  std::vector<const TapMap*> tp;
+  for (auto& t : teachers) tp.push_back(&t);
+  kd::TapShapes ss;
+  for (auto& [k, v] : student) ss[k] = v.sizes().vec();
+  std::vector<kd::TapShapes> ts;
+  for (auto& t : teachers) {
+    kd::TapShapes s;
+    for (auto& [k, v] : t) s[k] = v.sizes().vec();
+    ts.push_back(s);
+  }
+  m->prepare(ss, ts, torch::kCPU);
+  MethodInput in{student, tp, labels, stage};
+  auto out = m->compute(in);
+  if (keep) *keep = std::move(m);
+  return out;
+}
+
+TEST(Losses, HintonSoftKLByHand) {
+  auto v = kd::losses::soft_kl(mat(kS), mat(kT), 2.0).item<double>();
+  EXPECT_NEAR(v, 1.8264308963508862, 1e-9);
+  EXPECT_GT(std::fabs(v - 3.6528617927017724), 1.0) << "sum reduction would give this";
+  EXPECT_GT(std::fabs(v - 0.45660772408772154), 1.0) << "missing T^2 would give this";
+  EXPECT_GT(std::fabs(v - 1.9155797245634145), 0.05) << "KL(p_s || p_t) would give this";
+  // At T = 1 the T^2 factor is 1 and KL of identical inputs is 0.
+  EXPECT_NEAR(kd::losses::soft_kl(mat(kS), mat(kS), 3.0).item<double>(), 0.0, 1e-12);
+}
+
+TEST(Losses, HintonGradientIsTTimesProbabilityDifferenceOverBatch) {
+  // d/ds [T^2 * mean_b KL(p_t || softmax(s_b/T))] = T * (p_s - p_t) / B   (Hinton et al. 2015, Sec. 2.1)
+  auto s = mat(kS).requires_grad_(true);
+  kd::losses::soft_kl(s, mat(kT), 2.0).backward();
+  const double expected[2][3] = {{0.1669515025524099, 0.2752564934335049, -0.44220799598591487},
+                                 {-0.34993103001548936, -0.09962225047523471, 0.4495532804907242}};
+  for (int i = 0; i < 2; ++i)
+    for (int j = 0; j < 3; ++j) EXPECT_NEAR(s.grad()[i][j].item<double>(), expected[i][j], 1e-9) << i << "," << j;
+}
+
+TEST(Methods, LogitKDTermsAndWeights) {
+  auto labels = torch::tensor({1, 2}, torch::kLong);
+  auto terms = run("logit_kd", {{"temperature", 2.0}, {"alpha", 0.7}}, {{"logits", mat(kS)}}, {{{"logits", mat(kT)}}},
+                   labels);
+  double w_kd = 0, w_ce = 0;
+  EXPECT_NEAR(term(terms, "kd", &w_kd), 1.8264308963508862, 1e-9);
+  // CE = mean(-log softmax(s)[y]) = 0.32445863 (labels 1 and 2)
+  EXPECT_NEAR(term(terms, "ce", &w_ce), 0.3244586305507687, 1e-9);
+  EXPECT_DOUBLE_EQ(w_kd, 0.7);
+  EXPECT_DOUBLE_EQ(w_ce, 1.0 - 0.7);
+  for (const auto& t : terms) EXPECT_GE(t.value.item<double>(), 0.0) << "losses are non-negative: " << t.name;
+}
+
+TEST(Methods, MultiTeacherAggregations) {
+  auto labels = torch::tensor({1, 2}, torch::kLong);
+  TapMap s{{"logits", mat(kS)}};
+  std::vector<TapMap> ts{{{"logits", mat(kT)}}, {{"logits", mat(kT2)}}};
+  // average: p = (softmax(t1/T) + softmax(t2/T)) / 2; T^2 * mean_b KL(p || p_s) = 0.78200462
+  EXPECT_NEAR(term(run("multi_teacher", {{"temperature", 2.0}}, s, ts, labels), "kd"), 0.7820046197113861, 1e-9);
+  // weighted 1:3 -> p = 0.25 p1 + 0.75 p2: 0.50169700
+  EXPECT_NEAR(term(run("multi_teacher", {{"temperature", 2.0}, {"aggregation", "weighted"}, {"teacher_weights", {1, 3}}},
+                       s, ts, labels),
+                   "kd"),
+              0.5016970032001673, 1e-9);
+  // confidence (CA-MKD): per sample w_k = (1 - softmax_k(CE_k)) / (K - 1):
+  //   sample 0: CE = (2.1698, 1.5514) -> w = (0.35015, 0.64985); sample 1: w = (0.06796, 0.93204)
+  //   kd = T^2 * mean_b sum_k w_kb KL(p_kb || p_sb) = 0.67840736
+  EXPECT_NEAR(term(run("multi_teacher", {{"temperature", 2.0}, {"aggregation", "confidence"}}, s, ts, labels), "kd"),
+              0.6784073645896667, 1e-9);
+  auto w = kd::losses::confidence_weights({mat(kT), mat(kT2)}, labels);
+  EXPECT_NEAR(w[0][0].item<double>(), 0.3501451367654529, 1e-9);
+  EXPECT_NEAR(w[1][1].item<double>(), 0.9320365079165275, 1e-9);
+  // A weight list of the wrong length is a config error naming the key.
+  try {
+    run("multi_teacher", {{"aggregation", "weighted"}, {"teacher_weights", {1, 2, 3}}}, s, ts, labels);
+    FAIL();
+  } catch (const kd::ConfigError& e) {
+    EXPECT_NE(std::string(e.what()).find("teacher_weights"), std::string::npos) << e.what();
+  }
+}
+
+TEST(Methods, AttentionMapAndLossByHand) {
+  // Student feature, 1 sample, 2 channels, 1x2: c0 = [1, 2], c1 = [3, 0]; teacher c0 = [2, 2], c1 = [0, 0].
+  // Q_s = normalise(mean_c A^2) = normalise([5, 2]) = [0.928477, 0.371391]; Q_t = [0.707107, 0.707107]
+  // at = mean((Q_s - Q_t)^2) = 0.08085497   (p = 1 would give 0.0513167; no normalisation 4.5)
+  auto fs = torch::tensor({1.0, 2.0, 3.0, 0.0}, torch::kDouble).view({1, 2, 1, 2});
+  auto ft = torch::tensor({2.0, 2.0, 0.0, 0.0}, torch::kDouble).view({1, 2, 1, 2});
+  auto q = kd::losses::attention_map(fs, 2.0);
+  EXPECT_NEAR(q[0][0].item<double>(), 0.9284766908852594, 1e-9);
+  EXPECT_NEAR(q[0][1].item<double>(), 0.3713906763541037, 1e-9);
+  EXPECT_NEAR(kd::losses::attention_loss(fs, ft, 2.0).item<double>(), 0.08085496998194212, 1e-9);
+  // Through the method: three tap pairs of the same maps -> at = 3 x 0.08085497, weight beta.
+  TapMap s{{"logits", torch::zeros({1, 3}, torch::kDouble)}, {"block1", fs}, {"block2", fs}, {"block3", fs}};
+  TapMap t{{"logits", torch::zeros({1, 3}, torch::kDouble)}, {"block1", ft}, {"block2", ft}, {"block3", ft}};
+  double w = 0;
+  auto terms = run("attention", {{"beta", 1000.0}}, s, {t}, torch::tensor({0}, torch::kLong));
+  EXPECT_NEAR(term(terms, "at", &w), 3 * 0.08085496998194212, 1e-9);
+  EXPECT_DOUBLE_EQ(w, 1000.0);
+  // Different spatial sizes: the student's map is resized to the teacher's (no error, finite).
+  auto big = torch::rand({2, 4, 8, 8}, torch::kDouble), small = torch::rand({2, 6, 4, 4}, torch::kDouble);
+  EXPECT_TRUE(std::isfinite(kd::losses::attention_loss(big, small, 2.0).item<double>()));
+}
+
+TEST(Methods, FitNetsHintStagesAndTerms) {
+  // Hint = mean of squared differences over every element: [[1,2],[3,4]] vs 0 -> 30/4 = 7.5
+  EXPECT_DOUBLE_EQ(kd::losses::hint_mse(torch::tensor({1.0, 2.0, 3.0, 4.0}).view({2, 2}), torch::zeros({2, 2}))
+                       .item<double>(),
+                   7.5);
+  auto& reg = MethodRegistry::instance();
+  auto two = reg.create("fitnets", reg.resolve("fitnets", {{"mode", "two_stage"}, {"hint_epochs", 2}}, "t"));
+  auto stages = two->stages();
+  ASSERT_EQ(stages.size(), 2u);
+  EXPECT_EQ(stages[0].name, "hint");
+  EXPECT_EQ(stages[0].epochs, 2);
+  EXPECT_EQ(stages[0].train_until_tap, "block2") << "stage 1 trains only up to the guided layer";
+  EXPECT_EQ(stages[1].train_until_tap, "");
+  auto one = reg.create("fitnets", reg.resolve("fitnets", {{"mode", "one_stage"}}, "t"));
+  EXPECT_EQ(one->stages().size(), 1u);
+
+  torch::manual_seed(0);
+  TapMap s{{"logits", torch::randn({4, 10})}, {"block2", torch::randn({4, 8, 7, 7})}};
+  TapMap t{{"logits", torch::randn({4, 10})}, {"block2", torch::randn({4, 16, 14, 14})}};
+  auto labels = torch::randint(0, 10, {4}, torch::kLong);
+  auto stage0 = run("fitnets", {{"mode", "two_stage"}}, s, {t}, labels, 0);
+  ASSERT_EQ(stage0.size(), 1u);
+  EXPECT_EQ(stage0[0].name, "hint");
+  auto stage1 = run("fitnets", {{"mode", "two_stage"}, {"alpha", 0.9}}, s, {t}, labels, 1);
+  std::set<std::string> names;
+  for (auto& x : stage1) names.insert(x.name);
+  EXPECT_EQ(names, (std::set<std::string>{"ce", "kd"}));
+  std::unique_ptr<kd::Method> keep;
+  auto os = run("fitnets", {{"mode", "one_stage"}, {"beta", 5.0}}, s, {t}, labels, 0, &keep);
+  double w = 0;
+  term(os, "hint", &w);
+  EXPECT_DOUBLE_EQ(w, 5.0);
+  ASSERT_TRUE(keep->module());
+  // 1x1 conv 8 -> 16 (no bias) + BN(16): 128 + 32 parameters.
+  int64_t n = 0;
+  for (auto& p : keep->module()->parameters()) n += p.numel();
+  EXPECT_EQ(n, 8 * 16 + 2 * 16);
+  // The hint's gradient reaches the regressor and the student's guided layer.
+  auto sv = s.at("block2").clone().requires_grad_(true);
+  TapMap s2{{"logits", s.at("logits")}, {"block2", sv}};
+  std::vector<const TapMap*> tp{&t};
+  MethodInput in{s2, tp, labels, 0};
+  auto h = keep->compute(in);
+  for (auto& x : h)
+    if (x.name == "hint") x.value.backward();
+  EXPECT_TRUE(sv.grad().defined());
+  EXPECT_GT(sv.grad().abs().sum().item<double>(), 0);
+}
+
+TEST(Registry, HoldsEveryExpectedMethod) {
+  auto names = MethodRegistry::instance().names();
+  for (const char* m : {"baseline", "logit_kd", "fitnets", "attention", "multi_teacher", "progressive"})
+    EXPECT_NE(std::find(names.begin(), names.end(), m), names.end()) << m << " is not registered";
+}
+
+TEST(Registry, DuplicateNameFailsAndErrorsNameTheKeyPath) {
+  kd::MethodInfo dup("logit_kd", "again");
+  EXPECT_THROW(MethodRegistry::instance().add(dup), std::logic_error);
+  auto& reg = MethodRegistry::instance();
+  auto msg = [&](const std::string& m, const nlohmann::json& v) {
+    try {
+      reg.resolve(m, v, "methods[2].params");
+    } catch (const kd::ConfigError& e) {
+      return std::string(e.what());
+    }
+    return std::string("no error");
+  };
+  EXPECT_NE(msg("logit_kd", {{"temperature", 0.0}}).find("methods[2].params.temperature: value 0 is out of range"),
+            std::string::npos);
+  EXPECT_NE(msg("logit_kd", {{"temperature", "4"}}).find("expected a number, got a string"), std::string::npos);
+  EXPECT_NE(msg("logit_kd", {{"tau", 4}}).find("methods[2].params.tau: unknown hyperparameter"), std::string::npos);
+  EXPECT_NE(msg("fitnets", {{"mode", "three_stage"}}).find("one_stage, two_stage"), std::string::npos);
+  EXPECT_NE(msg("nope", {}).find("unknown method 'nope'"), std::string::npos);
+  // Defaults are filled in.
+  auto p = reg.resolve("logit_kd", nlohmann::json::object(), "x");
+  EXPECT_DOUBLE_EQ(p.number("temperature"), 4.0);
+  EXPECT_DOUBLE_EQ(p.number("alpha"), 0.9);
+}
+
+TEST(Methods, ProgressiveDeclaresItsChain) {
+  auto& reg = MethodRegistry::instance();
+  auto m = reg.create("progressive", reg.resolve("progressive", {{"assistants", {"cnn_large", "cnn_medium"}}}, "x"));
+  auto chain = m->chain();
+  ASSERT_EQ(chain.size(), 2u);
+  EXPECT_EQ(chain[0].model, "cnn_large");
+  EXPECT_EQ(chain[1].model, "cnn_medium");
+  EXPECT_EQ(chain[0].method["name"], "logit_kd");
+  auto terms = run("progressive", {{"temperature", 2.0}, {"alpha", 0.5}}, {{"logits", mat(kS)}},
+                   {{{"logits", mat(kT)}}}, torch::tensor({1, 2}, torch::kLong));
+  EXPECT_NEAR(term(terms, "kd"), 1.8264308963508862, 1e-9);
+}
+
+}  // namespace
