@@ -1,197 +1,311 @@
 #!/usr/bin/env python3
 """Paper figures for a kdbench report.
 
-Reads REPORT_DIR/report.json (written by `kdbench report`) and writes each figure as PDF, SVG and
-PNG, plus figures.json (the PNG names, for index.html). Sizes fit a two-column paper: 3.3 in wide
-for one column, 7 in for two; one font; every method keeps one colour in every figure.
+usage: figures.py REPORT_DIR
+
+Reads REPORT_DIR/report.json (written by `kdbench report`, which runs this script) and writes each
+figure as PDF, SVG and PNG, plus figures.json ([{"name", "caption"}], read by index.html's writer).
+Sizes fit a two-column paper (3.3 in for one column, 7 in for two), one font family and size
+everywhere, and every method keeps one colour in every figure (baseline grey, teachers black).
+Selection rules follow the tables: wherever one setting must stand for several, it is the one with
+the best mean VALIDATION top-1; the plotted value is the test top-1.
+Exits non-zero with one line on stderr saying why when it cannot run (e.g. matplotlib missing).
 """
 import json
 import math
 import os
 import sys
+import warnings
 
-import matplotlib
+try:
+    import matplotlib
 
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    from matplotlib.patches import Rectangle
+except Exception as e:  # noqa: BLE001 - any import problem means "no figures", said once
+    sys.stderr.write(f"matplotlib is not importable by {sys.executable}: {e}\n")
+    sys.exit(3)
 
 plt.rcParams.update({
     "font.family": "DejaVu Sans", "font.size": 8, "axes.titlesize": 8, "axes.labelsize": 8,
     "legend.fontsize": 7, "xtick.labelsize": 7, "ytick.labelsize": 7, "lines.linewidth": 1.2,
-    "lines.markersize": 3.5, "savefig.dpi": 200, "svg.fonttype": "none", "pdf.fonttype": 42,
+    "lines.markersize": 3.5, "savefig.dpi": 220, "svg.fonttype": "none", "pdf.fonttype": 42,
+    "axes.spines.top": False, "axes.spines.right": False,
 })
 ONE_COL, TWO_COL = 3.3, 7.0
+BASELINE_COLOUR, TEACHER_COLOUR = "0.45", "0.05"
 
 
 def mean(v):
+    v = [x for x in v if x is not None]
     return sum(v) / len(v) if v else float("nan")
 
 
 def std(v):
+    """Sample std; NaN (no error bar, never a zero one) for fewer than two values."""
     if len(v) < 2:
-        return 0.0
+        return float("nan")
     m = mean(v)
     return math.sqrt(sum((x - m) ** 2 for x in v) / (len(v) - 1))
 
 
-def colours(labels):
+def colours(rep):
+    labels = sorted({s["label"] for s in rep["settings"] if s["method"] != "baseline"})
     cmap = plt.get_cmap("tab10" if len(labels) <= 10 else "tab20")
-    return {lab: cmap(i % cmap.N) for i, lab in enumerate(sorted(labels))}
-
-
-def save(fig, out, name, made):
-    for ext in ("pdf", "svg", "png"):
-        fig.savefig(os.path.join(out, f"{name}.{ext}"), bbox_inches="tight")
-    plt.close(fig)
-    made.append(f"{name}.png")
-
-
-def references(ax, rep, model=None):
-    for row in rep["rows"]:
-        if row["method"] == "baseline" and row["test"] and (model is None or row["model"] == model):
-            ax.axhline(mean(row["test"]), color="0.4", ls="--", lw=0.9, label=f"baseline ({row['model']})")
-    for i, (name, acc) in enumerate(sorted(rep["teachers"].items())):
-        ax.axhline(acc, color="0.1", ls=":", lw=0.9, label=f"teacher {name}")
-
-
-def fig_temperature(rep, col, out, made):
-    # For each method that sweeps temperature: per T, the setting with the best mean VALIDATION accuracy
-    # among the other hyperparameters, plotted with its test mean and std over seeds.
-    by = {}
+    col = {lab: cmap(i % cmap.N) for i, lab in enumerate(labels)}
     for s in rep["settings"]:
-        if "temperature" in s["setting"] and s["test"]:
-            by.setdefault(s["label"], {}).setdefault(float(s["setting"]["temperature"]), []).append(s)
-    by = {k: v for k, v in by.items() if len(v) >= 2}
-    if not by:
-        return
-    fig, ax = plt.subplots(figsize=(ONE_COL, 2.4))
-    for label, per_t in sorted(by.items()):
-        ts = sorted(per_t)
-        best = [max(per_t[t], key=lambda s: mean(s["val"])) for t in ts]
-        ax.errorbar(ts, [mean(b["test"]) for b in best], yerr=[std(b["test"]) for b in best], marker="o",
-                    capsize=2, color=col[label], label=label)
-    references(ax, rep)
-    ax.set_xscale("log", base=2)
-    ts_all = sorted({t for per_t in by.values() for t in per_t})
-    ax.set_xticks(ts_all, [f"{t:g}" for t in ts_all])
-    ax.minorticks_off()
-    ax.set_xlabel("temperature T")
-    ax.set_ylabel("test top-1 (%)")
-    ax.set_title("Accuracy against temperature (mean ± std over seeds)")
-    ax.legend(loc="best", frameon=False)
-    save(fig, out, "accuracy_vs_temperature", made)
+        if s["method"] == "baseline":
+            col[s["label"]] = BASELINE_COLOUR
+    return col
 
 
-def fig_heatmaps(rep, out, made):
-    by = {}
+def key(s):
+    return (s["label"], s["model"], s["teachers"])
+
+
+def namer(rep):
+    """Display names: the method label, plus student/teachers only when they vary."""
+    models = {s["model"] for s in rep["settings"]}
+    pairs = {(s["model"], s["teachers"]) for s in rep["settings"] if s["teachers"]}
+    def name(s):
+        n = s["label"]
+        if len(models) > 1:
+            n += f" [{s['model']}]"
+        if len(pairs) > len(models) and s["teachers"]:
+            n += f" <- {s['teachers']}"
+        return n
+    return name
+
+
+def slug(text):
+    return "".join(c if c.isalnum() or c in "-_" else "_" for c in text)
+
+
+def save(fig, out, name, caption, made):
+    for ext in ("pdf", "svg", "png"):
+        tmp = os.path.join(out, f".{name}.tmp.{ext}")
+        fig.savefig(tmp, format=ext, bbox_inches="tight")
+        os.replace(tmp, os.path.join(out, f"{name}.{ext}"))
+    plt.close(fig)
+    made.append({"name": name, "caption": caption})
+
+
+def references(ax, rep, model):
+    """Baseline (same student) and teacher test top-1 as horizontal lines."""
+    for row in rep["rows"]:
+        if row["method"] == "baseline" and row["model"] == model and row["test"]:
+            ax.axhline(mean(row["test"]), color=BASELINE_COLOUR, ls="--", lw=0.9, label=f"{row['label']} (student alone)")
+    for t in rep["teachers"]:
+        if t["test"] is not None:
+            ax.axhline(t["test"], color=TEACHER_COLOUR, ls=":", lw=0.9, label=f"teacher {t['name']}")
+
+
+def best_by_val(settings):
+    return max(settings, key=lambda s: mean(s["val"]) if s["val"] else -math.inf)
+
+
+def legend_below(ax, fig, n):
+    ax.legend(frameon=False, loc="upper center", bbox_to_anchor=(0.5, -0.22), ncol=min(3, max(1, n)))
+
+
+def fig_temperature(rep, col, name, out, made):
+    models = sorted({s["model"] for s in rep["settings"]})
+    for model in models:
+        by = {}
+        for s in rep["settings"]:
+            if s["model"] == model and "temperature" in s["setting"] and s["test"]:
+                by.setdefault(key(s), {}).setdefault(float(s["setting"]["temperature"]), []).append(s)
+        by = {k: v for k, v in by.items() if len(v) >= 2}
+        if not by:
+            continue
+        fig, ax = plt.subplots(figsize=(ONE_COL, 2.3))
+        for k, per_t in sorted(by.items()):
+            ts = sorted(per_t)
+            best = [best_by_val(per_t[t]) for t in ts]
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                ax.errorbar(ts, [mean(b["test"]) for b in best], yerr=[std(b["test"]) for b in best], marker="o",
+                            capsize=2, color=col[k[0]], label=name(best[0]))
+        references(ax, rep, model)
+        ax.set_xscale("log", base=2)
+        ts_all = sorted({t for per_t in by.values() for t in per_t})
+        ax.set_xticks(ts_all, [f"{t:g}" for t in ts_all])
+        ax.minorticks_off()
+        ax.set_xlabel("temperature T")
+        ax.set_ylabel("test top-1 (%)")
+        ax.set_title(f"Accuracy against temperature ({model})")
+        legend_below(ax, fig, len(by) + 2)
+        fname = "accuracy_vs_temperature" + ("" if len(models) == 1 else "_" + slug(model))
+        save(fig, out, fname, f"Test top-1 against temperature, student {model}: mean ± std over seeds; at each T "
+             "the other hyperparameters are those best on validation. Dashed: student alone; dotted: teacher.",
+             made)
+
+
+def fig_heatmaps(rep, name, out, made):
+    groups = {}
     for s in rep["settings"]:
         st = s["setting"]
         w = "alpha" if "alpha" in st else ("beta" if "beta" in st else None)
         if "temperature" in st and w and s["test"]:
-            by.setdefault((s["label"], w), {})[(float(st["temperature"]), float(st[w]))] = mean(s["test"])
-    for (label, w), cells in sorted(by.items()):
-        ts = sorted({k[0] for k in cells})
-        ws = sorted({k[1] for k in cells})
+            groups.setdefault((key(s), w), []).append(s)
+    for (k, w), settings in sorted(groups.items()):
+        ts = sorted({float(s["setting"]["temperature"]) for s in settings})
+        ws = sorted({float(s["setting"][w]) for s in settings})
         if len(ts) < 2 or len(ws) < 2:
             continue
-        grid = [[cells.get((t, x), float("nan")) for t in ts] for x in ws]
-        fig, ax = plt.subplots(figsize=(ONE_COL, 0.5 + 0.45 * len(ws) + 0.8))
+        cells = {}
+        for s in settings:
+            cells.setdefault((float(s["setting"]["temperature"]), float(s["setting"][w])), []).append(s)
+        grid = [[mean(best_by_val(cells[(t, x)])["test"]) if (t, x) in cells else float("nan") for t in ts]
+                for x in ws]
+        chosen = best_by_val(settings)
+        ci, cj = ws.index(float(chosen["setting"][w])), ts.index(float(chosen["setting"]["temperature"]))
+        fig, ax = plt.subplots(figsize=(ONE_COL, 0.9 + 0.32 * len(ws)))
         im = ax.imshow(grid, cmap="viridis", aspect="auto", origin="lower")
         ax.set_xticks(range(len(ts)), [f"{t:g}" for t in ts])
         ax.set_yticks(range(len(ws)), [f"{x:g}" for x in ws])
         ax.set_xlabel("temperature T")
         ax.set_ylabel(w)
+        finite = [v for r in grid for v in r if not math.isnan(v)]
+        mid = (min(finite) + max(finite)) / 2
         for i, row in enumerate(grid):
             for j, v in enumerate(row):
                 if not math.isnan(v):
-                    ax.text(j, i, f"{v:.1f}", ha="center", va="center", fontsize=6.5, color="white")
+                    ax.text(j, i, f"{v:.1f}", ha="center", va="center", fontsize=6.5,
+                            color="white" if v < mid else "black")
+        ax.add_patch(Rectangle((cj - 0.5, ci - 0.5), 1, 1, fill=False, ec="red", lw=1.5))
         fig.colorbar(im, ax=ax, label="test top-1 (%)")
-        ax.set_title(f"{label}: mean test top-1 over T × {w}")
-        save(fig, out, f"heatmap_{label}_{w}", made)
+        ax.set_title(f"{name(settings[0])}: test top-1 over T × {w}")
+        save(fig, out, f"heatmap_{slug(name(settings[0]))}_{w}",
+             f"{name(settings[0])}: mean test top-1 over temperature × {w}; the red box is the setting chosen on "
+             "validation.", made)
 
 
-def fig_curves(rep, col, out, made):
-    rows = [r for r in rep["rows"] if r["curves"].get("val.top1")]
+def series(per_seed, n):
+    return [mean([s[i] for s in per_seed if i < len(s) and s[i] is not None]) for i in range(n)]
+
+
+def stage_bounds(points):
+    return [i + 0.5 for i in range(1, len(points)) if points[i][0] != points[i - 1][0]]
+
+
+def fig_curves(rep, col, name, out, made):
+    rows = [r for r in rep["rows"] if r["curves"]["metrics"].get("val.top1")]
     if not rows:
         return
-    terms = sorted({k for r in rows for k in r["curves"] if k.startswith("loss.") and k != "loss.total"})
-    fig, axes = plt.subplots(1, 2, figsize=(TWO_COL, 2.5))
+    fig, ax = plt.subplots(figsize=(ONE_COL, 2.3))
     for r in rows:
-        seeds = r["curves"]["val.top1"]
-        n = min(len(s) for s in seeds)
-        xs = list(range(1, n + 1))
-        ys = [mean([s[i] for s in seeds]) for i in range(n)]
-        axes[0].plot(xs, ys, marker="o", color=col[r["label"]], label=r["label"])
-        seeds = r["curves"].get("loss.total", [])
-        if seeds:
-            n = min(len(s) for s in seeds)
-            axes[1].plot(range(1, n + 1), [mean([s[i] for s in seeds]) for i in range(n)], marker="o",
-                         color=col[r["label"]], label=r["label"])
-    axes[0].set_xlabel("epoch")
-    axes[0].set_ylabel("validation top-1 (%)")
-    axes[0].set_title("Validation accuracy (best setting, mean over seeds)")
-    axes[1].set_xlabel("epoch")
-    axes[1].set_ylabel("total weighted loss")
-    axes[1].set_title("Training loss (terms: " + ", ".join(t[5:] for t in terms) + ")")
-    axes[0].legend(frameon=False, ncol=2)
+        n = len(r["curves"]["points"])
+        ax.plot(range(1, n + 1), series(r["curves"]["metrics"]["val.top1"], n), marker="o", color=col[r["label"]],
+                label=name(r))
+        for b in stage_bounds(r["curves"]["points"]):
+            ax.axvline(b, color=col[r["label"]], lw=0.6, ls=":")
+    ax.set_xlabel("epoch")
+    ax.set_ylabel("validation top-1 (%)")
+    ax.set_title("Validation accuracy, each method's best setting")
+    legend_below(ax, fig, len(rows))
+    save(fig, out, "training_curves", "Validation top-1 against epoch for each method's best setting (mean over "
+         "seeds); dotted verticals separate training stages.", made)
+
+    # Loss terms: one small panel per method, each unweighted term as the method logs it.
+    ncol = min(4, len(rows))
+    nrow = math.ceil(len(rows) / ncol)
+    fig, axes = plt.subplots(nrow, ncol, figsize=(TWO_COL, 1.7 * nrow + 0.3), squeeze=False)
+    styles = ["-", "--", "-.", ":"]
+    for a, r in zip(axes.flat, rows):
+        n = len(r["curves"]["points"])
+        terms = sorted(t for t in r["curves"]["metrics"] if t.startswith("loss."))
+        for i, t in enumerate(terms):
+            a.plot(range(1, n + 1), series(r["curves"]["metrics"][t], n), color=col[r["label"]],
+                   ls=styles[i % len(styles)], marker="o" if t == "loss.total" else None, label=t[5:])
+        for b in stage_bounds(r["curves"]["points"]):
+            a.axvline(b, color="0.6", lw=0.6, ls=":")
+        a.set_title(name(r))
+        a.set_xlabel("epoch")
+        a.legend(frameon=False, fontsize=6)
+    for a in list(axes.flat)[len(rows):]:
+        a.axis("off")
+    axes[0][0].set_ylabel("loss (unweighted term)")
     fig.tight_layout()
-    save(fig, out, "training_curves", made)
+    save(fig, out, "loss_terms", "Training loss terms (unweighted, mean over each epoch and over seeds) for each "
+         "method's best setting.", made)
 
 
-def fig_bars(rep, col, out, made):
+def fig_bars(rep, col, name, out, made):
     rows = [r for r in rep["rows"] if r["test"]]
     if not rows:
         return
-    fig, ax = plt.subplots(figsize=(TWO_COL if len(rows) > 6 else ONE_COL, 2.6))
-    names = [r["label"] if len({x["model"] for x in rows}) == 1 else f"{r['label']}\n{r['model']}" for r in rows]
+    fig, ax = plt.subplots(figsize=(TWO_COL if len(rows) > 6 else ONE_COL, 2.4))
     ms = [mean(r["test"]) for r in rows]
-    cis = [r["ci"] or 0 for r in rows]
-    ax.bar(range(len(rows)), ms, yerr=cis, capsize=2, color=[col[r["label"]] for r in rows])
-    lo = min(m - c for m, c in zip(ms, cis))
-    hi = max([m + c for m, c in zip(ms, cis)] + list(rep["teachers"].values()))
-    ax.set_ylim(max(0, lo - 0.15 * (hi - lo + 1)), hi + 0.1 * (hi - lo + 1))
-    references(ax, rep)
-    ax.set_xticks(range(len(rows)), names, rotation=30, ha="right")
+    cis = [r["test_summary"]["ci95"] for r in rows]
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        ax.bar(range(len(rows)), ms, yerr=[c if c is not None else float("nan") for c in cis], capsize=2,
+               color=[col[r["label"]] for r in rows])
+    tops = [m + (c or 0) for m, c in zip(ms, cis)] + [t["test"] for t in rep["teachers"] if t["test"] is not None]
+    lo = min(m - (c or 0) for m, c in zip(ms, cis))
+    hi = max(tops)
+    pad = 0.15 * (hi - lo) + 0.5
+    ax.set_ylim(max(0, lo - pad), min(100, hi + pad) if hi <= 100 else hi + pad)
+    models = sorted({r["model"] for r in rows})
+    if len(models) == 1:
+        references(ax, rep, models[0])
+    ax.set_xticks(range(len(rows)), [name(r) for r in rows], rotation=30, ha="right")
     ax.set_ylabel("test top-1 (%)")
-    ax.set_title("Methods at their best validation setting (95% CI)")
-    ax.legend(frameon=False, loc="lower right")
-    save(fig, out, "methods_bar", made)
+    ax.set_title("Methods at their best validation setting")
+    if len(models) == 1 and rep["teachers"]:
+        ax.legend(frameon=False, loc="upper center", bbox_to_anchor=(0.5, -0.45), ncol=2)
+    save(fig, out, "methods_bar", "Test top-1 of each method at its best validation setting: mean over seeds with "
+         "the 95% Student-t interval (none for one seed).", made)
 
 
 def fig_cost(rep, col, out, made):
     rows = [r for r in rep["rows"] if r["test"] and r["params"]]
     if len({r["model"] for r in rows}) < 2:
         return
-    fig, axes = plt.subplots(1, 2, figsize=(TWO_COL, 2.5))
+    fig, axes = plt.subplots(1, 2, figsize=(TWO_COL, 2.4))
+    by = {}
     for r in rows:
-        for ax, key in zip(axes, ("params", "macs")):
-            ax.errorbar(r[key], mean(r["test"]), yerr=std(r["test"]), marker="o", color=col[r["label"]],
-                        label=r["label"])
-    for ax, key in zip(axes, ("parameters", "MACs")):
+        by.setdefault((r["label"], r["teachers"]), []).append(r)
+    for (label, _), rs in sorted(by.items()):
+        for ax, k in zip(axes, ("params", "macs")):
+            rs_k = sorted([r for r in rs if r[k]], key=lambda r: r[k])
+            if not rs_k:
+                continue
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                ax.errorbar([r[k] for r in rs_k], [mean(r["test"]) for r in rs_k], yerr=[std(r["test"]) for r in rs_k],
+                            marker="o", capsize=2, color=col[label], label=label)
+            for r in rs_k:
+                ax.annotate(r["model"], (r[k], mean(r["test"])), fontsize=5.5, xytext=(3, -8),
+                            textcoords="offset points", color="0.3")
+    for ax, k in zip(axes, ("parameters", "multiply-accumulates per image")):
         ax.set_xscale("log")
-        ax.set_xlabel(f"student {key}")
+        ax.set_xlabel(f"student {k}")
         ax.set_ylabel("test top-1 (%)")
-    handles, labels = axes[0].get_legend_handles_labels()
-    uniq = dict(zip(labels, handles))
-    axes[0].legend(uniq.values(), uniq.keys(), frameon=False)
-    axes[0].set_title("Accuracy against student cost")
+    axes[0].legend(frameon=False, fontsize=6)
+    axes[0].set_title("Accuracy against student size")
+    axes[1].set_title("Accuracy against student compute")
     fig.tight_layout()
-    save(fig, out, "accuracy_vs_cost", made)
+    save(fig, out, "accuracy_vs_cost", "Test top-1 (mean ± std over seeds, best validation setting) against the "
+         "student's parameters and MACs.", made)
 
 
 def main(out):
     with open(os.path.join(out, "report.json")) as f:
         rep = json.load(f)
-    col = colours({s["label"] for s in rep["settings"]})
+    col = colours(rep)
+    name = namer(rep)
     made = []
-    fig_temperature(rep, col, out, made)
-    fig_heatmaps(rep, out, made)
-    fig_curves(rep, col, out, made)
-    fig_bars(rep, col, out, made)
+    fig_temperature(rep, col, name, out, made)
+    fig_heatmaps(rep, name, out, made)
+    fig_curves(rep, col, name, out, made)
+    fig_bars(rep, col, name, out, made)
     fig_cost(rep, col, out, made)
-    tmp = os.path.join(out, "figures.json.tmp")
+    tmp = os.path.join(out, ".figures.json.tmp")
     with open(tmp, "w") as f:
-        json.dump(made, f)
+        json.dump(made, f, indent=1)
     os.replace(tmp, os.path.join(out, "figures.json"))
     print(f"{len(made)} figures in {out}")
 

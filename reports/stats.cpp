@@ -98,4 +98,13 @@ std::optional<WelchResult> welch_t_test(const std::vector<double>& a, const std:
   return r;
 }
 
+Summary summarize(const std::vector<double>& x) {
+  Summary s;
+  s.n = x.size();
+  s.mean = mean(x);
+  s.std = stddev(x);
+  s.ci95 = ci_half_width(x, 0.95);
+  return s;
+}
+
 }  // namespace kd::stats

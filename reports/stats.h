@@ -2,6 +2,7 @@
 // distribution (through the regularised incomplete beta function), 95% confidence intervals and
 // Welch's unequal-variance t-test.
 #pragma once
+#include <cstddef>
 #include <optional>
 #include <vector>
 
@@ -28,5 +29,14 @@ struct WelchResult {
 // Welch's t-test of mean(a) - mean(b); nullopt when either side has fewer than 2 values or both
 // variances are 0.
 std::optional<WelchResult> welch_t_test(const std::vector<double>& a, const std::vector<double>& b);
+
+// Everything a table shows about one sample: n, mean, sample std and the 95% CI half-width
+// (std and ci are nullopt for n < 2; mean is NaN for n = 0).
+struct Summary {
+  size_t n = 0;
+  double mean = 0;
+  std::optional<double> std, ci95;
+};
+Summary summarize(const std::vector<double>& x);
 
 }  // namespace kd::stats

@@ -1,9 +1,12 @@
-// Report aggregation on a small hand-made store, every table format, and the HTML page in Chromium.
+// Report aggregation on small hand-made stores (values computed by hand in the comments), every table
+// format, atomic writes, failed-run visibility, and the HTML page in headless Chromium.
 #include <gtest/gtest.h>
 
 #include <cmath>
 #include <filesystem>
 #include <fstream>
+#include <regex>
+#include <set>
 #include <sstream>
 
 #include "harness/store.h"
@@ -22,132 +25,458 @@ std::string slurp(const std::string& p) {
   return ss.str();
 }
 
-void add_done(kd::ResultsStore& s, const std::string& id, const std::string& role, const std::string& name,
-              const std::string& method, const std::string& setting, int seed, double val, double test,
-              const std::string& teachers = "[]") {
+struct Run {
+  std::string id, role, name, method, setting = "{}";
+  int seed = 0;
+  double val = 0, test = 0;
+  std::string teachers = "[]", model = "cnn_tiny";
+  int64_t method_params = 0, params = 1000, macs = 5000;
+};
+
+void add_done(kd::ResultsStore& s, const Run& x) {
   kd::RunRecord r;
-  r.id = id;
+  r.id = x.id;
   r.sweep_id = "sw";
-  r.role = role;
-  r.name = name;
-  r.method = method;
-  r.setting = setting;
-  r.seed = seed;
-  r.model = role == "teacher" ? "cnn_large" : "cnn_tiny";
-  r.teachers = teachers;
+  r.role = x.role;
+  r.name = x.name;
+  r.method = x.method;
+  r.setting = x.setting;
+  r.seed = x.seed;
+  r.model = x.model;
+  r.teachers = x.teachers;
+  r.method_params = x.method_params;
+  r.params = x.params;
+  r.macs = x.macs;
+  r.environment = R"({"device":"cpu","host":"box","libtorch":"2.11.0"})";
   s.add_run(r);
-  ASSERT_TRUE(s.claim_run(id, "h:1", 60));
-  s.finish_run(r, {{"main", 0, "val.top1", val - 5}, {"main", 1, "val.top1", val}, {"main", 0, "loss.ce", 1.0},
-                   {"main", 1, "loss.ce", 0.5}, {"main", 0, "loss.total", 1.0}, {"main", 1, "loss.total", 0.5}},
-               {{"final.val.top1", val}, {"final.test.top1", test}, {"bestval.test.top1", test}});
+  ASSERT_TRUE(s.claim_run(x.id, "h:1", 60));
+  s.finish_run(r,
+               {{"main", 0, "val.top1", x.val - 5}, {"main", 1, "val.top1", x.val}, {"main", 0, "loss.ce", 1.0},
+                {"main", 1, "loss.ce", 0.5}, {"main", 0, "loss.total", 1.0}, {"main", 1, "loss.total", 0.5}},
+               {{"final.val.top1", x.val}, {"final.test.top1", x.test}, {"bestval.test.top1", x.test + 0.5}});
 }
 
-// Baseline: test {70,72,74}. logit_kd setting A: val 80 (best on validation), test {76,77,78};
-// setting B: val 79, test {85,85,86} (better on TEST — must not be picked); one failed run in B.
+void add_failed(kd::ResultsStore& s, const std::string& id, const std::string& name, const std::string& setting,
+                int seed, const std::string& teachers) {
+  kd::RunRecord f;
+  f.id = id;
+  f.sweep_id = "sw";
+  f.role = "student";
+  f.name = name;
+  f.method = name;
+  f.setting = setting;
+  f.seed = seed;
+  f.model = "cnn_tiny";
+  f.teachers = teachers;
+  s.add_run(f);
+  ASSERT_TRUE(s.claim_run(id, "h:1", 60));
+  s.fail_run(id, R"({"epoch":1,"step":4,"term":"kd","message":"loss is NaN"})", {});
+}
+
+// Teacher 'big' (test 90). Student cnn_tiny, seeds 0..2:
+//   baseline                 val {71,73,75}  test {70,72,74}   (mean 72, s 2)
+//   logit_kd T=4             val {80,80,80}  test {75,77,79}   (mean 77, s 2)  <- best on VALIDATION
+//   logit_kd T=8             val {79,79,79}  test {85,85,86}   (better on TEST: must not be picked) + 1 failed run
+//   attention beta=1000      val {81,81,81}  test {60,61,62}   <- tie on validation, comes first: picked
+//   attention beta=100       val {80,81,82}  test {90,90,90}      (mean val 81 too)
+// bestval.test.top1 is always test + 0.5.
 std::string make_store(const std::string& dir) {
   std::string db = dir + "/results.db";
   kd::ResultsStore s(db);
-  s.put_sweep("sw", "hand", R"({"name":"hand"})", R"({"libtorch":"2.11.0","threads":2})");
-  add_done(s, "t", "teacher", "big", "baseline", "{}", 0, 91, 90);
-  const double base_test[] = {70, 72, 74}, a_test[] = {76, 77, 78}, b_test[] = {85, 85, 86};
-  for (int seed = 0; seed < 3; ++seed) {
-    add_done(s, "b" + std::to_string(seed), "student", "baseline", "baseline", "{}", seed, 71 + 2 * seed,
-             base_test[seed]);
-    add_done(s, "a" + std::to_string(seed), "student", "logit_kd", "logit_kd", R"({"temperature":4})", seed, 80,
-             a_test[seed], R"(["t"])");
-    add_done(s, "x" + std::to_string(seed), "student", "logit_kd", "logit_kd", R"({"temperature":8})", seed, 79,
-             b_test[seed], R"(["t"])");
+  s.put_sweep("sw", "hand", R"({"name":"hand","seeds":[0,1,2]})", R"({"libtorch":"2.11.0","threads":2})");
+  add_done(s, {"t", "teacher", "big", "baseline", "{}", 0, 91, 90, "[]", "cnn_large", 0, 9000, 90000});
+  const double base_val[] = {71, 73, 75}, base_test[] = {70, 72, 74}, a_test[] = {75, 77, 79},
+               b_test[] = {85, 85, 86}, c_test[] = {60, 61, 62}, d_val[] = {80, 81, 82};
+  for (int k = 0; k < 3; ++k) {
+    std::string sd = std::to_string(k);
+    add_done(s, {"b" + sd, "student", "baseline", "baseline", "{}", k, base_val[k], base_test[k]});
   }
-  kd::RunRecord f;
-  f.id = "x3";
-  f.sweep_id = "sw";
-  f.role = "student";
-  f.name = "logit_kd";
-  f.method = "logit_kd";
-  f.setting = R"({"temperature":8})";
-  f.seed = 3;
-  f.model = "cnn_tiny";
-  f.teachers = R"(["t"])";
-  s.add_run(f);
-  EXPECT_TRUE(s.claim_run("x3", "h:1", 60));
-  s.fail_run("x3", R"({"epoch":1,"step":4,"term":"kd","message":"loss is NaN"})", {});
+  for (int k = 0; k < 3; ++k) {
+    std::string sd = std::to_string(k);
+    add_done(s, {"a" + sd, "student", "logit_kd", "logit_kd", R"({"temperature":4})", k, 80, a_test[k], R"(["t"])"});
+    add_done(s, {"x" + sd, "student", "logit_kd", "logit_kd", R"({"temperature":8})", k, 79, b_test[k], R"(["t"])"});
+  }
+  add_failed(s, "x3", "logit_kd", R"({"temperature":8})", 3, R"(["t"])");
+  for (int k = 0; k < 3; ++k) {
+    std::string sd = std::to_string(k);
+    add_done(s, {"c" + sd, "student", "attention", "attention", R"({"beta":1000})", k, 81, c_test[k], R"(["t"])",
+                 "cnn_tiny", 1234});
+    add_done(s, {"d" + sd, "student", "attention", "attention", R"({"beta":100})", k, d_val[k], 90, R"(["t"])",
+                 "cnn_tiny", 1234});
+  }
   return db;
+}
+
+kd::ReportOptions no_figures() {
+  kd::ReportOptions o;
+  o.figures = false;
+  return o;
+}
+
+const kd::MethodRow& row_of(const kd::ReportData& d, const std::string& label, const std::string& teachers = "big") {
+  for (const auto& r : d.rows)
+    if (r.best.label == label && (r.best.method == "baseline" || r.best.teachers == teachers)) return r;
+  throw std::runtime_error("no row " + label);
 }
 
 TEST(Report, AggregationMatchesHandValues) {
   std::string dir = kd::test::make_temp_dir("report");
   kd::ResultsStore store(make_store(dir), true);
   kd::ReportData d = kd::aggregate(store);
-  ASSERT_EQ(d.rows.size(), 2u);
-  EXPECT_EQ(d.rows[0].best.method, "baseline");
-  const kd::MethodRow& kd_row = d.rows[1];
+  ASSERT_EQ(d.rows.size(), 3u);
+  EXPECT_EQ(d.rows[0].best.method, "baseline") << "baseline row first";
+  EXPECT_FALSE(d.rows[0].gain.has_value());
+
+  const kd::MethodRow& kd_row = row_of(d, "logit_kd");
   EXPECT_EQ(kd_row.best.setting, R"({"temperature":4})") << "best setting must be chosen on validation, not test";
   EXPECT_EQ(kd_row.settings, 2);
-  EXPECT_EQ(kd_row.best.failed, 1) << "the failed run of the other setting is counted in the method's row";
+  EXPECT_EQ(kd_row.failed, 1) << "the failed run of the other setting is counted in the method's row";
+  EXPECT_EQ(kd_row.best.failed, 0);
   EXPECT_NEAR(kd::stats::mean(kd_row.best.test), 77.0, 1e-12);
-  EXPECT_NEAR(*kd::stats::stddev(kd_row.best.test), 1.0, 1e-12);
-  EXPECT_NEAR(*kd_row.gain, 5.0, 1e-12);                      // 77 - 72
+  EXPECT_NEAR(*kd::stats::stddev(kd_row.best.test), 2.0, 1e-12);
+  EXPECT_NEAR(kd::stats::mean(kd_row.best.bestval_test), 77.5, 1e-12);
+  // CI: t_{0.975,2} * 2 / sqrt 3 = 4.302653 * 1.1547005 = 4.968276
+  EXPECT_NEAR(*kd::stats::ci_half_width(kd_row.best.test), 4.968276, 1e-5);
+  EXPECT_NEAR(*kd_row.gain, 5.0, 1e-12);                         // 77 - 72
+  EXPECT_NEAR(*kd_row.teacher_top1, 90.0, 1e-12);
   EXPECT_NEAR(*kd_row.gap_closed, 5.0 / (90 - 72) * 100, 1e-9);  // 27.78 %
-  // Welch by hand: var 1 and 4, n = 3 each: t = 5 / sqrt(5/3) = 3.8730; dof = (5/3)^2 / ((1/3)^2/2 + (4/3)^2/2)
-  // = 2.9412; two-sided critical values at ~3 dof: 3.18 (p=.05), 5.84 (p=.01) -> 0.01 < p < 0.05.
+  // Welch: var 4 and 4, n 3 and 3: se^2 = 4/3 + 4/3 = 8/3, t = 5 / 1.6329932 = 3.0618622,
+  // dof = (8/3)^2 / ((4/3)^2/2 * 2) = 4 exactly. Closed form for 4 dof: u = t / sqrt(1 + t^2/4) = 1.6744367,
+  // F = 1/2 + 3/8 u (1 - u^2/12) = 0.9812049, two-sided p = 2 (1 - F) = 0.0375901.
   ASSERT_TRUE(kd_row.p_value.has_value());
-  EXPECT_GT(*kd_row.p_value, 0.01);
-  EXPECT_LT(*kd_row.p_value, 0.05);
-  EXPECT_NEAR(*kd_row.p_value, 2 * (1 - kd::stats::t_cdf(5 / std::sqrt(5.0 / 3), 2.9411764705882)), 1e-6);
+  EXPECT_NEAR(*kd_row.p_value, 0.0375901, 1e-6);
+
+  const kd::MethodRow& at = row_of(d, "attention");
+  EXPECT_EQ(at.best.setting, R"({"beta":1000})") << "a tie on validation keeps the setting that comes first";
+  EXPECT_EQ(at.best.method_params, 1234);
+  EXPECT_NEAR(*at.gain, -11.0, 1e-12);                                  // 61 - 72
+  EXPECT_NEAR(*at.gap_closed, -11.0 / 18 * 100, 1e-9);                  // -61.1 %
+  // Welch: var 1 and 4: t = -11 / sqrt(5/3) = -8.52; dof = (5/3)^2 / ((1/3)^2/2 + (4/3)^2/2) = 2.94;
+  // two-sided critical values at 3 dof: 5.84 (p = .01), 12.92 (p = .001) -> 0.001 < p < 0.01.
+  EXPECT_GT(*at.p_value, 0.001);
+  EXPECT_LT(*at.p_value, 0.01);
   EXPECT_DOUBLE_EQ(d.teacher_top1.at("big"), 90.0);
+  ASSERT_EQ(d.settings.size(), 5u);
+  EXPECT_EQ(d.settings[2].failed, 1);  // logit_kd T=8
+  EXPECT_EQ(d.settings[2].test.size(), 3u);
+}
+
+TEST(Report, PairsAreSeparateRowsAndGapUsesTheirTeacher) {
+  std::string dir = kd::test::make_temp_dir("report");
+  std::string db = make_store(dir);
+  {
+    kd::ResultsStore s(db);
+    add_done(s, {"t2", "teacher", "huge", "baseline", "{}", 0, 96, 95, "[]", "cnn_huge", 0, 20000, 200000});
+    const double e_test[] = {79, 80, 81};
+    for (int k = 0; k < 3; ++k)
+      add_done(s, {"e" + std::to_string(k), "student", "logit_kd", "logit_kd", R"({"temperature":4})", k, 82,
+                   e_test[k], R"(["t2"])"});
+  }
+  kd::ResultsStore store(db, true);
+  kd::ReportData d = kd::aggregate(store);
+  ASSERT_EQ(d.rows.size(), 4u) << "logit_kd from 'big' and from 'huge' are two teacher-student pairs";
+  const kd::MethodRow& a = row_of(d, "logit_kd", "big");
+  const kd::MethodRow& b = row_of(d, "logit_kd", "huge");
+  EXPECT_EQ(a.best.test.size(), 3u);
+  EXPECT_EQ(b.best.test.size(), 3u);
+  EXPECT_EQ(b.settings, 1);
+  // gain = 80 - 72 = 8; gap = 8 / (95 - 72) = 34.78 %
+  EXPECT_NEAR(*b.gain, 8.0, 1e-12);
+  EXPECT_NEAR(*b.gap_closed, 8.0 / 23 * 100, 1e-9);
+  EXPECT_NEAR(*a.gap_closed, 5.0 / 18 * 100, 1e-9);
 }
 
 TEST(Report, TablesInEveryFormat) {
   std::string dir = kd::test::make_temp_dir("report");
   kd::ResultsStore store(make_store(dir), true);
-  kd::ReportOptions o;
-  o.figures = false;
-  kd::write_report(store, dir + "/report", o);
-  std::string md = slurp(dir + "/report/comparison.md");
-  EXPECT_NE(md.find("| cnn_tiny | logit_kd | big | temperature=4 | **77.00 ± 1.00** | ± 2.48 | **+5.00** | **27.8%**"),
+  kd::ReportSummary sum = kd::write_report(store, dir + "/report", no_figures());
+  EXPECT_EQ(sum.figures_note, "figures were not requested");
+  const std::string out = dir + "/report/";
+  for (const char* f : {"comparison.md", "comparison.csv", "comparison.tex", "comparison.html", "settings.md",
+                        "settings.csv", "settings.tex", "settings.html", "runs.md", "runs.csv", "runs.tex",
+                        "failed.md", "failed.csv", "failed.tex", "report.json", "index.html"})
+    EXPECT_TRUE(fs::exists(out + f)) << f;
+
+  // (a) Markdown: best in column bold within the student's rows; n/a, never 0, where undefined.
+  std::string md = slurp(out + "comparison.md");
+  EXPECT_NE(md.find("| cnn_tiny | logit_kd | big | temperature=4 (of 2) | 80.00 ± 0.00 | **77.00 ± 2.00** | ± 4.97 | "
+                    "**77.50 ± 2.00** | **+5.00** | **27.8%** | 0.0376 | 3 | 0 | 1 |"),
             std::string::npos)
       << md;
-  EXPECT_NE(md.find("72.00 ± 2.00"), std::string::npos) << md;
-  std::string tex = slurp(dir + "/report/comparison.tex");
+  EXPECT_NE(md.find("| cnn_tiny | attention | big | beta=1000 (of 2) | 81.00 ± 0.00 | 61.00 ± 1.00 | ± 2.48 | "
+                    "61.50 ± 1.00 | -11.00 | -61.1% |"),
+            std::string::npos)
+      << md;
+  EXPECT_NE(md.find("| cnn_tiny | baseline | - | defaults | 73.00 ± 2.00 | 72.00 ± 2.00 | ± 4.97 | 72.50 ± 2.00 | - | - "
+                    "| - | 3 | 0 | 0 |"),
+            std::string::npos)
+      << md;
+  EXPECT_NE(md.find("| cnn_large | teacher big | - | - | 91.00 ± n/a | 90.00 ± n/a | n/a |"), std::string::npos) << md;
+
+  // (a) LaTeX booktabs: escaped, \pm, bold best, the same number of cells on every row.
+  std::string tex = slurp(out + "comparison.tex");
   EXPECT_NE(tex.find("\\toprule"), std::string::npos);
-  EXPECT_NE(tex.find("\\textbf{77.00 $\\pm$ 1.00}"), std::string::npos) << tex;
+  EXPECT_NE(tex.find("\\bottomrule"), std::string::npos);
+  EXPECT_NE(tex.find("\\textbf{77.00 $\\pm$ 2.00}"), std::string::npos) << tex;
   EXPECT_NE(tex.find("logit\\_kd"), std::string::npos) << tex;
-  std::string csv = slurp(dir + "/report/settings.csv");
-  EXPECT_NE(csv.find("cnn_tiny,logit_kd,temperature=8,79.00 ± 0.00,85.33 ± 0.58"), std::string::npos) << csv;
-  std::string runs = slurp(dir + "/report/runs.csv");
-  EXPECT_NE(runs.find("failed"), std::string::npos);
-  EXPECT_NE(runs.find("loss is NaN"), std::string::npos) << "failed runs are listed with their error";
-  std::string html = slurp(dir + "/report/index.html");
-  for (const char* id : {"table-comparison", "table-settings", "table-runs"})
-    EXPECT_NE(html.find(id), std::string::npos) << id;
+  EXPECT_NE(tex.find("\\textbf{27.8\\%}"), std::string::npos) << tex;
+  EXPECT_EQ(tex.find("±"), std::string::npos) << "no raw unicode in LaTeX";
+  EXPECT_EQ(tex.find("logit_kd"), std::string::npos) << "unescaped underscore";
+  {
+    std::istringstream lines(tex);
+    std::string line;
+    int rows = 0, depth = 0;
+    while (std::getline(lines, line)) {
+      if (line.empty() || line[0] == '%') continue;
+      for (size_t i = 0; i < line.size(); ++i) {
+        if (line[i] == '\\') { ++i; continue; }  // skip escaped characters
+        depth += line[i] == '{' ? 1 : line[i] == '}' ? -1 : 0;
+      }
+      if (line.size() < 2 || line.compare(line.size() - 2, 2, "\\\\") != 0) continue;
+      int amps = 0;
+      for (size_t i = 0; i < line.size(); ++i) amps += line[i] == '&' && (i == 0 || line[i - 1] != '\\');
+      EXPECT_EQ(amps, 13) << line;  // 14 columns (the HTML-only Runs column is left out)
+      ++rows;
+    }
+    EXPECT_EQ(rows, 1 + 1 + 3) << "header, teacher, three methods";
+    EXPECT_EQ(depth, 0) << "braces balance";
+  }
+
+  // (b) every setting: CSV with mean ± std, CI and n. T=8: test {85,85,86}: mean 85.33, s 0.577,
+  // CI 4.302653 * 0.57735 / 1.73205 = 1.43; bestval {85.5,85.5,86.5}: 85.83.
+  std::string csv = slurp(out + "settings.csv");
+  EXPECT_NE(csv.find("cnn_tiny,logit_kd,big,temperature=8,79.00 ± 0.00,85.33 ± 0.58,± 1.43,85.83 ± 0.58,3,1,\n"),
+            std::string::npos)
+      << csv;
+  EXPECT_NE(csv.find("cnn_tiny,logit_kd,big,temperature=4,80.00 ± 0.00,77.00 ± 2.00,± 4.97,77.50 ± 2.00,3,0,yes\n"),
+            std::string::npos)
+      << csv;
+  EXPECT_NE(slurp(out + "settings.md").find("| **80.00 ± 0.00** |"), std::string::npos);
+
+  // (c) runs: every run with its status.
+  std::string runs = slurp(out + "runs.csv");
+  int lines = 0;
+  for (char c : runs) lines += c == '\n';
+  EXPECT_EQ(lines, 1 + 17) << "header + 17 runs";
+  EXPECT_NE(runs.find("x3,student,logit_kd,logit_kd,cnn_tiny,temperature=8,3,failed"), std::string::npos) << runs;
+
+  // report.json carries the aggregated numbers the figures use.
+  auto rj = nlohmann::json::parse(slurp(out + "report.json"));
+  ASSERT_EQ(rj["rows"].size(), 3u);
+  EXPECT_EQ(rj["rows"][1]["setting"]["temperature"], 4);
+  EXPECT_NEAR(rj["rows"][1]["test_summary"]["ci95"].get<double>(), 4.968276, 1e-5);
+  EXPECT_EQ(rj["rows"][1]["curves"]["metrics"]["val.top1"].size(), 3u);
+
+  std::string html = slurp(out + "index.html");
+  for (const char* id : {"table-comparison", "table-failed", "table-settings", "table-runs"})
+    EXPECT_NE(html.find(std::string("id=\"") + id + "\""), std::string::npos) << id;
+  EXPECT_NE(html.find("<a href=\"#row-a0\">s0</a>"), std::string::npos) << "rows link to their runs";
+  EXPECT_NE(html.find("<details id=\"run-x3\">"), std::string::npos) << "every run has a details entry";
+  EXPECT_NE(html.find("&quot;host&quot;: &quot;box&quot;"), std::string::npos) << "runs.environment is shown";
+  EXPECT_NE(html.find("&quot;seeds&quot;"), std::string::npos) << "the sweep config is shown";
   EXPECT_EQ(html.find("http"), std::string::npos) << "the page must not reach the network";
   for (const auto& e : fs::directory_iterator(dir + "/report"))
-    EXPECT_EQ(e.path().extension(), e.path().extension() == ".tmp" ? ".never" : e.path().extension())
-        << "leftover temporary file " << e.path();
+    EXPECT_EQ(e.path().filename().string().find(".tmp"), std::string::npos) << "leftover temporary " << e.path();
+}
+
+TEST(Report, FailedRunsAreVisibleEverywhere) {
+  std::string dir = kd::test::make_temp_dir("report");
+  kd::ResultsStore store(make_store(dir), true);
+  kd::write_report(store, dir + "/report", no_figures());
+  std::string md = slurp(dir + "/report/failed.md");
+  EXPECT_NE(md.find("| x3 | student | logit_kd | cnn_tiny | temperature=8 | 3 | 1 | 4 | kd | loss is NaN |"),
+            std::string::npos)
+      << md;
+  EXPECT_NE(slurp(dir + "/report/failed.csv").find("x3,"), std::string::npos);
+  EXPECT_NE(slurp(dir + "/report/runs.md").find("| failed |"), std::string::npos);
+  std::string html = slurp(dir + "/report/index.html");
+  EXPECT_NE(html.find("<tr id=\"failed-x3\">"), std::string::npos);
+  EXPECT_NE(html.find("s3 (failed)"), std::string::npos) << "the failed seed is linked from its setting's row";
+  EXPECT_NE(html.find("failed 1;"), std::string::npos) << "run counts by status";
+}
+
+TEST(Report, OneSeedShowsNotAvailableNeverZero) {
+  std::string dir = kd::test::make_temp_dir("report");
+  std::string db = dir + "/results.db";
+  {
+    kd::ResultsStore s(db);
+    s.put_sweep("sw", "one", "{}", "{}");
+    add_done(s, {"t", "teacher", "big", "baseline", "{}", 0, 91, 90, "[]", "cnn_large"});
+    add_done(s, {"b0", "student", "baseline", "baseline", "{}", 0, 71, 70});
+    add_done(s, {"a0", "student", "logit_kd", "logit_kd", R"({"temperature":4})", 0, 80, 76, R"(["t"])"});
+  }
+  kd::ResultsStore store(db, true);
+  kd::write_report(store, dir + "/report", no_figures());
+  std::string md = slurp(dir + "/report/comparison.md");
+  // gain = 76 - 70 = 6 and gap = 6/20 = 30% are defined; std, CI and Welch's p are not.
+  EXPECT_NE(md.find("| cnn_tiny | logit_kd | big | temperature=4 | 80.00 ± n/a | **76.00 ± n/a** | n/a | "
+                    "**76.50 ± n/a** | **+6.00** | **30.0%** | n/a | 1 |"),
+            std::string::npos)
+      << md;
+  EXPECT_EQ(md.find("± 0.00"), std::string::npos) << md;
+}
+
+TEST(Report, AtomicWrite) {
+  std::string dir = kd::test::make_temp_dir("report");
+  std::string p = dir + "/table.md";
+  kd::write_file_atomic(p, "old");
+  kd::write_file_atomic(p, "new contents");
+  EXPECT_EQ(slurp(p), "new contents");
+  // A path that cannot be replaced (a folder with a file in it): the call throws naming the path, the
+  // folder is untouched and no temporary file is left behind.
+  fs::create_directories(dir + "/busy");
+  kd::test::write_file(dir + "/busy/keep", "x");
+  try {
+    kd::write_file_atomic(dir + "/busy", "text");
+    ADD_FAILURE() << "expected an error";
+  } catch (const std::runtime_error& e) {
+    EXPECT_NE(std::string(e.what()).find(dir + "/busy"), std::string::npos) << e.what();
+  }
+  EXPECT_EQ(slurp(dir + "/busy/keep"), "x");
+  for (const auto& e : fs::directory_iterator(dir))
+    EXPECT_EQ(e.path().filename().string().find(".tmp"), std::string::npos) << e.path();
+  // A report folder that cannot be created is named in the error.
+  kd::test::write_file(dir + "/file", "x");
+  kd::ResultsStore store(make_store(dir), true);
+  EXPECT_THROW(kd::write_report(store, dir + "/file/report", no_figures()), std::runtime_error);
+}
+
+TEST(Report, MissingPythonSkipsFiguresWithOneReason) {
+  std::string dir = kd::test::make_temp_dir("report");
+  kd::ResultsStore store(make_store(dir), true);
+  kd::ReportOptions o;
+  o.python = dir + "/no-such-python";
+  kd::ReportSummary s = kd::write_report(store, dir + "/report", o);
+  EXPECT_NE(s.figures_note.find("python interpreter not found"), std::string::npos) << s.figures_note;
+  EXPECT_TRUE(fs::exists(dir + "/report/comparison.md")) << "tables are written without figures";
+  EXPECT_NE(slurp(dir + "/report/index.html").find("No figures: python interpreter not found"), std::string::npos);
+}
+
+// A sweep-shaped store for the figures: two student models, a T x alpha grid for logit_kd, a beta sweep
+// for attention, three seeds, several epochs with loss terms.
+std::string make_sweep_store(const std::string& dir) {
+  std::string db = dir + "/results.db";
+  kd::ResultsStore s(db);
+  s.put_sweep("sw", "figures", R"({"name":"figures"})", R"({"libtorch":"2.11.0"})");
+  add_done(s, {"t", "teacher", "resnet", "baseline", "{}", 0, 93, 92, "[]", "resnet_small", 0, 270000, 40000000});
+  int n = 0;
+  auto student = [&](const std::string& model, int64_t params, int64_t macs, double base) {
+    for (int k = 0; k < 3; ++k) {
+      double noise = (k - 1) * 0.6;
+      kd::RunRecord r;
+      auto add = [&](const std::string& label, const std::string& setting, double acc, const std::string& teachers,
+                     std::vector<std::string> terms) {
+        r = {};
+        r.id = "r" + std::to_string(n++);
+        r.sweep_id = "sw";
+        r.role = "student";
+        r.name = label;
+        r.method = label;
+        r.setting = setting;
+        r.seed = k;
+        r.model = model;
+        r.teachers = teachers;
+        r.params = params;
+        r.macs = macs;
+        s.add_run(r);
+        ASSERT_TRUE(s.claim_run(r.id, "h:1", 60));
+        std::vector<kd::EpochMetric> ep;
+        for (int e = 0; e < 6; ++e) {
+          double f = 1 - std::exp(-0.7 * (e + 1));
+          ep.push_back({"main", e, "val.top1", 20 + (acc - 20) * f + noise});
+          double total = 0;
+          for (size_t i = 0; i < terms.size(); ++i) {
+            double v = (2.0 + i) * std::exp(-0.4 * e) + 0.1;
+            ep.push_back({"main", e, "loss." + terms[i], v});
+            total += v;
+          }
+          ep.push_back({"main", e, "loss.total", total});
+        }
+        s.finish_run(r, ep, {{"final.val.top1", acc + noise + 0.3}, {"final.test.top1", acc + noise},
+                             {"bestval.test.top1", acc + noise + 0.1}});
+      };
+      add("baseline", "{}", base, "[]", {"ce"});
+      for (double t : {1.0, 2.0, 4.0, 8.0})
+        for (double a : {0.5, 0.9}) {
+          double acc = base + 3 - 0.4 * std::pow(std::log2(t) - 2, 2) + (a > 0.7 ? 0.5 : 0);
+          add("logit_kd", "{\"temperature\":" + std::to_string(t) + ",\"alpha\":" + std::to_string(a) + "}", acc,
+              R"(["t"])", {"ce", "kd"});
+        }
+      for (double b : {100.0, 1000.0})
+        add("attention", "{\"beta\":" + std::to_string(b) + "}", base + (b > 500 ? 1.5 : 0.8), R"(["t"])",
+            {"ce", "at"});
+    }
+  };
+  student("cnn_tiny", 30000, 2000000, 84);
+  student("cnn_small", 120000, 9000000, 87);
+  add_failed(s, "f0", "logit_kd", R"({"temperature":8.0,"alpha":0.9})", 3, R"(["t"])");
+  return db;
 }
 
 TEST(Report, FiguresAndHtmlInHeadlessChromium) {
   std::string dir = kd::test::make_temp_dir("report");
-  kd::ResultsStore store(make_store(dir), true);
-  kd::ReportSummary s = kd::write_report(store, dir + "/report");
+  kd::ResultsStore store(make_sweep_store(dir), true);
+  const std::string out = dir + "/report";
+  kd::ReportSummary s = kd::write_report(store, out);
   if (!s.figures_note.empty()) GTEST_SKIP() << "figures unavailable here: " << s.figures_note;
-  for (const char* f : {"methods_bar.png", "methods_bar.pdf", "methods_bar.svg", "training_curves.png"})
-    EXPECT_TRUE(fs::exists(dir + "/report/" + f)) << f;
+  auto figs = nlohmann::json::parse(slurp(out + "/figures.json"));
+  std::set<std::string> names;
+  for (const auto& f : figs) names.insert(f["name"].get<std::string>());
+  for (const char* f : {"accuracy_vs_temperature_cnn_tiny", "accuracy_vs_temperature_cnn_small",
+                        "heatmap_logit_kd__cnn_tiny__alpha", "training_curves", "loss_terms", "methods_bar",
+                        "accuracy_vs_cost"}) {
+    EXPECT_TRUE(names.count(f)) << f;
+    for (const char* ext : {".png", ".pdf", ".svg"})
+      EXPECT_GT(fs::exists(out + "/" + f + ext) ? fs::file_size(out + "/" + f + ext) : 0u, 1000u) << f << ext;
+  }
+
   if (kd::test::run_command("command -v chromium").exit_code != 0) GTEST_SKIP() << "chromium not installed";
-  auto r = kd::test::run_command("timeout 120 chromium --headless --no-sandbox --disable-gpu --enable-logging=stderr "
-                                 "--v=0 --dump-dom file://" + dir + "/report/index.html");
+  const std::string chromium = "timeout 120 chromium --headless --no-sandbox --disable-gpu --enable-logging=stderr "
+                               "--v=0 --user-data-dir=" + dir + "/chrome ";
+  auto console_errors = [](const std::string& log) {
+    std::vector<std::string> errs;
+    std::istringstream in(log);
+    std::string line;
+    while (std::getline(in, line))
+      if (line.find(":CONSOLE") != std::string::npos || line.find("Uncaught") != std::string::npos ||
+          line.find("ERR_FILE_NOT_FOUND") != std::string::npos)
+        errs.push_back(line);
+    return errs;
+  };
+  // The check must be able to fail: the same report with one figure file missing is caught.
+  fs::copy(out, dir + "/broken", fs::copy_options::recursive);
+  fs::remove(dir + "/broken/methods_bar.png");
+  auto broken = kd::test::run_command(chromium + "--dump-dom file://" + dir + "/broken/index.html");
+  auto errs = console_errors(broken.output);
+  ASSERT_EQ(errs.size(), 1u) << broken.output;
+  EXPECT_NE(errs[0].find("figure failed to load: methods_bar.png"), std::string::npos) << errs[0];
+  EXPECT_NE(broken.output.find("data-loaded=\"no\""), std::string::npos) << broken.output;
+
+  auto r = kd::test::run_command(chromium + "--dump-dom file://" + out + "/index.html");
   ASSERT_EQ(r.exit_code, 0) << r.output;
-  for (const char* id : {"table-comparison", "table-settings", "table-runs"})
-    EXPECT_NE(r.output.find(std::string("id=\"") + id + "\""), std::string::npos) << id;
-  EXPECT_NE(r.output.find("<img src=\"methods_bar.png\""), std::string::npos);
-  EXPECT_EQ(r.output.find("Uncaught"), std::string::npos) << r.output;
-  EXPECT_EQ(r.output.find("ERR_FILE_NOT_FOUND"), std::string::npos) << r.output;
+  EXPECT_TRUE(console_errors(r.output).empty()) << r.output;
+  for (const char* id : {"table-comparison", "table-failed", "table-settings", "table-runs"})
+    EXPECT_NE(r.output.find(std::string("<table id=\"") + id + "\""), std::string::npos) << id;
+  // Every figure is an <img> whose file exists beside the page.
+  std::regex img("<img src=\"([^\"]+)\"");
+  std::set<std::string> shown;
+  for (auto it = std::sregex_iterator(r.output.begin(), r.output.end(), img); it != std::sregex_iterator(); ++it) {
+    std::string src = (*it)[1];
+    EXPECT_TRUE(fs::exists(out + "/" + src)) << src;
+    EXPECT_NE(r.output.find("<img src=\"" + src + "\" alt=\""), std::string::npos);
+    shown.insert(fs::path(src).stem().string());
+  }
+  EXPECT_EQ(shown, names) << "every figure is on the page";
+  EXPECT_EQ(r.output.find("data-loaded=\"no\""), std::string::npos) << "a figure did not decode";
+  size_t loaded = 0;
+  for (size_t p = 0; (p = r.output.find("data-loaded=\"yes\"", p)) != std::string::npos; ++p) ++loaded;
+  EXPECT_EQ(loaded, names.size()) << "every figure decoded in the browser";
   // A screenshot proves the images decode and the page lays out.
-  r = kd::test::run_command("cd " + dir + " && timeout 120 chromium --headless --no-sandbox --disable-gpu "
-                            "--window-size=1400,2400 --screenshot=" + dir + "/page.png file://" + dir +
-                            "/report/index.html");
+  r = kd::test::run_command(chromium + "--window-size=1400,3000 --screenshot=" + dir + "/page.png file://" + out +
+                            "/index.html");
   EXPECT_EQ(r.exit_code, 0) << r.output;
-  EXPECT_GT(fs::file_size(dir + "/page.png"), 20000u);
+  EXPECT_TRUE(console_errors(r.output).empty()) << r.output;
+  EXPECT_GT(fs::exists(dir + "/page.png") ? fs::file_size(dir + "/page.png") : 0u, 50000u);
 }
 
 }  // namespace

@@ -55,4 +55,50 @@ TEST(Stats, WelchByHand) {
   EXPECT_FALSE(welch_t_test({1}, {1, 2}).has_value());
 }
 
+TEST(Stats, StudentTCdfClosedForms) {
+  // nu = 2: F(t) = 1/2 + t / (2 sqrt(2 + t^2)); F(1) = 1/2 + 1/(2 sqrt 3) = 0.7886751.
+  EXPECT_NEAR(t_cdf(1, 2), 0.5 + 1 / (2 * std::sqrt(3.0)), 1e-10);
+  EXPECT_NEAR(t_cdf(-3, 2), 0.5 - 3 / (2 * std::sqrt(11.0)), 1e-10);
+  // nu = 4: F(t) = 1/2 + (3/8) u (1 - u^2/12) with u = t / sqrt(1 + t^2/4) ... written out for t = 2:
+  // 1 + 4/4 = 2, u = 2/sqrt2 = 1.4142136, 1 - 2/12 = 0.8333333 -> F = 0.5 + 0.375 * 1.4142136 * 0.8333333 = 0.9419417
+  EXPECT_NEAR(t_cdf(2, 4), 0.9419417, 1e-7);
+  // Symmetry and the quantile as the CDF's inverse at a fractional dof.
+  EXPECT_NEAR(t_cdf(-1.3, 7.5) + t_cdf(1.3, 7.5), 1.0, 1e-12);
+  EXPECT_NEAR(t_cdf(t_quantile(0.9, 3.7), 3.7), 0.9, 1e-9);
+}
+
+TEST(Stats, WelchExactPValueAtTwoDof) {
+  // a = {0,2}, b = {10,12}: var 2 each, se^2 = 1 + 1 = 2, t = -10/sqrt2 = -7.0710678,
+  // dof = 2^2 / (1/1 + 1/1) = 2 exactly; two-sided p = 1 - |t|/sqrt(2 + t^2) = 1 - sqrt(50/52) = 0.0194193.
+  auto r = welch_t_test({0, 2}, {10, 12});
+  ASSERT_TRUE(r.has_value());
+  EXPECT_NEAR(r->t, -7.0710678, 1e-6);
+  EXPECT_NEAR(r->dof, 2.0, 1e-12);
+  EXPECT_NEAR(r->p, 1 - std::sqrt(50.0 / 52.0), 1e-9);
+}
+
+TEST(Stats, WelchTextbookExample) {
+  // Wikipedia, "Welch's t-test", example 3 (unequal variances, n = 15 each): t = -2.46, dof = 24.99, p = 0.021.
+  std::vector<double> a1{27.5, 21.0, 19.0, 23.6, 17.0, 17.9, 16.9, 20.1, 21.9, 22.6, 23.1, 19.6, 19.0, 21.7, 21.4};
+  std::vector<double> a2{27.1, 22.0, 20.8, 23.4, 23.4, 23.5, 25.8, 22.0, 24.8, 20.2, 21.9, 22.1, 22.9, 20.5, 24.4};
+  auto r = welch_t_test(a1, a2);
+  ASSERT_TRUE(r.has_value());
+  EXPECT_NEAR(r->t, -2.46, 0.005);
+  EXPECT_NEAR(r->dof, 24.99, 0.005);
+  EXPECT_NEAR(r->p, 0.021, 0.0005);
+}
+
+TEST(Stats, SummaryOfOneValueHasNoSpread) {
+  auto one = summarize({71.5});
+  EXPECT_EQ(one.n, 1u);
+  EXPECT_DOUBLE_EQ(one.mean, 71.5);
+  EXPECT_FALSE(one.std.has_value());
+  EXPECT_FALSE(one.ci95.has_value());
+  // {70,72,74}: mean 72, s = 2, CI = 4.302653 * 2 / sqrt 3 = 4.968276.
+  auto three = summarize({70, 72, 74});
+  EXPECT_NEAR(*three.std, 2.0, 1e-12);
+  EXPECT_NEAR(*three.ci95, 4.968276, 1e-5);
+  EXPECT_TRUE(std::isnan(summarize({}).mean));
+}
+
 }  // namespace
