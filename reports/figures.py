@@ -195,10 +195,12 @@ def fig_curves(rep, col, name, out, made):
     if not rows:
         return
     fig, ax = plt.subplots(figsize=(ONE_COL, 2.3))
+    models = sorted({r["model"] for r in rows})
     for r in rows:
         n = len(r["curves"]["points"])
-        ax.plot(range(1, n + 1), series(r["curves"]["metrics"]["val.top1"], n), marker="o", color=col[r["label"]],
-                label=name(r))
+        m = models.index(r["model"])  # several students: one line style and marker each, colour = method
+        ax.plot(range(1, n + 1), series(r["curves"]["metrics"]["val.top1"], n), marker="osD^v"[m % 5],
+                ls=["-", "--", ":", "-."][m % 4], color=col[r["label"]], label=name(r))
         for b in stage_bounds(r["curves"]["points"]):
             ax.axvline(b, color=col[r["label"]], lw=0.6, ls=":")
     ax.set_xlabel("epoch")

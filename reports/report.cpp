@@ -137,6 +137,7 @@ struct Table {
   std::vector<std::string> row_ids;     // HTML ids (optional)
   std::set<size_t> bold_max_columns;
   std::set<size_t> html_only_columns;   // e.g. links
+  std::set<size_t> left_columns{0};     // text columns (the others are numbers, right-aligned)
 
   void add(std::vector<Cell> row, std::string group = "", std::string id = "") {
     rows.push_back(std::move(row));
@@ -162,9 +163,11 @@ struct Table {
     t.header.clear();
     t.bold_max_columns.clear();
     t.html_only_columns.clear();
+    t.left_columns.clear();
     auto cs = columns(false);
     for (size_t i = 0; i < cs.size(); ++i) {
       t.header.push_back(header[cs[i]]);
+      if (left_columns.count(cs[i])) t.left_columns.insert(i);
       if (bold_max_columns.count(cs[i])) t.bold_max_columns.insert(i);
     }
     for (size_t r = 0; r < rows.size(); ++r) {
@@ -184,7 +187,7 @@ struct Table {
     std::string s = "|";
     for (size_t c : cs) s += " " + md_escape(header[c]) + " |";
     s += "\n|";
-    for (size_t c : cs) s += c == 0 ? " --- |" : " ---: |";
+    for (size_t c : cs) s += left_columns.count(c) ? " --- |" : " ---: |";
     s += "\n";
     for (size_t r = 0; r < rows.size(); ++r) {
       s += "|";
@@ -211,7 +214,7 @@ struct Table {
   std::string latex() const {
     auto cs = columns(false);
     std::string spec;
-    for (size_t c : cs) spec += c == 0 ? "l" : "r";
+    for (size_t c : cs) spec += left_columns.count(c) ? "l" : "r";
     std::string comment = title;
     for (size_t p; (p = comment.find("±")) != std::string::npos;) comment.replace(p, std::string("±").size(), "+/-");
     std::string s = "% " + comment + "\n% kdbench report; needs \\usepackage{booktabs}\n\\begin{tabular}{" + spec +
@@ -230,13 +233,14 @@ struct Table {
   }
   std::string html(const std::string& id) const {
     std::string s = "<table id=\"" + id + "\">\n<caption>" + html_escape(title) + "</caption>\n<thead><tr>";
-    for (const auto& h : header) s += "<th>" + html_escape(h) + "</th>";
+    for (size_t c = 0; c < header.size(); ++c)
+      s += (left_columns.count(c) ? "<th class=\"l\">" : "<th>") + html_escape(header[c]) + "</th>";
     s += "</tr></thead>\n<tbody>\n";
     for (size_t r = 0; r < rows.size(); ++r) {
       s += row_ids[r].empty() ? "<tr>" : "<tr id=\"" + html_escape(row_ids[r]) + "\">";
       for (size_t c = 0; c < header.size(); ++c) {
         std::string t = c < rows[r].size() && !rows[r][c].html.empty() ? rows[r][c].html : html_escape(cell(r, c));
-        s += "<td>" + (bold(r, c) ? "<b>" + t + "</b>" : t) + "</td>";
+        s += (left_columns.count(c) ? "<td class=\"l\">" : "<td>") + (bold(r, c) ? "<b>" + t + "</b>" : t) + "</td>";
       }
       s += "</tr>\n";
     }
@@ -322,25 +326,38 @@ ReportData aggregate(const ResultsStore& store) {
     return best;
   };
 
+  // The pair's teacher side, by identity rather than run id: a teacher-assistant is trained once per seed
+  // (a different run each time) but is the same assistant, so "cnn_large -> TA cnn_medium".
+  std::function<std::string(const std::string&, int)> describe = [&](const std::string& id, int depth) {
+    auto it = by_id.find(id);
+    if (it == by_id.end()) return id.substr(0, 12);
+    const RunRecord& t = *it->second;
+    if (t.role != "assistant" || depth > 64) return t.name;
+    std::string up;
+    for (const auto& u : parse_or(t.teachers, json::array()))
+      if (u.is_string()) up += (up.empty() ? "" : "+") + describe(u.get<std::string>(), depth + 1);
+    std::string st = setting_text(t.setting);
+    return (up.empty() ? "" : up + " -> ") + "TA " + t.name + (st == "defaults" || t.method.empty() ? "" : " (" +
+           t.method + ": " + st + ")");
+  };
+
   std::map<std::string, size_t> index;  // group key -> settings index
   for (const auto& r : runs) {
     if (r.role != "student") continue;
     json tj = parse_or(r.teachers, json::array());
-    std::string key = r.model + "\x1f" + tj.dump() + "\x1f" + r.name + "\x1f" + parse_or(r.setting, json::object()).dump();
+    std::string teachers;
+    for (const auto& tid : tj)
+      if (tid.is_string()) teachers += (teachers.empty() ? "" : ", ") + describe(tid.get<std::string>(), 0);
+    std::string key = r.model + "\x1f" + teachers + "\x1f" + r.name + "\x1f" + parse_or(r.setting, json::object()).dump();
     if (!index.count(key)) {
       SettingStats s;
       s.model = r.model;
       s.label = r.name;
       s.method = r.method;
       s.setting = r.setting;
-      for (const auto& tid : tj) {
-        if (!tid.is_string()) continue;
-        s.teacher_ids.push_back(tid.get<std::string>());
-        auto it = by_id.find(tid.get<std::string>());
-        std::string n = it == by_id.end() ? tid.get<std::string>().substr(0, 12)
-                                          : (it->second->role == "assistant" ? "TA " : "") + it->second->name;
-        s.teachers += (s.teachers.empty() ? "" : ", ") + n;
-      }
+      s.teachers = teachers;
+      for (const auto& tid : tj)
+        if (tid.is_string()) s.teacher_ids.push_back(tid.get<std::string>());
       index[key] = d.settings.size();
       d.settings.push_back(s);
     }
@@ -370,7 +387,7 @@ ReportData aggregate(const ResultsStore& store) {
   std::map<std::string, std::vector<size_t>> groups;
   for (size_t i = 0; i < d.settings.size(); ++i) {
     const auto& s = d.settings[i];
-    std::string k = s.model + "\x1f" + json(s.teacher_ids).dump() + "\x1f" + s.label;
+    std::string k = s.model + "\x1f" + s.teachers + "\x1f" + s.label;
     if (!groups.count(k)) order.push_back(k);
     groups[k].push_back(i);
   }
@@ -542,6 +559,7 @@ ReportSummary write_report(const ResultsStore& store, const std::string& out_dir
                  "Runs"};
   main.bold_max_columns = {5, 7, 8, 9};
   main.html_only_columns = {14};
+  main.left_columns = {0, 1, 2, 3, 14};
   for (const auto& t : d.teachers) {
     main.add({t.model, "teacher " + t.name, "-", "-", t.val ? num(*t.val) + " ± n/a" : "n/a",
               t.test ? num(*t.test) + " ± n/a" : "n/a", "n/a", "-", "-", "-", "-", t.status == "done" ? "1" : "0", "-",
@@ -576,6 +594,7 @@ ReportSummary write_report(const ResultsStore& store, const std::string& out_dir
                 "Test top-1 (best-val epoch)", "n", "Failed", "Selected (by val)", "Runs"};
   all.bold_max_columns = {4, 5, 7};
   all.html_only_columns = {11};
+  all.left_columns = {0, 1, 2, 3, 10, 11};
   for (size_t i = 0; i < d.settings.size(); ++i) {
     const auto& s = d.settings[i];
     auto ci = stats::ci_half_width(s.test);
@@ -584,7 +603,7 @@ ReportSummary write_report(const ResultsStore& store, const std::string& out_dir
              ci ? "± " + num(*ci) : "n/a", Cell(format_mean_std(s.bestval_test), opt_mean(s.bestval_test)),
              std::to_string(s.test.size()), std::to_string(s.failed), selected.count(i) ? "yes" : "",
              Cell("", std::nullopt, run_links(s.run_ids, by_id))},
-            s.model + "\x1f" + json(s.teacher_ids).dump() + "\x1f" + s.label, "setting-" + std::to_string(i));
+            s.model + "\x1f" + s.teachers + "\x1f" + s.label, "setting-" + std::to_string(i));
   }
 
   // ---- (c) every run, and the failed ones
@@ -592,9 +611,11 @@ ReportSummary write_report(const ResultsStore& store, const std::string& out_dir
   runs.title = "Every run";
   runs.header = {"Run", "Role", "Name", "Method", "Model", "Setting", "Seed", "Status", "Val top-1", "Test top-1",
                  "Test top-1 (best-val epoch)", "Seconds", "Images/s", "Params", "Extra params", "Checkpoint"};
+  runs.left_columns = {0, 1, 2, 3, 4, 5, 7, 15};
   Table failed;
   failed.title = "Failed runs (each is also counted in the Failed column of its rows)";
   failed.header = {"Run", "Role", "Name", "Model", "Setting", "Seed", "Epoch", "Step", "Term", "Message"};
+  failed.left_columns = {0, 1, 2, 3, 4, 8, 9};
   std::map<std::string, int> status_count;
   for (const auto& r : all_runs) {
     ++status_count[r.status];
@@ -715,7 +736,8 @@ ReportSummary write_report(const ResultsStore& store, const std::string& out_dir
        "body{font-family:'DejaVu Sans',Helvetica,Arial,sans-serif;margin:2em;max-width:1500px;color:#222}\n"
        "table{border-collapse:collapse;margin:1em 0;font-size:13px}\n"
        "th,td{border-bottom:1px solid #ccc;padding:3px 8px;text-align:right;vertical-align:top}\n"
-       "th:first-child,td:first-child{text-align:left}\n"
+       "td{white-space:nowrap}\n"
+       "th.l,td.l{text-align:left}\n"
        "caption{font-weight:bold;text-align:left;padding:4px 0}\n"
        "tr:target{background:#fff3b0}\n"
        "figure{display:inline-block;margin:0.5em;vertical-align:top}figure img{max-width:700px}\n"

@@ -36,8 +36,8 @@ struct ReportOptions {
 // One (pair, method entry, setting) over its seeds.
 struct SettingStats {
   std::string model, label, method, setting;  // label: the sweep's name for the method entry; setting: JSON
-  std::vector<std::string> teacher_ids;       // the runs it distils from (teachers or assistants)
-  std::string teachers;                       // their display names, comma-separated ("" for none)
+  std::vector<std::string> teacher_ids;       // the runs its first run distils from (teachers or assistants)
+  std::string teachers;  // who it distils from, by identity: "big", "big, wide", "big -> TA cnn_medium" ("" = none)
   std::vector<int64_t> seeds;                 // of the done runs, in store order
   std::vector<double> val, test, bestval_test;  // final.val.top1, final.test.top1, bestval.test.top1
   int failed = 0, incomplete = 0;             // runs failed / still pending or running
