@@ -23,6 +23,7 @@ try:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
     from matplotlib.patches import Rectangle
+    from matplotlib.ticker import MaxNLocator
 except Exception as e:  # noqa: BLE001 - any import problem means "no figures", said once
     sys.stderr.write(f"matplotlib is not importable by {sys.executable}: {e}\n")
     sys.exit(3)
@@ -65,14 +66,18 @@ def key(s):
 
 
 def namer(rep):
-    """Display names: the method label, plus student/teachers only when they vary."""
+    """Display names: the method label, plus the student when several exist, plus the teachers when one
+    method distils one student from several teacher sets."""
     models = {s["model"] for s in rep["settings"]}
-    pairs = {(s["model"], s["teachers"]) for s in rep["settings"] if s["teachers"]}
+    teacher_sets = {}
+    for s in rep["settings"]:
+        teacher_sets.setdefault((s["label"], s["model"]), set()).add(s["teachers"])
+
     def name(s):
         n = s["label"]
         if len(models) > 1:
             n += f" [{s['model']}]"
-        if len(pairs) > len(models) and s["teachers"]:
+        if len(teacher_sets.get((s["label"], s["model"]), ())) > 1 and s["teachers"]:
             n += f" <- {s['teachers']}"
         return n
     return name
@@ -186,6 +191,15 @@ def series(per_seed, n):
     return [mean([s[i] for s in per_seed if i < len(s) and s[i] is not None]) for i in range(n)]
 
 
+def epoch_axis(ax, n):
+    """Whole epochs on the x axis, whatever their number (one epoch included)."""
+    if n <= 15:
+        ax.set_xticks(range(1, n + 1))
+    else:
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+    ax.set_xlim(0.5, n + 0.5)
+
+
 def stage_bounds(points):
     return [i + 0.5 for i in range(1, len(points)) if points[i][0] != points[i - 1][0]]
 
@@ -204,6 +218,7 @@ def fig_curves(rep, col, name, out, made):
         for b in stage_bounds(r["curves"]["points"]):
             ax.axvline(b, color=col[r["label"]], lw=0.6, ls=":")
     ax.set_xlabel("epoch")
+    epoch_axis(ax, max(len(r["curves"]["points"]) for r in rows))
     ax.set_ylabel("validation top-1 (%)")
     ax.set_title("Validation accuracy, each method's best setting")
     legend_below(ax, fig, len(rows))
@@ -219,12 +234,15 @@ def fig_curves(rep, col, name, out, made):
         n = len(r["curves"]["points"])
         terms = sorted(t for t in r["curves"]["metrics"] if t.startswith("loss."))
         for i, t in enumerate(terms):
+            # markers on every term when epochs are few (a term logged in one stage only is then visible)
             a.plot(range(1, n + 1), series(r["curves"]["metrics"][t], n), color=col[r["label"]],
-                   ls=styles[i % len(styles)], marker="o" if t == "loss.total" else None, label=t[5:])
+                   ls=styles[i % len(styles)], marker="osD^v<>"[i % 7] if n <= 15 or t == "loss.total" else None,
+                   markersize=3, label=t[5:])
         for b in stage_bounds(r["curves"]["points"]):
             a.axvline(b, color="0.6", lw=0.6, ls=":")
-        a.set_title(name(r))
+        a.set_title(name(r), fontsize=7)
         a.set_xlabel("epoch")
+        epoch_axis(a, n)
         a.legend(frameon=False, fontsize=6)
     for a in list(axes.flat)[len(rows):]:
         a.axis("off")
@@ -245,11 +263,13 @@ def fig_bars(rep, col, name, out, made):
         warnings.simplefilter("ignore")
         ax.bar(range(len(rows)), ms, yerr=[c if c is not None else float("nan") for c in cis], capsize=2,
                color=[col[r["label"]] for r in rows])
-    tops = [m + (c or 0) for m, c in zip(ms, cis)] + [t["test"] for t in rep["teachers"] if t["test"] is not None]
-    lo = min(m - (c or 0) for m, c in zip(ms, cis))
+    # Zoom on the values (a CI reaching past 0 or 100 % is cut at the axis).
+    tops = [min(100, m + (c or 0)) for m, c in zip(ms, cis)] + [t["test"] for t in rep["teachers"]
+                                                               if t["test"] is not None]
+    lo = max(0, min(m - (c or 0) for m, c in zip(ms, cis)))
     hi = max(tops)
     pad = 0.15 * (hi - lo) + 0.5
-    ax.set_ylim(max(0, lo - pad), min(100, hi + pad) if hi <= 100 else hi + pad)
+    ax.set_ylim(max(0, lo - pad), min(100, hi + pad))
     models = sorted({r["model"] for r in rows})
     if len(models) == 1:
         references(ax, rep, models[0])
