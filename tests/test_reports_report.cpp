@@ -352,6 +352,21 @@ TEST(Report, MissingPythonSkipsFiguresWithOneReason) {
   EXPECT_NE(slurp(dir + "/report/index.html").find("No figures: python interpreter not found"), std::string::npos);
 }
 
+TEST(Report, MissingMatplotlibSkipsFiguresWithOneReason) {
+  const std::string py = "/usr/bin/python3";
+  if (!fs::exists(py)) GTEST_SKIP() << "no system python";
+  if (kd::test::run_command(py + " -c 'import matplotlib'").exit_code == 0)
+    GTEST_SKIP() << "the system python has matplotlib: nothing to check here";
+  std::string dir = kd::test::make_temp_dir("report");
+  kd::ResultsStore store(make_store(dir), true);
+  kd::ReportOptions o;
+  o.python = py;
+  kd::ReportSummary s = kd::write_report(store, dir + "/report", o);
+  EXPECT_NE(s.figures_note.find("matplotlib is not importable"), std::string::npos) << s.figures_note;
+  EXPECT_TRUE(fs::exists(dir + "/report/comparison.tex"));
+  EXPECT_FALSE(fs::exists(dir + "/report/figures.json"));
+}
+
 // A sweep-shaped store for the figures: two student models, a T x alpha grid for logit_kd, a beta sweep
 // for attention, three seeds, several epochs with loss terms.
 std::string make_sweep_store(const std::string& dir) {
