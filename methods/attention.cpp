@@ -11,7 +11,8 @@ namespace kd {
 class Attention final : public Method {
  public:
   static MethodInfo info() {
-    return MethodInfo("attention", "Zagoruyko & Komodakis 2017: match L2-normalised spatial attention maps at several depths")
+    return MethodInfo("attention",
+                      "Zagoruyko & Komodakis 2017: match L2-normalised spatial attention maps at several depths")
         .cite("Zagoruyko & Komodakis 2017, Sec. 3.1, Eq. 2 (p = 2)")
         .teachers(1, 1)
         .strings("student_taps", {"block1", "block2", "block3"}, "student taps, paired in order")
@@ -29,8 +30,8 @@ class Attention final : public Method {
         alpha_(p.number("alpha")),
         T_(p.number("temperature")) {
     if (s_taps_.size() != t_taps_.size() || s_taps_.empty())
-      throw ConfigError("teacher_taps", "needs as many taps as student_taps (" + std::to_string(s_taps_.size()) + "), got " +
-                                            std::to_string(t_taps_.size()));
+      throw ConfigError("teacher_taps", "needs as many taps as student_taps (" + std::to_string(s_taps_.size()) +
+                                            "), got " + std::to_string(t_taps_.size()));
   }
   std::vector<std::string> student_taps() const override {
     auto v = s_taps_;

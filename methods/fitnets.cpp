@@ -1,11 +1,17 @@
-// fitnets: Romero et al. 2015 ("FitNets: Hints for Thin Deep Nets", Sec. 2.2 and 2.3).
-// A regressor r (1x1 conv + BN, or linear on flattened features) maps the student's guided layer
-// v_g to the teacher's hint layer u_h; hint = mean((r(v_g) - u_h)^2) (see losses::hint_mse for its
-// relation to the paper's 1/2 ||u_h - r(v_g)||^2).
-//   one_stage: L = (1 - alpha) CE + alpha KD + beta * hint, trained jointly.
-//   two_stage: stage "hint" trains the student only up to its guided layer (and r) on the hint loss
-//              for hint_epochs (paper Sec. 2.3, Fig. 1 (b)), then stage "kd" trains the whole student
-//              with (1 - alpha) CE + alpha KD (the paper's stage 2 is KD).
+// fitnets: Romero et al. 2015 ("FitNets: Hints for Thin Deep Nets", ICLR, Sec. 2.2 and 2.3).
+// A regressor r maps the student's guided layer v_g to the teacher's hint layer u_h:
+//   conv   (default): 1x1 conv (no bias) + BatchNorm, C_s -> C_t channels. The paper's convolutional
+//                     regressor instead sizes its kernel so r(v_g) has u_h's spatial size; here, when
+//                     the sizes differ, the LARGER of r(v_g) and u_h is adaptive-average-pooled to the
+//                     smaller one's size (losses::pool_to_common_size) — no interpolation.
+//   linear:           a fully connected layer from the flattened v_g to the flattened u_h (the paper's
+//                     fully connected alternative; many parameters, for small taps).
+// hint = mean((r(v_g) - u_h)^2) over every element = (2 / N) * batch-mean of the paper's Eq. 3
+// L_HT = 1/2 ||u_h - r(v_g)||^2, N = elements of u_h per example (see losses::hint_mse).
+//   one_stage: terms ce (1 - alpha), kd (alpha; omitted when alpha = 0), hint (beta), trained jointly.
+//   two_stage: stage "hint" trains only the student's layers up to its guided layer (and r) on the hint
+//              alone (paper Sec. 2.3, Fig. 1 (b)) for hint_epochs; stage "kd" then trains the whole
+//              student with ce (1 - alpha) + kd (alpha), the paper's KD stage (Fig. 1 (c), Eq. 2).
 #include "harness/errors.h"
 #include "methods/losses.h"
 #include "methods/method.h"
@@ -15,14 +21,16 @@ namespace kd {
 class FitNets final : public Method {
  public:
   static MethodInfo info() {
-    return MethodInfo("fitnets", "Romero et al. 2015: hint from a teacher layer through a learned regressor; "
-                                 "one-stage or two-stage")
+    return MethodInfo("fitnets",
+                      "Romero et al. 2015: hint from a teacher layer through a learned regressor; "
+                      "one-stage or two-stage")
         .cite("Romero et al. 2015, Sec. 2.2 (Eq. 3, hint loss) and 2.3 (stage-wise training)")
         .teachers(1, 1)
         .string("mode", "two_stage", {"one_stage", "two_stage"}, "two_stage: hint pre-training then KD")
         .string("student_tap", "block2", {}, "student guided layer")
         .string("teacher_tap", "block2", {}, "teacher hint layer")
-        .string("regressor", "conv", {"conv", "linear"}, "conv: 1x1 conv + BN; linear: on flattened features")
+        .string("regressor", "conv", {"conv", "linear"},
+                "conv: 1x1 conv + BN (the larger map pooled to the smaller); linear: on flattened features")
         .integer("hint_epochs", 1, 1, 10000, "two_stage: epochs of stage 1")
         .number("beta", 1.0, 0.0, 1e6, "one_stage: weight of the hint term")
         .number("temperature", 4.0, 0.05, 100.0, "KD temperature T")
@@ -53,11 +61,10 @@ class FitNets final : public Method {
     } else {
       if (ss.size() != 4 || ts.size() != 4)
         throw ConfigError("student_tap", "conv regressor needs 4-D feature maps ('" + s_tap_ + "' / '" + t_tap_ + "')");
-      conv_ = regressor_->register_module(
-          "conv", torch::nn::Conv2d(torch::nn::Conv2dOptions(ss[1], ts[1], 1).bias(false)));
+      conv_ =
+          regressor_->register_module("conv", torch::nn::Conv2d(torch::nn::Conv2dOptions(ss[1], ts[1], 1).bias(false)));
       bn_ = regressor_->register_module("bn", torch::nn::BatchNorm2d(ts[1]));
     }
-    teacher_shape_ = ts;
     regressor_->to(device);
   }
   std::shared_ptr<torch::nn::Module> module() override { return regressor_; }
@@ -71,9 +78,8 @@ class FitNets final : public Method {
     auto v = in.student.at(s_tap_);
     auto u = in.teachers.at(0)->at(t_tap_);
     if (linear_) return losses::hint_mse(lin_(v.flatten(1)), u.flatten(1));
-    auto r = bn_(conv_(v));
-    r = losses::align_spatial(r, u.size(2), u.size(3));
-    return losses::hint_mse(r, u);
+    auto [r, t] = losses::pool_to_common_size(bn_(conv_(v)), u);
+    return losses::hint_mse(r, t);
   }
 
   LossTerms compute(const MethodInput& in) override {
@@ -95,7 +101,6 @@ class FitNets final : public Method {
   torch::nn::Conv2d conv_{nullptr};
   torch::nn::BatchNorm2d bn_{nullptr};
   torch::nn::Linear lin_{nullptr};
-  std::vector<int64_t> teacher_shape_;
 };
 
 }  // namespace kd

@@ -1,11 +1,16 @@
-// multi_teacher: distillation from K >= 2 teachers.
-//   average:    p = (1/K) sum_k softmax(t_k / T)                          (e.g. You et al. 2017)
-//   weighted:   p = sum_k w_k softmax(t_k / T), fixed w (normalised to sum 1)
-//   confidence: CA-MKD (Zhang, Chen & Wang 2022, Sec. 2.1): per sample, w_k = (1 - softmax_k(CE_k)) / (K-1)
-//               with CE_k teacher k's cross-entropy on the true label; the KD term is
-//               T^2 * (1/B) sum_b sum_k w_kb KL(softmax(t_kb/T) || softmax(s_b/T)).
-//   kd term weight alpha, CE 1 - alpha; optional feature term (beta > 0): MSE between a 1x1-conv+BN
-//   regressor of a student tap and the same tap of teacher `feature_teacher`.
+// multi_teacher: distillation from K >= 2 teachers. Terms: ce (1 - alpha), kd (alpha), feat (beta, when > 0).
+//   average:    p = (1/K) sum_k softmax(t_k / T); kd = T^2 * KL(p || softmax(s / T)), batch mean
+//               (You et al. 2017, "Learning from Multiple Teacher Networks").
+//   weighted:   p = sum_k w_k softmax(t_k / T) with fixed w = teacher_weights / sum(teacher_weights).
+//   confidence: CA-MKD (Zhang, Chen & Wang 2022, Sec. 2.1, Eq. 1-3): per sample b,
+//               w_k[b] = (1 - softmax_k(CE(t_k[b], y_b))) / (K - 1) and the teachers' KL terms (not their
+//               targets) are combined: kd = T^2 * (1/B) sum_b sum_k w_k[b] KL(softmax(t_k[b]/T) || softmax(s[b]/T)).
+//               (The authors' code also divides by K, a constant factor on alpha; not applied here.)
+//   feat:       MSE between a 1x1-conv + BN regressor of the student's `student_tap` and teacher
+//               `feature_teacher`'s `teacher_tap`, the larger map average-pooled to the smaller's size.
+//               (CA-MKD's own intermediate term weighs every teacher's feature; this is a single-teacher hint.)
+#include <cmath>
+
 #include "harness/errors.h"
 #include "methods/losses.h"
 #include "methods/method.h"
@@ -15,8 +20,9 @@ namespace kd {
 class MultiTeacher final : public Method {
  public:
   static MethodInfo info() {
-    return MethodInfo("multi_teacher", "several teachers: average, fixed-weight or confidence-adaptive (CA-MKD) logit aggregation")
-        .cite("average: You et al. 2017; confidence: Zhang, Chen & Wang 2022 (CA-MKD), Sec. 2.1")
+    return MethodInfo("multi_teacher",
+                      "several teachers: average, fixed-weight or confidence-adaptive (CA-MKD) logit aggregation")
+        .cite("average: You et al. 2017 (KDD); confidence: Zhang, Chen & Wang 2022 (CA-MKD, ICASSP), Sec. 2.1, Eq. 1-3")
         .teachers(2, 8)
         .string("aggregation", "average", {"average", "weighted", "confidence"}, "how the teachers are combined")
         .json("teacher_weights", nlohmann::json::array(), "weighted: one non-negative weight per teacher")
@@ -36,17 +42,21 @@ class MultiTeacher final : public Method {
         s_tap_(p.string("student_tap")),
         t_tap_(p.string("teacher_tap")) {
     const auto& w = p.json("teacher_weights");
-    if (!w.is_array()) throw ConfigError("teacher_weights", "expected an array of numbers");
+    if (!w.is_array()) throw ConfigError("teacher_weights", "expected an array of numbers, one per teacher");
     for (size_t i = 0; i < w.size(); ++i) {
-      if (!w[i].is_number() || w[i].get<double>() < 0)
+      if (!w[i].is_number() || w[i].get<double>() < 0 || !std::isfinite(w[i].get<double>()))
         throw ConfigError("teacher_weights[" + std::to_string(i) + "]", "expected a non-negative number");
       weights_.push_back(w[i].get<double>());
     }
     if (agg_ == "weighted") {
+      // The number of teachers is checked against the run's teachers in prepare(); here, what the
+      // declaration allows (2 to 8 teachers).
+      if (weights_.size() < 2 || weights_.size() > 8)
+        throw ConfigError("teacher_weights", "aggregation 'weighted' needs one weight per teacher (2 to 8), got " +
+                                                 std::to_string(weights_.size()));
       double sum = 0;
       for (double x : weights_) sum += x;
-      if (weights_.empty() || sum <= 0)
-        throw ConfigError("teacher_weights", "aggregation 'weighted' needs one non-negative weight per teacher, not all zero");
+      if (sum <= 0) throw ConfigError("teacher_weights", "the weights are all zero");
       for (double& x : weights_) x /= sum;
     }
   }
@@ -61,11 +71,17 @@ class MultiTeacher final : public Method {
   void prepare(const TapShapes& s, const std::vector<TapShapes>& t, torch::Device device) override {
     const int K = static_cast<int>(t.size());
     if (agg_ == "weighted" && static_cast<int>(weights_.size()) != K)
-      throw ConfigError("teacher_weights", "has " + std::to_string(weights_.size()) + " weights for " + std::to_string(K) + " teachers");
+      throw ConfigError("teacher_weights",
+                        "has " + std::to_string(weights_.size()) + " weights for " + std::to_string(K) + " teachers");
     if (beta_ > 0) {
-      if (feature_teacher_ >= K) throw ConfigError("feature_teacher", "is " + std::to_string(feature_teacher_) + " but there are " + std::to_string(K) + " teachers");
+      if (feature_teacher_ >= K)
+        throw ConfigError("feature_teacher", "is " + std::to_string(feature_teacher_) + " but there are " +
+                                                 std::to_string(K) + " teachers");
       const auto& ss = s.at(s_tap_);
       const auto& ts = t.at(static_cast<size_t>(feature_teacher_)).at(t_tap_);
+      if (ss.size() != 4 || ts.size() != 4)
+        throw ConfigError("student_tap",
+                          "the feature term needs 4-D feature maps ('" + s_tap_ + "' / '" + t_tap_ + "')");
       reg_ = std::make_shared<torch::nn::Module>("MultiTeacherRegressor");
       conv_ = reg_->register_module("conv", torch::nn::Conv2d(torch::nn::Conv2dOptions(ss[1], ts[1], 1).bias(false)));
       bn_ = reg_->register_module("bn", torch::nn::BatchNorm2d(ts[1]));
@@ -77,29 +93,23 @@ class MultiTeacher final : public Method {
   LossTerms compute(const MethodInput& in) override {
     const auto& s = in.student.at("logits");
     const size_t K = in.teachers.size();
+    std::vector<torch::Tensor> tl;
+    for (const auto* t : in.teachers) tl.push_back(t->at("logits"));
     torch::Tensor kd;
     if (agg_ == "confidence") {
-      std::vector<torch::Tensor> tl;
-      for (const auto* t : in.teachers) tl.push_back(t->at("logits"));
-      auto w = losses::confidence_weights(tl, in.labels);  // [K,B]
-      for (size_t k = 0; k < K; ++k) {
-        auto term = losses::soft_kl_to_probs(s, torch::softmax(tl[k] / T_, 1), T_, w[static_cast<int64_t>(k)]);
-        kd = kd.defined() ? kd + term : term;
-      }
+      kd = losses::confidence_kd(s, tl, in.labels, T_);
     } else {
-      torch::Tensor p;
-      for (size_t k = 0; k < K; ++k) {
-        double wk = agg_ == "weighted" ? weights_[k] : 1.0 / static_cast<double>(K);
-        auto pk = torch::softmax(in.teachers[k]->at("logits") / T_, 1) * wk;
-        p = p.defined() ? p + pk : pk;
-      }
-      kd = losses::soft_kl_to_probs(s, p, T_);
+      if (agg_ == "weighted" && weights_.size() != K)
+        throw ConfigError("teacher_weights",
+                          "has " + std::to_string(weights_.size()) + " weights for " + std::to_string(K) + " teachers");
+      std::vector<double> w = agg_ == "weighted" ? weights_ : std::vector<double>(K, 1.0 / static_cast<double>(K));
+      kd = losses::soft_kl_to_probs(s, losses::mix_teacher_probs(tl, w, T_), T_);
     }
     LossTerms terms{{"ce", torch::cross_entropy_loss(s, in.labels), 1.0 - alpha_}, {"kd", kd, alpha_}};
     if (beta_ > 0) {
       auto u = in.teachers.at(static_cast<size_t>(feature_teacher_))->at(t_tap_);
-      auto r = losses::align_spatial(bn_(conv_(in.student.at(s_tap_))), u.size(2), u.size(3));
-      terms.push_back({"feat", losses::hint_mse(r, u), beta_});
+      auto [r, t] = losses::pool_to_common_size(bn_(conv_(in.student.at(s_tap_))), u);
+      terms.push_back({"feat", losses::hint_mse(r, t), beta_});
     }
     return terms;
   }

@@ -29,6 +29,11 @@ class Progressive final : public Method {
     if (assistants_.empty()) throw ConfigError("assistants", "needs at least one assistant model");
     if (!link_.is_object() || !link_.contains("name") || !link_["name"].is_string())
       throw ConfigError("link_method", "expected an object with a \"name\" (a registered method)");
+    // Each link trains one assistant from one teacher; a link cannot itself be a chain.
+    const std::string link_name = link_["name"].get<std::string>();
+    const MethodInfo& li = MethodRegistry::instance().get(link_name, "link_method.name");
+    if (li.min_teachers > 1 || li.max_teachers < 1 || link_name == "progressive")
+      throw ConfigError("link_method.name", "method '" + link_name + "' cannot train an assistant from one teacher");
   }
   std::vector<std::string> teacher_taps(int) const override { return {"logits"}; }
   std::vector<ChainLink> chain() const override {

@@ -21,8 +21,10 @@ double MethodParams::number(const std::string& name) const {
 }
 int64_t MethodParams::integer(const std::string& name) const {
   const auto& v = at(name);
-  if (!v.is_number()) throw std::logic_error("method parameter '" + name + "' is not an integer");
-  return static_cast<int64_t>(std::llround(v.get<double>()));
+  if (v.is_number_integer()) return v.get<int64_t>();
+  if (!v.is_number() || std::floor(v.get<double>()) != v.get<double>())
+    throw std::logic_error("method parameter '" + name + "' is not an integer");
+  return static_cast<int64_t>(v.get<double>());
 }
 bool MethodParams::boolean(const std::string& name) const {
   const auto& v = at(name);
@@ -37,9 +39,16 @@ const std::string& MethodParams::string(const std::string& name) const {
 std::vector<std::string> MethodParams::strings(const std::string& name) const {
   const auto& v = at(name);
   if (!v.is_array()) throw std::logic_error("method parameter '" + name + "' is not a list");
-  return v.get<std::vector<std::string>>();
+  std::vector<std::string> out;
+  for (const auto& e : v) {
+    if (!e.is_string()) throw std::logic_error("method parameter '" + name + "' is not a list of strings");
+    out.push_back(e.get<std::string>());
+  }
+  return out;
 }
-const nlohmann::json& MethodParams::json(const std::string& name) const { return at(name); }
+const nlohmann::json& MethodParams::json(const std::string& name) const {
+  return at(name);
+}
 
 // ---- MethodInfo builder ----------------------------------------------------------------------
 namespace {
@@ -60,6 +69,9 @@ std::string join(const std::vector<std::string>& v) {
   std::string s;
   for (size_t i = 0; i < v.size(); ++i) s += (i ? ", " : "") + v[i];
   return s;
+}
+std::string join_key(const std::string& prefix, const std::string& key) {
+  return prefix.empty() ? key : prefix + "." + key;
 }
 std::string type_name(const nlohmann::json& j) {
   if (j.is_boolean()) return "a boolean";
@@ -143,17 +155,18 @@ std::vector<std::string> MethodRegistry::names() const {
 MethodParams MethodRegistry::resolve(const std::string& name, const nlohmann::json& values,
                                      const std::string& key_path) const {
   const MethodInfo& info = get(name, key_path);
-  if (!values.is_object()) throw ConfigError(key_path, "expected an object of hyperparameters, got " + type_name(values));
+  if (!values.is_object())
+    throw ConfigError(key_path, "expected an object of hyperparameters, got " + type_name(values));
   nlohmann::json out = nlohmann::json::object();
   std::vector<std::string> known;
   for (const auto& p : info.params) known.push_back(p.name);
   for (auto it = values.begin(); it != values.end(); ++it)
     if (!info.find(it.key()))
-      throw ConfigError(key_path + "." + it.key(), "unknown hyperparameter '" + it.key() + "' for method '" + name +
-                                                       "' (known: " + (known.empty() ? "none" : join(known)) + ")");
+      throw ConfigError(join_key(key_path, it.key()), "unknown hyperparameter '" + it.key() + "' for method '" + name +
+                                                          "' (known: " + (known.empty() ? "none" : join(known)) + ")");
   using K = ParamSpec::Kind;
   for (const auto& p : info.params) {
-    std::string path = key_path + "." + p.name;
+    std::string path = join_key(key_path, p.name);
     if (!values.contains(p.name)) {
       out[p.name] = p.default_value;
       continue;
@@ -166,9 +179,11 @@ MethodParams MethodRegistry::resolve(const std::string& name, const nlohmann::js
           throw ConfigError(path, std::string("expected ") + (p.kind == K::Number ? "a number" : "an integer") +
                                       ", got " + type_name(v));
         double d = v.get<double>();
-        if (p.kind == K::Integer && std::floor(d) != d) throw ConfigError(path, "expected an integer, got " + fmt_num(d));
+        if (p.kind == K::Integer && std::floor(d) != d)
+          throw ConfigError(path, "expected an integer, got " + fmt_num(d));
         if (!std::isfinite(d) || d < p.min || d > p.max)
-          throw ConfigError(path, "value " + fmt_num(d) + " is out of range [" + fmt_num(p.min) + ", " + fmt_num(p.max) + "]");
+          throw ConfigError(
+              path, "value " + fmt_num(d) + " is out of range [" + fmt_num(p.min) + ", " + fmt_num(p.max) + "]");
         out[p.name] = p.kind == K::Integer ? nlohmann::json(static_cast<int64_t>(d)) : nlohmann::json(d);
         break;
       }
@@ -202,7 +217,7 @@ MethodParams MethodRegistry::resolve(const std::string& name, const nlohmann::js
   try {
     if (info.factory) info.factory(params);
   } catch (const ConfigError& e) {
-    throw ConfigError(key_path + (e.key_path().empty() ? "" : "." + e.key_path()),
+    throw ConfigError(e.key_path().empty() ? key_path : join_key(key_path, e.key_path()),
                       std::string(e.what()).substr(e.key_path().empty() ? 0 : e.key_path().size() + 2));
   }
   return params;
