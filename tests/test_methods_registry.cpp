@@ -1,0 +1,243 @@
+// The method registry: what it holds, registration from another file, resolve()'s validation and
+// messages, MethodParams getters, and every method's declaration.
+#include <gtest/gtest.h>
+
+#include <algorithm>
+#include <set>
+#include <string>
+
+#include "harness/errors.h"
+#include "methods/method.h"
+
+namespace {
+
+using kd::ConfigError;
+using kd::MethodInfo;
+using kd::MethodParams;
+using kd::MethodRegistry;
+using json = nlohmann::json;
+
+// A trivial method registered from this test file, as a user adding a method would: it must show up
+// in the registry next to the built-in ones (registration works from any object file).
+class TestOnlyHalfCE final : public kd::Method {
+ public:
+  static MethodInfo info() {
+    return MethodInfo("test_only_half_ce", "cross-entropy times a constant (registered by a test)")
+        .cite("none (test)")
+        .teachers(0, 0)
+        .number("scale", 0.5, 0.0, 1.0, "weight of the CE term")
+        .integer("repeats", 1, 1, 4, "an integer parameter for the tests")
+        .boolean("flag", false, "a boolean parameter for the tests")
+        .strings("names", {"a"}, "a string list parameter for the tests");
+  }
+  explicit TestOnlyHalfCE(const MethodParams& p) : scale_(p.number("scale")) {}
+  kd::LossTerms compute(const kd::MethodInput& in) override {
+    return {{"ce", torch::cross_entropy_loss(in.student.at("logits"), in.labels), scale_}};
+  }
+
+ private:
+  double scale_;
+};
+
+const std::set<std::string> kBuiltIn{"baseline", "logit_kd", "fitnets", "attention", "multi_teacher", "progressive"};
+
+std::string resolve_error(const std::string& method, const json& values, const std::string& prefix) {
+  try {
+    MethodRegistry::instance().resolve(method, values, prefix);
+  } catch (const ConfigError& e) {
+    return e.what();
+  }
+  return "no error";
+}
+
+bool contains(const std::string& s, const std::string& part) {
+  return s.find(part) != std::string::npos;
+}
+
+TEST(Registry, HoldsExactlyTheSixMethodsPlusTheOneThisTestRegistered) {
+  auto names = MethodRegistry::instance().names();
+  std::set<std::string> expected = kBuiltIn;
+  expected.insert("test_only_half_ce");
+  EXPECT_EQ(std::set<std::string>(names.begin(), names.end()), expected);
+  EXPECT_TRUE(std::is_sorted(names.begin(), names.end()));
+}
+
+TEST(Registry, AMethodRegisteredInATestFileIsFoundAndWorks) {
+  auto& reg = MethodRegistry::instance();
+  const MethodInfo* info = reg.find("test_only_half_ce");
+  ASSERT_NE(info, nullptr);
+  EXPECT_EQ(info->description, "cross-entropy times a constant (registered by a test)");
+  auto m = reg.create("test_only_half_ce", reg.resolve("test_only_half_ce", {{"scale", 0.25}}, "methods[0].params"));
+  // logits (0, 0), label 0: CE = ln 2.
+  kd::TapMap s{{"logits", torch::zeros({1, 2})}};
+  std::vector<const kd::TapMap*> none;
+  auto labels = torch::tensor({0}, torch::kLong);
+  auto terms = m->compute(kd::MethodInput{s, none, labels, 0});
+  ASSERT_EQ(terms.size(), 1u);
+  EXPECT_NEAR(terms[0].value.item<double>(), std::log(2.0), 1e-6);
+  EXPECT_DOUBLE_EQ(terms[0].weight, 0.25);
+}
+
+TEST(Registry, DuplicateRegistrationThrows) {
+  EXPECT_THROW(MethodRegistry::instance().add(MethodInfo("logit_kd", "again")), std::logic_error);
+  EXPECT_THROW(MethodRegistry::instance().add(TestOnlyHalfCE::info()), std::logic_error);
+  EXPECT_THROW(MethodRegistry::instance().add(MethodInfo("", "nameless")), std::logic_error);
+  // The failed additions changed nothing.
+  EXPECT_EQ(MethodRegistry::instance().names().size(), kBuiltIn.size() + 1);
+}
+
+TEST(Registry, UnknownMethodNamesTheKeyAndTheKnownOnes) {
+  std::string e = resolve_error("logit_dk", json::object(), "methods[2].method");
+  EXPECT_TRUE(contains(e, "methods[2].method: unknown method 'logit_dk' (known: attention, baseline, ")) << e;
+  EXPECT_THROW(MethodRegistry::instance().get("nope"), ConfigError);
+  EXPECT_EQ(MethodRegistry::instance().find("nope"), nullptr);
+}
+
+TEST(Resolve, UnknownHyperparameterListsTheKnownOnes) {
+  EXPECT_EQ(resolve_error("logit_kd", {{"tau", 4}}, "methods[2]"),
+            "methods[2].tau: unknown hyperparameter 'tau' for method 'logit_kd' (known: temperature, alpha)");
+  EXPECT_EQ(resolve_error("baseline", {{"alpha", 0.5}}, "teachers.big"),
+            "teachers.big.alpha: unknown hyperparameter 'alpha' for method 'baseline' (known: none)");
+}
+
+TEST(Resolve, WrongTypesNameTheExpectedType) {
+  EXPECT_EQ(resolve_error("logit_kd", {{"temperature", "4"}}, "methods[2]"),
+            "methods[2].temperature: expected a number, got a string");
+  EXPECT_EQ(resolve_error("logit_kd", {{"alpha", true}}, "m"), "m.alpha: expected a number, got a boolean");
+  EXPECT_EQ(resolve_error("test_only_half_ce", {{"repeats", 2.5}}, "m"), "m.repeats: expected an integer, got 2.5");
+  EXPECT_EQ(resolve_error("test_only_half_ce", {{"repeats", "2"}}, "m"),
+            "m.repeats: expected an integer, got a string");
+  EXPECT_EQ(resolve_error("test_only_half_ce", {{"flag", 1}}, "m"), "m.flag: expected true or false, got an integer");
+  EXPECT_EQ(resolve_error("test_only_half_ce", {{"names", "a"}}, "m"),
+            "m.names: expected an array of strings, got a string");
+  EXPECT_EQ(resolve_error("test_only_half_ce", {{"names", {"a", 3}}}, "m"),
+            "m.names[1]: expected a string, got an integer");
+  EXPECT_EQ(resolve_error("fitnets", {{"mode", 2}}, "m"), "m.mode: expected a string, got an integer");
+  EXPECT_EQ(resolve_error("logit_kd", json::array(), "m"), "m: expected an object of hyperparameters, got an array");
+}
+
+TEST(Resolve, OutOfRangeNamesTheRangeAndChoicesAreListed) {
+  EXPECT_EQ(resolve_error("logit_kd", {{"alpha", 1.5}}, "methods[2]"),
+            "methods[2].alpha: value 1.5 is out of range [0, 1]");
+  EXPECT_EQ(resolve_error("test_only_half_ce", {{"repeats", 5}}, "m"), "m.repeats: value 5 is out of range [1, 4]");
+  EXPECT_EQ(resolve_error("fitnets", {{"mode", "three_stage"}}, "methods[1]"),
+            "methods[1].mode: 'three_stage' is not one of: one_stage, two_stage");
+  EXPECT_EQ(resolve_error("multi_teacher", {{"aggregation", "max"}}, "m"),
+            "m.aggregation: 'max' is not one of: average, weighted, confidence");
+  // Bounds are inclusive.
+  EXPECT_EQ(resolve_error("logit_kd", {{"alpha", 1.0}}, "m"), "no error");
+  EXPECT_EQ(resolve_error("logit_kd", {{"alpha", 0}}, "m"), "no error");
+}
+
+TEST(Resolve, DefaultsIntegersGivenAsFloatsAndAnEmptyPrefix) {
+  auto& reg = MethodRegistry::instance();
+  auto p = reg.resolve("logit_kd", json::object(), "x");
+  EXPECT_DOUBLE_EQ(p.number("temperature"), 4.0);
+  EXPECT_DOUBLE_EQ(p.number("alpha"), 0.9);
+  // An integer written as 3.0 is accepted and stored as an integer.
+  auto q = reg.resolve("fitnets", {{"hint_epochs", 3.0}}, "x");
+  EXPECT_EQ(q.integer("hint_epochs"), 3);
+  EXPECT_TRUE(q.all()["hint_epochs"].is_number_integer());
+  // A number where a number is expected may be written as an integer.
+  EXPECT_DOUBLE_EQ(reg.resolve("logit_kd", {{"temperature", 2}}, "x").number("temperature"), 2.0);
+  // Every declared parameter is present after resolve; nothing else is.
+  EXPECT_EQ(p.all().size(), reg.get("logit_kd").params.size());
+  // No prefix: the key alone.
+  EXPECT_EQ(resolve_error("logit_kd", {{"alpha", 2}}, ""), "alpha: value 2 is out of range [0, 1]");
+}
+
+TEST(Resolve, MethodLevelChecksArePrefixedWithTheKeyPath) {
+  // Checks the constructors make (relations between values) surface at resolve time with the full path.
+  EXPECT_EQ(
+      resolve_error("multi_teacher", {{"aggregation", "weighted"}, {"teacher_weights", {1, -1}}}, "methods[3].params"),
+      "methods[3].params.teacher_weights[1]: expected a non-negative number");
+  EXPECT_TRUE(contains(resolve_error("multi_teacher", {{"aggregation", "weighted"}}, "methods[3].params"),
+                       "methods[3].params.teacher_weights: aggregation 'weighted' needs one weight per teacher"));
+  EXPECT_TRUE(contains(resolve_error("multi_teacher", {{"aggregation", "weighted"}, {"teacher_weights", {0, 0}}}, "p"),
+                       "p.teacher_weights: the weights are all zero"));
+  EXPECT_TRUE(contains(resolve_error("attention", {{"teacher_taps", {"block1"}}}, "methods[0].params"),
+                       "methods[0].params.teacher_taps: needs as many taps as student_taps (3), got 1"));
+  EXPECT_TRUE(contains(resolve_error("progressive", {{"link_method", {{"name", "kd"}}}}, "methods[4].params"),
+                       "methods[4].params.link_method.name: unknown method 'kd'"));
+  EXPECT_TRUE(contains(resolve_error("progressive", {{"link_method", {{"name", "multi_teacher"}}}}, "q"),
+                       "q.link_method.name: method 'multi_teacher' cannot train an assistant from one teacher"));
+  EXPECT_TRUE(contains(resolve_error("progressive", {{"assistants", json::array()}}, "q"),
+                       "q.assistants: needs at least one assistant model"));
+}
+
+TEST(MethodParams, GettersThrowLogicErrorForMissingOrWrongTypedNames) {
+  MethodParams p(
+      json{{"t", 2.0}, {"n", 3}, {"half", 2.5}, {"s", "x"}, {"b", true}, {"l", {"a", "b"}}, {"mixed", {"a", 1}}});
+  EXPECT_DOUBLE_EQ(p.number("t"), 2.0);
+  EXPECT_DOUBLE_EQ(p.number("n"), 3.0);
+  EXPECT_EQ(p.integer("n"), 3);
+  EXPECT_EQ(p.integer("t"), 2);
+  EXPECT_EQ(p.string("s"), "x");
+  EXPECT_TRUE(p.boolean("b"));
+  EXPECT_EQ(p.strings("l"), (std::vector<std::string>{"a", "b"}));
+  EXPECT_EQ(p.json("l").size(), 2u);
+  EXPECT_THROW(p.number("missing"), std::logic_error);
+  EXPECT_THROW(p.number("s"), std::logic_error);
+  EXPECT_THROW(p.integer("half"), std::logic_error);
+  EXPECT_THROW(p.integer("s"), std::logic_error);
+  EXPECT_THROW(p.string("t"), std::logic_error);
+  EXPECT_THROW(p.boolean("n"), std::logic_error);
+  EXPECT_THROW(p.strings("s"), std::logic_error);
+  EXPECT_THROW(p.strings("mixed"), std::logic_error);
+  EXPECT_THROW(p.json("missing"), std::logic_error);
+}
+
+TEST(Declarations, EveryMethodCitesItsSourceDocumentsItsParametersAndHasValidDefaults) {
+  auto& reg = MethodRegistry::instance();
+  for (const auto& name : kBuiltIn) {
+    const MethodInfo& info = reg.get(name);
+    EXPECT_FALSE(info.description.empty()) << name;
+    EXPECT_FALSE(info.reference.empty()) << name;
+    EXPECT_TRUE(info.factory) << name;
+    EXPECT_LE(info.min_teachers, info.max_teachers) << name;
+    for (const auto& p : info.params) {
+      EXPECT_FALSE(p.doc.empty()) << name << "." << p.name;
+      if (p.kind == kd::ParamSpec::Kind::Number || p.kind == kd::ParamSpec::Kind::Integer) {
+        EXPECT_GE(p.default_value.get<double>(), p.min) << name << "." << p.name;
+        EXPECT_LE(p.default_value.get<double>(), p.max) << name << "." << p.name;
+      }
+    }
+    // The defaults resolve and construct.
+    EXPECT_NO_THROW(reg.create(name, reg.resolve(name, json::object(), name))) << name;
+  }
+}
+
+TEST(Declarations, SharedHyperparametersHaveTheSameNamesAndMeaning) {
+  auto& reg = MethodRegistry::instance();
+  EXPECT_EQ(reg.get("baseline").min_teachers, 0);
+  EXPECT_EQ(reg.get("baseline").max_teachers, 0);
+  for (const char* m : {"logit_kd", "fitnets", "attention", "progressive"}) {
+    EXPECT_EQ(reg.get(m).min_teachers, 1) << m;
+    EXPECT_EQ(reg.get(m).max_teachers, 1) << m;
+  }
+  EXPECT_EQ(reg.get("multi_teacher").min_teachers, 2);
+  EXPECT_EQ(reg.get("multi_teacher").max_teachers, 8);
+  // temperature and alpha: every method but baseline has both; alpha in [0, 1].
+  for (const char* m : {"logit_kd", "fitnets", "attention", "multi_teacher", "progressive"}) {
+    const auto* t = reg.get(m).find("temperature");
+    const auto* a = reg.get(m).find("alpha");
+    ASSERT_TRUE(t && a) << m;
+    EXPECT_DOUBLE_EQ(t->default_value.get<double>(), 4.0) << m;
+    EXPECT_DOUBLE_EQ(a->min, 0.0) << m;
+    EXPECT_DOUBLE_EQ(a->max, 1.0) << m;
+  }
+  // Defaults the papers (and the brief) give.
+  EXPECT_DOUBLE_EQ(reg.get("logit_kd").find("alpha")->default_value.get<double>(), 0.9);
+  EXPECT_DOUBLE_EQ(reg.get("attention").find("beta")->default_value.get<double>(), 1000.0);
+  EXPECT_DOUBLE_EQ(reg.get("attention").find("p")->default_value.get<double>(), 2.0);
+  EXPECT_DOUBLE_EQ(reg.get("attention").find("alpha")->default_value.get<double>(), 0.0);
+  EXPECT_DOUBLE_EQ(reg.get("multi_teacher").find("beta")->default_value.get<double>(), 0.0);
+  EXPECT_EQ(reg.get("fitnets").find("regressor")->default_value, "conv");
+  EXPECT_EQ(reg.get("progressive").find("assistants")->default_value, json::array({"cnn_medium"}));
+  EXPECT_EQ(reg.get("progressive").find("link_method")->default_value,
+            (json{{"name", "logit_kd"}, {"temperature", 4}, {"alpha", 0.9}}));
+}
+
+}  // namespace
+
+KD_REGISTER_METHOD(TestOnlyHalfCE);
