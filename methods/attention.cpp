@@ -1,7 +1,10 @@
-// attention: Zagoruyko & Komodakis 2017 ("Paying More Attention to Attention", Sec. 3.1, Eq. 2):
-// Q = vec(mean_c |A_c|^p), L2-normalised; at = sum over tap pairs of mean((Q_s - Q_t)^2);
-// L = (1 - alpha) CE + beta * at (+ alpha KD when alpha > 0, the paper's AT+KD).
-// beta = 1000 with this mean normalisation (as the paper's code and RepDistiller use).
+// attention: Zagoruyko & Komodakis 2017 ("Paying More Attention to Attention", ICLR, Sec. 3.1, Eq. 2):
+// Q = vec(mean_c |A_c|^p), L2-normalised per sample; at = sum over tap pairs of mean((Q_s - Q_t)^2),
+// the mean over batch and positions (the paper's Sec. 4.1 divides beta = 1e3 by the number of
+// attention-map elements and the batch size, which this mean does; the authors' cifar.py and
+// RepDistiller use the same form with beta = 1000). Taps of different spatial size: the student's 2-D
+// map is bilinearly resized to the teacher's before flattening (losses::attention_loss).
+// Terms: ce (1 - alpha), at (beta), kd (alpha, only when alpha > 0: the paper's AT + KD).
 #include "harness/errors.h"
 #include "methods/losses.h"
 #include "methods/method.h"
