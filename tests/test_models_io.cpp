@@ -20,7 +20,9 @@ std::string data_error(const std::function<void()>& f) {
   return "(no DataError)";
 }
 
-bool contains(const std::string& s, const std::string& part) { return s.find(part) != std::string::npos; }
+bool contains(const std::string& s, const std::string& part) {
+  return s.find(part) != std::string::npos;
+}
 
 TEST(ModelsIo, SaveLoadRoundTripGivesIdenticalOutputs) {
   const std::string dir = kd::test::make_temp_dir("models");

@@ -56,7 +56,9 @@ const std::vector<CifarRef>& cifar_refs() {
   return refs;
 }
 
-Shape no_batch(const torch::Tensor& t) { return Shape(t.sizes().begin() + 1, t.sizes().end()); }
+Shape no_batch(const torch::Tensor& t) {
+  return Shape(t.sizes().begin() + 1, t.sizes().end());
+}
 
 // Checks what every zoo model promises about its taps, given the taps of one forward.
 void check_taps(const kd::TapModel& m, const kd::TapMap& taps, const torch::Tensor& logits, int64_t image_size) {
@@ -206,11 +208,11 @@ TEST(ModelsZoo, EveryModelRunsWithItsTaps) {
   const auto models = kd::list_models();
   std::set<std::string> names;
   for (const auto& info : models) names.insert(info.name);
-  const std::set<std::string> expected{"cnn_tiny", "cnn_medium", "cnn_large", "cnn_wide", "resnet8", "resnet14",
-                                       "resnet20", "resnet32", "resnet44", "resnet56", "resnet110", "resnet8x4",
-                                       "resnet32x4", "wrn_16_1", "wrn_16_2", "wrn_40_1", "wrn_40_2", "vgg8", "vgg11",
-                                       "vgg13", "mobilenetv2", "shufflenetv1", "shufflenetv2", "resnet18", "resnet34",
-                                       "resnet50"};
+  const std::set<std::string> expected{
+      "cnn_tiny",     "cnn_medium",   "cnn_large", "cnn_wide",  "resnet8",   "resnet14",   "resnet20",
+      "resnet32",     "resnet44",     "resnet56",  "resnet110", "resnet8x4", "resnet32x4", "wrn_16_1",
+      "wrn_16_2",     "wrn_40_1",     "wrn_40_2",  "vgg8",      "vgg11",     "vgg13",      "mobilenetv2",
+      "shufflenetv1", "shufflenetv2", "resnet18",  "resnet34",  "resnet50"};
   EXPECT_EQ(names, expected);
   EXPECT_TRUE(std::is_sorted(models.begin(), models.end(),
                              [](const kd::ModelInfo& a, const kd::ModelInfo& b) { return a.name < b.name; }));

@@ -44,11 +44,8 @@ TORCH_MODULE(MLinear);
 // A k x k convolution; padding k/2 unless given.
 inline MConv2d conv(int64_t in, int64_t out, int64_t k, int64_t stride = 1, int64_t groups = 1, bool bias = false,
                     int64_t pad = -1) {
-  return MConv2d(torch::nn::Conv2dOptions(in, out, k)
-                     .stride(stride)
-                     .padding(pad < 0 ? k / 2 : pad)
-                     .groups(groups)
-                     .bias(bias));
+  return MConv2d(
+      torch::nn::Conv2dOptions(in, out, k).stride(stride).padding(pad < 0 ? k / 2 : pad).groups(groups).bias(bias));
 }
 
 // Base of every zoo model: the standard taps of harness/model.h for `num_blocks` stages. The names

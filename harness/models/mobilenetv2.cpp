@@ -35,12 +35,12 @@ class MobileNetV2 : public ZooModel {
   MobileNetV2(std::string arch, int64_t in_ch, int64_t expand, double width, int64_t classes)
       : ZooModel(std::move(arch), 4) {
     const int64_t stem = static_cast<int64_t>(32 * width);
-    conv1_ = register_module("conv1", torch::nn::Sequential(conv(in_ch, stem, 3, 2), BatchNorm2d(stem),
-                                                            torch::nn::ReLU()));
+    conv1_ =
+        register_module("conv1", torch::nn::Sequential(conv(in_ch, stem, 3, 2), BatchNorm2d(stem), torch::nn::ReLU()));
     struct Group {
       int64_t t, c, n, s;
     };
-    const Group groups[] = {{1, 16, 1, 1},      {expand, 24, 2, 1}, {expand, 32, 3, 2}, {expand, 64, 4, 2},
+    const Group groups[] = {{1, 16, 1, 1},      {expand, 24, 2, 1},  {expand, 32, 3, 2}, {expand, 64, 4, 2},
                             {expand, 96, 3, 1}, {expand, 160, 3, 2}, {expand, 320, 1, 1}};
     auto blocks = torch::nn::ModuleList();
     int64_t in = stem;

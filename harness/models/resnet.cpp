@@ -98,7 +98,8 @@ class ResNet : public ZooModel {
       auto pre = blocks_[i].second->forward(h);
       h = torch::relu(pre);
       const size_t stage = blocks_[i].first;
-      if (i + 1 == blocks_.size() || blocks_[i + 1].first != stage) put_block(taps, static_cast<int>(stage) + 1, pre, h);
+      if (i + 1 == blocks_.size() || blocks_[i + 1].first != stage)
+        put_block(taps, static_cast<int>(stage) + 1, pre, h);
     }
     auto pooled = h.mean({2, 3});
     put(taps, kPool, pooled);
@@ -134,12 +135,12 @@ void add_resnet_models(ZooTable& table) {
 
   const std::vector<int64_t> planes{64, 128, 256, 512};
   add(table, "resnet18", "ImageNet ResNet-18 (torchvision layout)", 224, [planes](const ModelSpec& s) -> ModelPtr {
-    return std::make_shared<ResNet<BasicBlock>>("resnet18", s.in_channels, 64, planes,
-                                                std::vector<int64_t>{2, 2, 2, 2}, true, s.num_classes);
+    return std::make_shared<ResNet<BasicBlock>>("resnet18", s.in_channels, 64, planes, std::vector<int64_t>{2, 2, 2, 2},
+                                                true, s.num_classes);
   });
   add(table, "resnet34", "ImageNet ResNet-34 (torchvision layout)", 224, [planes](const ModelSpec& s) -> ModelPtr {
-    return std::make_shared<ResNet<BasicBlock>>("resnet34", s.in_channels, 64, planes,
-                                                std::vector<int64_t>{3, 4, 6, 3}, true, s.num_classes);
+    return std::make_shared<ResNet<BasicBlock>>("resnet34", s.in_channels, 64, planes, std::vector<int64_t>{3, 4, 6, 3},
+                                                true, s.num_classes);
   });
   add(table, "resnet50", "ImageNet ResNet-50, bottlenecks (torchvision layout)", 224,
       [planes](const ModelSpec& s) -> ModelPtr {

@@ -17,7 +17,9 @@ namespace kd {
 
 namespace {
 
-std::string first_line(const std::string& s) { return s.substr(0, s.find('\n')); }
+std::string first_line(const std::string& s) {
+  return s.substr(0, s.find('\n'));
+}
 
 std::string flat_name(std::string name) {
   std::replace(name.begin(), name.end(), '.', '_');
@@ -39,8 +41,8 @@ class ScriptedModel : public TapModel {
     try {
       out = module_.forward({x});
     } catch (const std::exception& e) {
-      throw DataError(path_, "TorchScript teacher failed on an input of shape " + shape_of(x) + ": " +
-                                 first_line(e.what()));
+      throw DataError(path_,
+                      "TorchScript teacher failed on an input of shape " + shape_of(x) + ": " + first_line(e.what()));
     }
     TapMap got;
     if (out.isTensor()) {

@@ -104,8 +104,8 @@ void read_checked(torch::serialize::InputArchive& a, const std::string& key, con
   }
   if (!found || !t.defined()) throw DataError(path, "checkpoint has no tensor '" + full_name + "'");
   if (t.sizes() != dst.sizes()) {
-    throw DataError(path, "tensor '" + full_name + "' has shape " + shape_str(t) + " in the checkpoint, the model's is " +
-                              shape_str(dst));
+    throw DataError(path, "tensor '" + full_name + "' has shape " + shape_str(t) +
+                              " in the checkpoint, the model's is " + shape_str(dst));
   }
   out.emplace_back(dst, t);
 }
@@ -153,7 +153,9 @@ std::vector<ModelInfo> list_models() {
   return v;
 }
 
-bool has_model(const std::string& name) { return zoo().count(name) > 0; }
+bool has_model(const std::string& name) {
+  return zoo().count(name) > 0;
+}
 
 int64_t count_parameters(const torch::nn::Module& m) {
   int64_t n = 0;
