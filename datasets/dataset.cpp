@@ -1,20 +1,11 @@
-// Datasets: IDX (MNIST/Fashion-MNIST), synthetic, splits, augmentation and the loader.
+// Datasets: subsets, stratified splits, the synthetic set, and opening a dataset from its config.
 #include "datasets/dataset.h"
 
-#include <zlib.h>
-
 #include <algorithm>
-#include <condition_variable>
 #include <cstdlib>
-#include <deque>
 #include <filesystem>
-#include <fstream>
 #include <map>
-#include <mutex>
-#include <numeric>
 #include <random>
-#include <sstream>
-#include <thread>
 
 #include "datasets/readers.h"
 #include "harness/config.h"
@@ -130,7 +121,6 @@ DatasetPtr make_synthetic(int num_classes, int64_t n, int image_size, int channe
 // open_dataset
 
 namespace {
-
 
 const char* kFashionDefault = "/usr/share/datasets/fashion-mnist";
 
@@ -267,203 +257,6 @@ std::vector<DatasetStatus> list_datasets() {
                  "set dataset.root"});
   out.push_back({"synthetic", "seeded learnable patterns, for tests and benchmarks", true, "generated"});
   return out;
-}
-
-// ---------------------------------------------------------------------------------------------
-// Loader
-
-namespace {
-
-uint64_t mix(uint64_t x) {
-  x += 0x9E3779B97F4A7C15ULL;
-  x = (x ^ (x >> 30)) * 0xBF58476D1CE4E5B9ULL;
-  x = (x ^ (x >> 27)) * 0x94D049BB133111EBULL;
-  return x ^ (x >> 31);
-}
-
-}  // namespace
-
-struct Loader::Impl {
-  DatasetPtr data;
-  LoaderOptions o;
-  int64_t n = 0, batches = 0;
-  std::vector<int64_t> order;
-  int64_t epoch = 0;
-  torch::Tensor mean, inv_std;
-  int64_t out_size = 0;
-
-  // prefetch machinery
-  std::mutex mu;
-  std::condition_variable cv_ready, cv_space;
-  std::map<int64_t, Batch> ready;
-  std::exception_ptr error;
-  int64_t next_to_make = 0, next_to_give = 0;
-  bool stop = false;
-  std::vector<std::thread> threads;
-
-  Impl(DatasetPtr d, LoaderOptions opt) : data(std::move(d)), o(std::move(opt)) {
-    n = data->size();
-    batches = o.drop_last ? n / o.batch_size : (n + o.batch_size - 1) / o.batch_size;
-    auto shape = data->image_shape();
-    out_size = o.image_size > 0 ? o.image_size : shape[1];
-    std::vector<float> m = o.norm.mean, s = o.norm.std;
-    if (m.empty()) m.assign(static_cast<size_t>(shape[0]), 0.0f);
-    if (s.empty()) s.assign(static_cast<size_t>(shape[0]), 1.0f);
-    mean = torch::tensor(m).view({1, -1, 1, 1}) * 255.0f;
-    inv_std = 1.0f / (torch::tensor(s).view({1, -1, 1, 1}) * 255.0f);
-  }
-
-  ~Impl() { stop_workers(); }
-
-  void stop_workers() {
-    {
-      std::lock_guard<std::mutex> l(mu);
-      stop = true;
-    }
-    cv_space.notify_all();
-    cv_ready.notify_all();
-    for (auto& t : threads) t.join();
-    threads.clear();
-  }
-
-  uint64_t sample_seed(int64_t index) const {
-    return mix(mix(o.seed * 0x100000001B3ULL + static_cast<uint64_t>(epoch)) ^ static_cast<uint64_t>(index));
-  }
-
-  // One image, uint8 [C,H,W] at out_size, augmented per its own seed.
-  torch::Tensor augment_one(torch::Tensor img, int64_t index) const {
-    const auto& a = o.augment_options;
-    uint64_t s = sample_seed(index);
-    std::mt19937_64 rng(s);
-    const int64_t H = img.size(1), W = img.size(2);
-    if (o.augment && a.random_resized_crop) {
-      std::uniform_real_distribution<double> U(0, 1);
-      int64_t ch = H, cw = W, top = 0, left = 0;
-      for (int attempt = 0; attempt < 10; ++attempt) {
-        double area = H * W * (0.08 + 0.92 * U(rng));
-        double logr = std::log(3.0 / 4) + (std::log(4.0 / 3) - std::log(3.0 / 4)) * U(rng);
-        double r = std::exp(logr);
-        auto w = static_cast<int64_t>(std::llround(std::sqrt(area * r)));
-        auto h = static_cast<int64_t>(std::llround(std::sqrt(area / r)));
-        if (w > 0 && h > 0 && w <= W && h <= H) {
-          cw = w;
-          ch = h;
-          top = static_cast<int64_t>(U(rng) * static_cast<double>(H - h + 1));
-          left = static_cast<int64_t>(U(rng) * static_cast<double>(W - w + 1));
-          top = std::min(top, H - h);
-          left = std::min(left, W - w);
-          break;
-        }
-      }
-      img = img.narrow(1, top, ch).narrow(2, left, cw);
-      img = resize_u8(img, out_size, out_size);
-    } else if (H != out_size || W != out_size) {
-      img = center_crop_resize_u8(img, out_size);
-    }
-    if (o.augment && a.random_crop && a.crop_padding > 0) {
-      int p = a.crop_padding;
-      std::uniform_int_distribution<int> D(0, 2 * p);
-      int dy = D(rng), dx = D(rng);
-      auto padded = torch::constant_pad_nd(img, {p, p, p, p}, 0);
-      img = padded.narrow(1, dy, out_size).narrow(2, dx, out_size);
-    }
-    if (o.augment && a.horizontal_flip) {
-      std::uniform_int_distribution<int> B(0, 1);
-      if (B(rng)) img = img.flip({2});
-    }
-    return img;
-  }
-
-  Batch make(int64_t b) {
-    int64_t start = b * o.batch_size;
-    int64_t len = std::min(o.batch_size, n - start);
-    std::vector<int64_t> idx(order.begin() + start, order.begin() + start + len);
-    auto it = torch::from_blob(idx.data(), {len}, torch::kLong).clone();
-    Batch out;
-    out.indices = it;
-    out.step = b;
-    auto all = data->all_images();
-    const auto& a = o.augment_options;
-    bool per_sample = (o.augment && (a.random_crop || a.horizontal_flip || a.random_resized_crop)) || !all.defined() ||
-                      all.size(2) != out_size;
-    torch::Tensor u8;
-    if (!per_sample) {
-      u8 = all.index_select(0, it);
-    } else {
-      std::vector<torch::Tensor> imgs;
-      imgs.reserve(static_cast<size_t>(len));
-      for (int64_t i = 0; i < len; ++i) {
-        auto img = all.defined() ? all[idx[static_cast<size_t>(i)]] : data->image(idx[static_cast<size_t>(i)]);
-        imgs.push_back(augment_one(img, idx[static_cast<size_t>(i)]));
-      }
-      u8 = torch::stack(imgs);
-    }
-    out.x = (u8.to(torch::kFloat) - mean) * inv_std;
-    auto labels = data->all_labels();
-    out.y = labels.index_select(0, it);
-    return out;
-  }
-
-  void worker() {
-    for (;;) {
-      int64_t b;
-      {
-        std::unique_lock<std::mutex> l(mu);
-        cv_space.wait(l, [&] {
-          return stop || (next_to_make < batches && next_to_make - next_to_give < o.prefetch + 1);
-        });
-        if (stop || next_to_make >= batches) return;
-        b = next_to_make++;
-      }
-      try {
-        Batch batch = make(b);
-        std::lock_guard<std::mutex> l(mu);
-        ready[b] = std::move(batch);
-      } catch (...) {
-        std::lock_guard<std::mutex> l(mu);
-        if (!error) error = std::current_exception();
-      }
-      cv_ready.notify_all();
-    }
-  }
-};
-
-Loader::Loader(DatasetPtr data, LoaderOptions options) : impl_(std::make_unique<Impl>(std::move(data), options)) {}
-Loader::~Loader() = default;
-int64_t Loader::batches_per_epoch() const { return impl_->batches; }
-int64_t Loader::size() const { return impl_->n; }
-
-void Loader::start_epoch(int64_t epoch) {
-  Impl& m = *impl_;
-  m.stop_workers();
-  m.stop = false;
-  m.error = nullptr;
-  m.ready.clear();
-  m.epoch = epoch;
-  m.order.resize(static_cast<size_t>(m.n));
-  std::iota(m.order.begin(), m.order.end(), 0);
-  if (m.o.shuffle) {
-    std::mt19937_64 rng(mix(m.o.seed * 31 + 7) ^ mix(static_cast<uint64_t>(epoch) + 1000));
-    std::shuffle(m.order.begin(), m.order.end(), rng);
-  }
-  m.next_to_make = m.next_to_give = 0;
-  int workers = std::max(1, m.o.workers);
-  for (int i = 0; i < workers; ++i) m.threads.emplace_back([&m] { m.worker(); });
-}
-
-bool Loader::next(Batch& out) {
-  Impl& m = *impl_;
-  if (m.order.empty() && m.n > 0) start_epoch(0);
-  std::unique_lock<std::mutex> l(m.mu);
-  if (m.next_to_give >= m.batches) return false;
-  m.cv_ready.wait(l, [&] { return m.error || m.ready.count(m.next_to_give); });
-  if (m.error) std::rethrow_exception(m.error);
-  out = std::move(m.ready[m.next_to_give]);
-  m.ready.erase(m.next_to_give);
-  ++m.next_to_give;
-  l.unlock();
-  m.cv_space.notify_all();
-  return true;
 }
 
 }  // namespace kd

@@ -25,7 +25,8 @@ class Dataset {
   // C, H, W of what image() returns.
   virtual std::vector<int64_t> image_shape() const = 0;
   virtual int64_t label(int64_t i) const = 0;
-  // Image i as uint8 [C, H, W].
+  // Image i as uint8 [C, H, W]. An undefined tensor means "skip this sample" (an undecodable file
+  // under on_bad_image: "skip"); the Loader handles it (see LoaderOptions).
   virtual torch::Tensor image(int64_t i) const = 0;
   // In-memory datasets return all images as one uint8 [N, C, H, W] tensor (the loader's fast
   // path) and all labels as int64 [N]; others return undefined tensors.
@@ -75,7 +76,23 @@ struct AugmentOptions {
   bool horizontal_flip = false;
   bool random_resized_crop = false;  // image-folder training (scale 0.08..1, ratio 3/4..4/3)
 };
+// Keys random_crop (bool), padding (int 0..64), flip (bool), random_resized_crop (bool); null = all off.
 AugmentOptions parse_augment(const nlohmann::json& cfg, const std::string& key_path);
+
+// Every random choice of augmentation for one sample: a pure function of (seed, epoch, index) and
+// of the source size H x W (before any crop). The loader applies, in this order:
+//   1. random resized crop (if on): the box rows [top, top+h), cols [left, left+w) of the source,
+//      resized (bilinear) to the output size; otherwise a center crop to the output size;
+//   2. random crop (if on): out[y][x] = zero-padded[y + pad_dy][x + pad_dx], where zero-padded is the
+//      image with `crop_padding` zero pixels on every side, so pad_dy, pad_dx in [0, 2*padding];
+//   3. horizontal flip (if on and `flip`): out[y][x] = in[y][W-1-x].
+struct SampleAugment {
+  int64_t top = 0, left = 0, h = 0, w = 0;  // random resized crop box (h == 0: none)
+  int pad_dy = 0, pad_dx = 0;               // random-crop offsets (== padding when off: no shift)
+  bool flip = false;
+};
+SampleAugment sample_augment(const AugmentOptions& a, uint64_t seed, int64_t epoch, int64_t index, int64_t height,
+                             int64_t width);
 
 struct LoaderOptions {
   int64_t batch_size = 128;
@@ -86,9 +103,13 @@ struct LoaderOptions {
   AugmentOptions augment_options;
   Normalization norm;
   int image_size = 0;              // output H=W (0 = dataset's own)
-  int workers = 1;                 // threads preparing batches ahead
-  int prefetch = 2;                // batches ready ahead of the consumer
+  int workers = 1;                 // threads preparing batches ahead; 0 = prepare in next() itself
+  int prefetch = 2;                // batches ready ahead of the consumer (besides those in the making)
 };
+// Skipped samples (Dataset::image() undefined): a training loader (augment on) leaves them out of the
+// batch, so that batch is smaller; an evaluation loader (augment off) gives a blank (all-zero pixel)
+// image in their place so its outputs stay aligned with the split's labels. Either way the dataset
+// has already logged a warning naming the file.
 
 struct Batch {
   torch::Tensor x;        // float32 [B, C, H, W], normalised
@@ -109,7 +130,9 @@ class Loader {
   int64_t batches_per_epoch() const;
   int64_t size() const;
   void start_epoch(int64_t epoch);
-  // Next batch of the current epoch; false when the epoch is done.
+  // Next batch of the current epoch; false when the epoch is done. Calls start_epoch(0) if no epoch was
+  // started. An error while preparing a batch (e.g. a DataError for a corrupt image) is thrown here,
+  // when that batch is due, and again by every later call until the next start_epoch().
   bool next(Batch& out);
 
  private:

@@ -22,31 +22,50 @@ namespace kd {
 // ---------------------------------------------------------------------------------------------
 // files
 
-std::string read_file_maybe_gz(const std::string& path) {
-  std::ifstream in(path, std::ios::binary);
+std::string read_file_bytes(const std::string& path) {
+  std::ifstream in(path, std::ios::binary | std::ios::ate);
   if (!in) throw DataError(path, "cannot open file (missing or not readable)");
-  std::string raw((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  std::streamoff size = in.tellg();
+  if (size < 0) throw DataError(path, "cannot determine the file size");
+  std::string raw(static_cast<size_t>(size), '\0');
+  in.seekg(0);
+  if (size > 0 && !in.read(raw.data(), size))
+    throw DataError(path, "read error after byte " + std::to_string(in.gcount()));
+  return raw;
+}
+
+std::string read_file_maybe_gz(const std::string& path) {
+  std::string raw = read_file_bytes(path);
   if (raw.size() < 2 || static_cast<unsigned char>(raw[0]) != 0x1f || static_cast<unsigned char>(raw[1]) != 0x8b)
     return raw;
   z_stream zs{};
-  if (inflateInit2(&zs, 15 + 32) != Z_OK) throw DataError(path, "zlib init failed");
-  zs.next_in = reinterpret_cast<Bytef*>(raw.data());
-  zs.avail_in = static_cast<uInt>(raw.size());
+  if (inflateInit2(&zs, 15 + 16) != Z_OK) throw DataError(path, "zlib init failed");
   std::string out;
+  out.reserve(raw.size() * 2);
   char buf[1 << 16];
-  int rc;
-  do {
+  size_t fed = 0;  // compressed bytes handed to zlib so far (fed in chunks: avail_in is 32-bit)
+  int rc = Z_OK;
+  while (rc != Z_STREAM_END) {
+    if (zs.avail_in == 0 && fed < raw.size()) {
+      size_t chunk = std::min<size_t>(raw.size() - fed, size_t(1) << 30);
+      zs.next_in = reinterpret_cast<Bytef*>(raw.data() + fed);
+      zs.avail_in = static_cast<uInt>(chunk);
+      fed += chunk;
+    }
     zs.next_out = reinterpret_cast<Bytef*>(buf);
     zs.avail_out = sizeof buf;
     rc = inflate(&zs, Z_NO_FLUSH);
-    if (rc != Z_OK && rc != Z_STREAM_END) {
-      size_t at = zs.total_in;
-      inflateEnd(&zs);
-      throw DataError(path, "corrupt gzip data near compressed byte " + std::to_string(at) + " (" +
-                                (rc == Z_BUF_ERROR ? "truncated" : "invalid") + ")");
-    }
     out.append(buf, sizeof buf - zs.avail_out);
-  } while (rc != Z_STREAM_END);
+    bool stuck = rc == Z_BUF_ERROR || (rc == Z_OK && zs.avail_in == 0 && fed == raw.size() && zs.avail_out != 0);
+    if ((rc != Z_OK && rc != Z_STREAM_END) || stuck) {
+      size_t at = fed - zs.avail_in;
+      inflateEnd(&zs);
+      throw DataError(path, "corrupt gzip data at compressed byte " + std::to_string(at) + " of " +
+                                std::to_string(raw.size()) + " (" +
+                                (rc == Z_BUF_ERROR || stuck ? "truncated" : "invalid") + "), after " +
+                                std::to_string(out.size()) + " uncompressed bytes");
+    }
+  }
   inflateEnd(&zs);
   return out;
 }
@@ -58,7 +77,7 @@ IdxArray parse_idx(const std::string& bytes, const std::string& name) {
   auto u8 = [&](size_t i) { return static_cast<unsigned char>(bytes[i]); };
   if (bytes.size() < 4) throw DataError(name, "truncated IDX header: " + std::to_string(bytes.size()) + " bytes");
   if (u8(0) != 0 || u8(1) != 0)
-    throw DataError(name, "bad IDX magic number at byte 0 (expected 0x0000 08 NN, got 0x" +
+    throw DataError(name, "bad magic number at byte 0: not an IDX file (expected 0x000008NN, got 0x" +
                               fmt::format("{:02x}{:02x}{:02x}{:02x}", u8(0), u8(1), u8(2), u8(3)) + ")");
   if (u8(2) != 0x08) throw DataError(name, fmt::format("IDX data type 0x{:02x} at byte 2 is not unsigned byte (0x08)", u8(2)));
   int nd = u8(3);
@@ -92,8 +111,12 @@ IdxArray parse_idx(const std::string& bytes, const std::string& name) {
 DatasetPtr read_idx_pair(const std::string& images_path, const std::string& labels_path, int num_classes) {
   IdxArray im = parse_idx(read_file_maybe_gz(images_path), images_path);
   IdxArray lb = parse_idx(read_file_maybe_gz(labels_path), labels_path);
-  if (im.dims.size() != 3) throw DataError(images_path, "expected a 3-D IDX image file (magic 0x00000803)");
-  if (lb.dims.size() != 1) throw DataError(labels_path, "expected a 1-D IDX label file (magic 0x00000801)");
+  if (im.dims.size() != 3)
+    throw DataError(images_path, "bad magic number at byte 0: expected an IDX image file (magic 0x00000803), got 0x0000080" +
+                                     std::to_string(im.dims.size()));
+  if (lb.dims.size() != 1)
+    throw DataError(labels_path, "bad magic number at byte 0: expected an IDX label file (magic 0x00000801), got 0x0000080" +
+                                     std::to_string(lb.dims.size()));
   if (im.dims[0] != lb.dims[0])
     throw DataError(labels_path, std::to_string(lb.dims[0]) + " labels for " + std::to_string(im.dims[0]) + " images in " + images_path);
   auto labels = lb.data.to(torch::kLong);
@@ -283,17 +306,20 @@ torch::Tensor resize_u8(const torch::Tensor& img, int64_t h, int64_t w) {
   return f.squeeze(0).round().clamp(0, 255).to(torch::kUInt8);
 }
 
-torch::Tensor center_crop_resize_u8(const torch::Tensor& img, int64_t size) {
+torch::Tensor resize_shorter_u8(const torch::Tensor& img, int64_t size) {
   const int64_t H = img.size(1), W = img.size(2);
-  int64_t short_side = size * 8 / 7;
-  torch::Tensor r = img;
-  if (std::min(H, W) != short_side) {
-    int64_t nh = H <= W ? short_side : (H * short_side + W / 2) / W;
-    int64_t nw = H <= W ? (W * short_side + H / 2) / H : short_side;
-    r = resize_u8(img, nh, nw);
-  }
+  if (std::min(H, W) == size) return img;
+  // The longer side scales by size / shorter, rounded to nearest.
+  int64_t nh = H <= W ? size : (H * size + W / 2) / W;
+  int64_t nw = H <= W ? (W * size + H / 2) / H : size;
+  return resize_u8(img, nh, nw);
+}
+
+torch::Tensor center_crop_u8(const torch::Tensor& img, int64_t size) {
+  torch::Tensor r = std::min(img.size(1), img.size(2)) < size ? resize_shorter_u8(img, size) : img;
+  if (r.size(1) == size && r.size(2) == size) return r;
   int64_t top = (r.size(1) - size) / 2, left = (r.size(2) - size) / 2;
-  return r.narrow(1, top, size).narrow(2, left, size).contiguous();
+  return r.narrow(1, top, size).narrow(2, left, size);
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -313,19 +339,12 @@ class ImageFolderDataset : public Dataset {
   torch::Tensor image(int64_t i) const override {
     const std::string& f = files_.at(static_cast<size_t>(i));
     try {
-      std::ifstream in(f, std::ios::binary);
-      if (!in) throw DataError(f, "cannot open image");
-      std::string bytes((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
-      auto img = decode_image(bytes, f);
-      // Shorter side to `resize` keeps random-resized-crop input bounded; the loader crops.
-      const int64_t H = img.size(1), W = img.size(2);
-      int64_t s = o_.resize;
-      int64_t nh = H <= W ? s : (H * s + W / 2) / W, nw = H <= W ? (W * s + H / 2) / H : s;
-      return resize_u8(img, nh, nw);
+      return resize_shorter_u8(decode_image(read_file_bytes(f), f), o_.resize);
     } catch (const DataError& e) {
       if (o_.on_bad_image == "error") throw;
-      log::warn("undecodable image replaced by a blank one (on_bad_image: skip): {}", e.what());
-      return torch::zeros({3, o_.resize, o_.resize}, torch::kUInt8);
+      std::lock_guard<std::mutex> l(warned_mu_);
+      if (warned_.insert(f).second) log::warn("skipping an unusable image (on_bad_image: skip): {}", e.what());
+      return {};
     }
   }
   std::string describe() const override { return desc_; }
@@ -336,6 +355,8 @@ class ImageFolderDataset : public Dataset {
   int classes_;
   ImageFolderOptions o_;
   std::string desc_;
+  mutable std::mutex warned_mu_;
+  mutable std::set<std::string> warned_;
 };
 
 bool is_image(const fs::path& p) {

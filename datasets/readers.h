@@ -32,6 +32,8 @@ class InMemoryDataset : public Dataset {
   std::string desc_;
 };
 
+// Reads a whole file as it is (DataError naming the path if it cannot be read).
+std::string read_file_bytes(const std::string& path);
 // Reads a whole file, transparently gunzipping it when it starts with the gzip magic.
 std::string read_file_maybe_gz(const std::string& path);
 
@@ -60,13 +62,26 @@ struct ImageFolderOptions {
   int image_size = 224, resize = 256;
   std::string on_bad_image = "error";  // error | skip
 };
-// Lazily decoded image folders; images come out resized (shorter side to `resize`) and
-// center-cropped to image_size unless the loader's random resized crop is on.
+// Lazily decoded image folders: image() reads and decodes the file (in the loader's worker
+// threads) and returns it with its shorter side resized to `resize`; the loader then center-crops
+// image_size (evaluation) or takes a random resized crop (training). A file that cannot be read or
+// decoded throws DataError naming it (on_bad_image "error") or is logged once and returned as an
+// undefined tensor, i.e. skipped (on_bad_image "skip"). num_classes > 0 keeps the first classes
+// (sorted wnids, or the class-list file's order).
 std::pair<DatasetPtr, DatasetPtr> open_image_folder(const ImageFolderOptions& o);
 
-// Bilinear resize of uint8 [C,H,W] to [C,h,w].
+// Bilinear (antialiased when shrinking) resize of uint8 [C,H,W] to [C,h,w].
 torch::Tensor resize_u8(const torch::Tensor& img, int64_t h, int64_t w);
-// Resize shorter side to size*8/7 then center-crop size x size (the eval transform), uint8.
-torch::Tensor center_crop_resize_u8(const torch::Tensor& img, int64_t size);
+// Resizes uint8 [C,H,W] so its shorter side is `size` (aspect kept, rounded), bilinear.
+torch::Tensor resize_shorter_u8(const torch::Tensor& img, int64_t size);
+// Center crop to size x size; an image whose shorter side is below `size` is first resized up
+// (shorter side to `size`). uint8 in, uint8 out.
+torch::Tensor center_crop_u8(const torch::Tensor& img, int64_t size);
+
+// Seeded synthetic data: each class is a fixed random low-frequency pattern (a 4x4 grid of random
+// intensities per channel, upsampled bilinearly), each sample that pattern plus Gaussian noise
+// (sigma 0.35 of the pixel range), clamped. `stream` separates train (0) from test (1) samples
+// drawn from the same class patterns. uint8 [n, channels, size, size], labels uniform over classes.
+DatasetPtr make_synthetic(int num_classes, int64_t n, int image_size, int channels, uint64_t seed, uint64_t stream);
 
 }  // namespace kd

@@ -7,6 +7,7 @@
 
 #include <filesystem>
 #include <fstream>
+#include <iterator>
 #include <set>
 #include <thread>
 
@@ -47,7 +48,15 @@ bool owner_is_dead(const std::string& owner) {
   if (owner.substr(0, p) != hostname()) return false;
   pid_t pid = static_cast<pid_t>(std::stol(owner.substr(p + 1)));
   if (pid == ::getpid()) return false;
-  return ::kill(pid, 0) != 0 && errno == ESRCH;
+  if (::kill(pid, 0) != 0) return errno == ESRCH;
+  // A killed process whose parent has not reaped it yet (or a container whose init never reaps) is
+  // a zombie: it still answers kill(0) but holds nothing and will never finish its runs.
+  std::ifstream stat("/proc/" + std::to_string(pid) + "/stat");
+  std::string text((std::istreambuf_iterator<char>(stat)), std::istreambuf_iterator<char>());
+  auto close = text.rfind(')');
+  if (close == std::string::npos || close + 2 >= text.size()) return false;
+  char state = text[close + 2];
+  return state == 'Z' || state == 'X';
 }
 
 constexpr double kStaleSeconds = 15 * 60;  // a run whose heartbeat is older than this is orphaned

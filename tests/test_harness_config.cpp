@@ -51,8 +51,12 @@ TEST(SweepConfig, ValidConfigExpandsToRuns) {
   EXPECT_EQ(ids.size(), plan.runs.size());
   // logit_kd defaults to the first teacher; baseline has none.
   for (const auto& r : plan.runs) {
-    if (r.method == "baseline" && r.role == "student") EXPECT_TRUE(r.teacher_ids.empty());
-    if (r.method == "logit_kd") EXPECT_EQ(r.teacher_ids.size(), 1u);
+    if (r.method == "baseline" && r.role == "student") {
+      EXPECT_TRUE(r.teacher_ids.empty());
+    }
+    if (r.method == "logit_kd") {
+      EXPECT_EQ(r.teacher_ids.size(), 1u);
+    }
   }
 }
 
@@ -144,7 +148,7 @@ TEST(SweepConfig, MalformedJsonGivesLineAndColumn) {
     kd::parse_json_text("{\n  \"name\": \"x\",\n  \"seeds\": [1,, 2]\n}", "bad.json");
     FAIL();
   } catch (const kd::ConfigError& e) {
-    EXPECT_EQ(e.key_path(), "bad.json:3:16") << e.what();
+    EXPECT_EQ(e.key_path(), "bad.json:3:15") << e.what();  // the second comma
   }
 }
 

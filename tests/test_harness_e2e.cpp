@@ -60,7 +60,9 @@ TEST(Cli, HelpAndListings) {
   r = kd::test::run_command(cli("datasets"));
   EXPECT_EQ(r.exit_code, 0) << r.output;
   EXPECT_NE(r.output.find("fashion_mnist"), std::string::npos);
-  if (have_fashion_mnist()) EXPECT_NE(r.output.find("found"), std::string::npos) << r.output;
+  if (have_fashion_mnist()) {
+    EXPECT_NE(r.output.find("found"), std::string::npos) << r.output;
+  }
 }
 
 TEST(Cli, BadConfigsFailWithOneClearMessage) {

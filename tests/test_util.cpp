@@ -45,7 +45,7 @@ CommandResult run_command(const std::string& cmd) {
 
 std::string kdbench_bin() {
   const char* b = std::getenv("KDBENCH_BIN");
-  return b ? b : "kdbench";
+  return b ? b : KDBENCH_BIN_DEFAULT;
 }
 
 std::string source_dir() {
