@@ -19,6 +19,41 @@ std::string join(const std::vector<std::string>& v) {
   for (size_t i = 0; i < v.size(); ++i) s += (i ? ", " : "") + v[i];
   return s;
 }
+
+// nlohmann's parser is iterative, but copying, comparing and dumping a value recurse once per level
+// of nesting: a config nested 100000 levels deep (200 KB of brackets) overflowed the stack. No config
+// needs more than a handful of levels.
+constexpr int kMaxJsonDepth = 100;
+
+void check_json_depth(const std::string& text, const std::string& file_name) {
+  int depth = 0;
+  bool in_string = false, escaped = false;
+  size_t line = 1, col = 1;
+  for (char ch : text) {
+    if (in_string) {
+      if (escaped)
+        escaped = false;
+      else if (ch == '\\')
+        escaped = true;
+      else if (ch == '"')
+        in_string = false;
+    } else if (ch == '"') {
+      in_string = true;
+    } else if (ch == '[' || ch == '{') {
+      if (++depth > kMaxJsonDepth)
+        throw ConfigError(file_name + ":" + std::to_string(line) + ":" + std::to_string(col),
+                          "malformed JSON: nested more than " + std::to_string(kMaxJsonDepth) + " levels deep");
+    } else if (ch == ']' || ch == '}') {
+      --depth;
+    }
+    if (ch == '\n') {
+      ++line;
+      col = 1;
+    } else {
+      ++col;
+    }
+  }
+}
 }  // namespace
 
 std::string json_type_name(const json& j) {
@@ -36,6 +71,7 @@ std::string json_type_name(const json& j) {
 }
 
 json parse_json_text(const std::string& text, const std::string& file_name) {
+  check_json_depth(text, file_name);
   try {
     return json::parse(text);
   } catch (const json::parse_error& e) {
@@ -55,6 +91,13 @@ json parse_json_text(const std::string& text, const std::string& file_name) {
     if (pos != std::string::npos) what = what.substr(pos);
     throw ConfigError(file_name + ":" + std::to_string(line) + ":" + std::to_string(col),
                       "malformed JSON: " + what);
+  } catch (const json::exception& e) {
+    // The parser also throws out_of_range (406: a number too large for a double, e.g. 1e999), which
+    // carries no position; its message quotes the offending token.
+    std::string what = e.what();
+    auto pos = what.find("] ");
+    if (pos != std::string::npos) what = what.substr(pos + 2);
+    throw ConfigError(file_name, "malformed JSON: " + what);
   }
 }
 

@@ -36,6 +36,8 @@ struct ModelSpec {
   int num_classes = 10;
   int in_channels = 3;
   int image_size = 32;    // input height = width
+  // K > 1: K models of this architecture horizontally fused into one (see fuse_models below).
+  int fused = 1;
 };
 
 struct ModelInfo {
@@ -54,6 +56,21 @@ int64_t count_parameters(const torch::nn::Module& m);
 // Multiply-accumulates of one forward pass on a single input of shape [C, H, W]
 // (convolutions and linear layers).
 int64_t count_macs(TapModel& m, int in_channels, int image_size);
+
+// Horizontal fusion: K students of one architecture trained in lockstep as ONE model, so a group of
+// small students fills a GPU (and uses bigger kernels on a CPU). Student k owns channel block k of
+// every layer: the first convolution reads the shared input with K stacked filter banks, every later
+// convolution has K times the channels and K times the groups, batch norm is per channel anyway, and
+// the classifier is a batched linear layer. So the fused forward is exactly K independent forwards:
+// every tap is [B, K*c, ...] with student k's part at channels [k*c, (k+1)*c), logits [B, K*classes].
+// Families that support it: the cnn_* models and the ResNets (others throw ConfigError).
+bool supports_fusion(const std::string& name);
+// A fused model of `students` (same architecture, each a plain model) holding copies of their weights.
+ModelPtr fuse_models(const std::vector<ModelPtr>& students, const ModelSpec& spec);
+// Copies student k's part of `fused` into `student` (a plain model of the same architecture).
+void unfuse_into(TapModel& fused, int64_t k, int64_t K, TapModel& student);
+// Student k's part of a fused tap ([B, K*c, ...] -> [B, c, ...]), a view.
+torch::Tensor fused_part(const torch::Tensor& t, int64_t k, int64_t K);
 
 // Save/load a model's parameters and buffers (torch::save format). Load checks the architecture.
 void save_model(TapModel& m, const std::string& path);

@@ -185,6 +185,7 @@ SweepConfig parse_sweep_config(const json& j, const std::string& file) {
       c.teachers.push_back(parse_teacher(it.key(), it.value(), "teachers." + it.key(), teacher_base));
   }
   c.lockstep = rd.integer("lockstep", 0, 0, 100000);
+  c.fuse = rd.string("fuse", std::string("auto"), {"auto", "on", "off"});
   c.report = rd.boolean("report", true);
   const json& methods = rd.raw("methods");
   if (!methods.is_array() || methods.empty())

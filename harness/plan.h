@@ -44,6 +44,7 @@ struct SweepConfig {
   Recipe recipe;
   std::vector<MethodEntry> methods;
   int64_t lockstep = 0;             // max runs trained together behind one teacher forward; 0 = no limit
+  std::string fuse = "auto";        // horizontal fusion of same-architecture students: auto (on CUDA) | on | off
   bool report = true;               // write the report when the sweep ends
   json raw;                         // the config as given
   std::string file;                 // where it was read from

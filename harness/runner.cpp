@@ -5,14 +5,15 @@
 #include <torch/version.h>
 #include <unistd.h>
 
+#include <cmath>
 #include <filesystem>
 #include <fstream>
-#include <iterator>
 #include <set>
 #include <thread>
 
 #include "datasets/dataset.h"
 #include "harness/errors.h"
+#include "harness/fsutil.h"
 #include "harness/progress.h"
 #include "harness/store.h"
 #include "harness/trainer.h"
@@ -46,17 +47,8 @@ bool owner_is_dead(const std::string& owner) {
   auto p = owner.rfind(':');
   if (p == std::string::npos) return false;
   if (owner.substr(0, p) != hostname()) return false;
-  pid_t pid = static_cast<pid_t>(std::stol(owner.substr(p + 1)));
-  if (pid == ::getpid()) return false;
-  if (::kill(pid, 0) != 0) return errno == ESRCH;
-  // A killed process whose parent has not reaped it yet (or a container whose init never reaps) is
-  // a zombie: it still answers kill(0) but holds nothing and will never finish its runs.
-  std::ifstream stat("/proc/" + std::to_string(pid) + "/stat");
-  std::string text((std::istreambuf_iterator<char>(stat)), std::istreambuf_iterator<char>());
-  auto close = text.rfind(')');
-  if (close == std::string::npos || close + 2 >= text.size()) return false;
-  char state = text[close + 2];
-  return state == 'Z' || state == 'X';
+  long pid = std::stol(owner.substr(p + 1));
+  return pid != ::getpid() && !process_alive(pid);
 }
 
 constexpr double kStaleSeconds = 15 * 60;  // a run whose heartbeat is older than this is orphaned
@@ -116,7 +108,9 @@ class SweepRun {
       std::ofstream o(tmp);
       o << cfg_.raw.dump(2) << "\n";
       if (!o) throw std::runtime_error(tmp + ": write failed");
-    });
+    }, "config");
+    remove_stale_temporaries((fs::path(out_) / "checkpoints").string());
+    remove_stale_temporaries((fs::path(cfg_.cache_dir) / "teachers").string());
     store_ = std::make_unique<ResultsStore>((fs::path(out_) / "results.db").string());
     store_->put_sweep(plan_.sweep_id, cfg_.name, cfg_.raw.dump(), env_);
     for (const auto& r : plan_.runs) store_->add_run(record_of(r, plan_.sweep_id));
@@ -237,6 +231,7 @@ class SweepRun {
     h->run_id = r.id;
     std::vector<EpochMetric> epochs;
     std::map<std::string, double> finals;
+    json meta_finals;
     const TeacherSpec& t = *r.teacher;
     if (t.obtain == "torchscript") {
       h->model = load_torchscript_model(t.file, t.taps);
@@ -252,6 +247,7 @@ class SweepRun {
       load_model(*h->model, cached);
       json meta = load_json_file(cached + ".json");
       epochs = epochs_from_json(meta.at("epochs"));
+      meta_finals = meta.value("finals", json::object());
       rec.wall_seconds = meta.value("wall_seconds", 0.0);
       rec.images_per_second = meta.value("images_per_second", 0.0);
       rec.checkpoint = cached;
@@ -261,6 +257,15 @@ class SweepRun {
     h->model->eval();
     fill_logits(*h, t.name);
     finals = eval_finals(*h);
+    if (meta_finals.is_object() && !meta_finals.empty()) {
+      // A cached teacher's record is the one it got when trained (best-on-validation figures included);
+      // its weights must still give the same final accuracy.
+      double recorded = meta_finals.value("final.test.top1", -1.0);
+      if (std::abs(recorded - finals["final.test.top1"]) > 1e-6)
+        log::warn("teacher '{}' from the cache scores {:.2f}% on test, {:.2f}% when it was trained ({})", t.name,
+                  finals["final.test.top1"], recorded, rec.checkpoint);
+      finals = meta_finals.get<std::map<std::string, double>>();
+    }
     rec.params = count_parameters(*h->model);
     if (!t.model.empty()) rec.macs = count_macs(*h->model, data_.channels, data_.image_size);
     store_->finish_run(rec, epochs, finals);
@@ -333,6 +338,7 @@ class SweepRun {
     to.lanes = device_.is_cuda() ? 1 : std::min<int>(threads_, static_cast<int>(members.size()));
     torch::set_num_threads(std::max(1, threads_ / std::max(1, to.lanes)));
     to.workers = opts_.workers;
+    to.fuse = cfg_.fuse == "on" || (cfg_.fuse == "auto" && device_.is_cuda());
     to.progress = progress_.get();
     to.on_epoch = [&] {
       for (const auto* r : runs) store_->heartbeat(r->id, owner_);
@@ -353,13 +359,13 @@ class SweepRun {
       rec.method_params = o.method_params;
       if (r.role == "teacher") {
         // Cache the teacher's metrics beside its checkpoint, so other sweeps reuse both.
-        json meta{{"epochs", epochs_to_json(o.epochs)}, {"wall_seconds", o.wall_seconds},
+        json meta{{"epochs", epochs_to_json(o.epochs)}, {"finals", o.finals}, {"wall_seconds", o.wall_seconds},
                   {"images_per_second", o.images_per_second}, {"config", r.config}};
         write_atomically(o.checkpoint + ".json", [&](const std::string& tmp) {
           std::ofstream f(tmp);
           f << meta.dump() << "\n";
           if (!f) throw std::runtime_error(tmp + ": write failed");
-        });
+        }, "teacher_meta");
       }
       store_->finish_run(rec, o.epochs, o.finals);
       ++summary_.trained;

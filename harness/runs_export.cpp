@@ -10,7 +10,7 @@
 
 #include "harness/errors.h"
 #include "harness/store.h"
-#include "harness/trainer.h"
+#include "harness/fsutil.h"
 
 namespace fs = std::filesystem;
 
@@ -95,12 +95,7 @@ int cmd_runs(const std::string& dir, const std::string& format, const std::strin
   if (out_file.empty()) {
     std::cout << out.str();
   } else {
-    write_atomically(out_file, [&](const std::string& tmp) {
-      std::ofstream f(tmp, std::ios::binary);
-      f << out.str();
-      f.flush();
-      if (!f) throw DataError(out_file, "write failed (disk full or not writable?)");
-    });
+    write_text_atomically(out_file, out.str(), "export");
   }
   return 0;
 }

@@ -2,6 +2,8 @@
 
 #include <sqlite3.h>
 
+#include "harness/fsutil.h"
+
 #include <chrono>
 #include <functional>
 #include <stdexcept>
@@ -29,7 +31,7 @@ CREATE TABLE IF NOT EXISTS finals(run_id TEXT, name TEXT, value REAL, PRIMARY KE
 // A prepared statement that finalizes itself.
 class Stmt {
  public:
-  Stmt(sqlite3* db, const std::string& sql, const std::string& path) : db_(db) {
+  Stmt(sqlite3* db, const std::string& sql, const std::string& path) : db_(db), path_(path) {
     if (sqlite3_prepare_v2(db, sql.c_str(), -1, &st_, nullptr) != SQLITE_OK)
       throw std::runtime_error(path + ": SQL error: " + sqlite3_errmsg(db) + " in: " + sql);
   }
@@ -48,7 +50,7 @@ class Stmt {
     int rc = sqlite3_step(st_);
     if (rc == SQLITE_ROW) return true;
     if (rc == SQLITE_DONE) return false;
-    throw std::runtime_error(std::string("results store: ") + sqlite3_errmsg(db_));
+    throw std::runtime_error(path_ + ": results store: " + sqlite3_errmsg(db_));
   }
   void reset() { sqlite3_reset(st_); sqlite3_clear_bindings(st_); }
   std::string text(int c) const {
@@ -61,6 +63,7 @@ class Stmt {
 
  private:
   sqlite3* db_;
+  std::string path_;
   sqlite3_stmt* st_ = nullptr;
 };
 
@@ -227,6 +230,7 @@ void ResultsStore::finish_run(const RunRecord& r, const std::vector<EpochMetric>
   up.bind(5, r.checkpoint).bind(6, r.params).bind(7, r.macs).bind(8, r.method_params).bind(9, r.id);
   up.step();
   if (up.changes() != 1) throw std::runtime_error(path_ + ": run " + r.id + " is not in the store");
+  crash_point("store_commit");
   tx.commit();
 }
 

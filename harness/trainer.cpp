@@ -6,6 +6,7 @@
 #include <cmath>
 #include <filesystem>
 #include <optional>
+#include <tuple>
 #include <set>
 #include <thread>
 #include <unistd.h>
@@ -103,20 +104,6 @@ double learning_rate(const Recipe& r, int64_t epochs, double t, int64_t steps_pe
 // ---------------------------------------------------------------------------------------------
 // helpers
 
-void write_atomically(const std::string& path, const std::function<void(const std::string& tmp)>& write) {
-  fs::path p(path);
-  if (p.has_parent_path()) fs::create_directories(p.parent_path());
-  std::string tmp = path + ".tmp." + std::to_string(::getpid());
-  try {
-    write(tmp);
-    fs::rename(tmp, path);
-  } catch (...) {
-    std::error_code ec;
-    fs::remove(tmp, ec);
-    throw;
-  }
-}
-
 ModelPtr create_seeded_model(const std::string& name, const DataSplits& data, int64_t seed) {
   // Seed from (model name, seed) so that every run with this student and seed starts identically,
   // whatever ran before it in this process.
@@ -167,6 +154,8 @@ struct RunState {
   std::optional<Failure> pending_failure;  // set by a lane, handled after the lanes join
   torch::Tensor val_logits;
   int64_t images = 0;
+  int fused_group = -1;     // index into the fused groups, or -1 (trained on a lane)
+  int64_t fused_index = 0;  // which student of its fused group
 
   // stage index and epoch within it, for global epoch e
   std::pair<size_t, int64_t> stage_of(int64_t e) const {
@@ -177,6 +166,45 @@ struct RunState {
     return {stages.size() - 1, stages.back().epochs - 1};
   }
 };
+
+// Runs trained as ONE horizontally fused model; student k of the fused model is runs[k].
+struct FusedGroup {
+  std::vector<RunState*> runs;
+  ModelPtr model;
+  std::vector<torch::Tensor> params, momentum;  // the fused parameters and their momentum buffers
+  double momentum_coef = 0;
+  bool nesterov = false;
+};
+
+// SGD (PyTorch's semantics: weight decay added to the gradient, momentum buffer = the first gradient,
+// then mu * buf + g, Nesterov g + mu * buf) on every student of a fused model at once, with each
+// student's own learning rate and weight decay: every fused tensor is K blocks along dim 0.
+void fused_sgd_step(FusedGroup& g, const std::vector<double>& lr, const std::vector<double>& wd) {
+  torch::NoGradGuard ng;
+  const auto K = static_cast<int64_t>(lr.size());
+  if (g.params.empty()) return;
+  auto opt = torch::TensorOptions().dtype(g.params.front().scalar_type()).device(g.params.front().device());
+  auto lr_t = torch::tensor(lr, torch::kDouble).to(opt).view({K, 1});
+  auto wd_t = torch::tensor(wd, torch::kDouble).to(opt).view({K, 1});
+  const bool any_wd = std::any_of(wd.begin(), wd.end(), [](double v) { return v != 0; });
+  for (size_t i = 0; i < g.params.size(); ++i) {
+    auto& p = g.params[i];
+    if (!p.grad().defined()) continue;
+    auto pv = p.view({K, -1});
+    auto d = p.grad().view({K, -1});
+    if (any_wd) d = d + wd_t * pv;
+    if (g.momentum_coef != 0) {
+      auto& buf = g.momentum[i];
+      if (!buf.defined()) {
+        buf = d.clone();
+      } else {
+        buf.mul_(g.momentum_coef).add_(d);
+      }
+      d = g.nesterov ? d.add(buf, g.momentum_coef) : buf;
+    }
+    pv.sub_(lr_t * d);
+  }
+}
 
 std::vector<torch::Tensor> state_tensors(torch::nn::Module& m) {
   std::vector<torch::Tensor> v;
@@ -369,6 +397,40 @@ void train_lockstep(const std::vector<GroupMember>& members, const DataSplits& d
   int64_t max_epochs = 0;
   for (auto& rs : runs) max_epochs = std::max(max_epochs, rs.total_epochs);
 
+  // Horizontal fusion: eligible runs of one architecture (and momentum, Nesterov, length) become one
+  // fused model built from their own initial weights.
+  std::vector<FusedGroup> fused;
+  if (opts.fuse) {
+    std::map<std::tuple<std::string, double, bool, int64_t>, std::vector<RunState*>> by;
+    for (auto& rs : runs) {
+      const Recipe& r = rs.spec->recipe;
+      if (rs.stages.size() != 1 || !rs.stages[0].spec.train_until_tap.empty() || r.optimizer != "sgd" ||
+          !supports_fusion(rs.spec->model))
+        continue;
+      by[{rs.spec->model, r.momentum, r.nesterov, rs.total_epochs}].push_back(&rs);
+    }
+    for (auto& [key, members] : by) {
+      if (members.size() < 2) continue;
+      FusedGroup g;
+      g.runs = members;
+      std::vector<ModelPtr> students;
+      for (auto* rs : members) students.push_back(rs->student);
+      g.model = fuse_models(students, ModelSpec{std::get<0>(key), data.num_classes, data.channels, data.image_size});
+      g.model->to(device);
+      g.model->train();
+      g.params = g.model->parameters();
+      g.momentum.resize(g.params.size());
+      g.momentum_coef = std::get<1>(key);
+      g.nesterov = std::get<2>(key);
+      for (size_t k = 0; k < members.size(); ++k) {
+        members[k]->fused_group = static_cast<int>(fused.size());
+        members[k]->fused_index = static_cast<int64_t>(k);
+      }
+      log::info("training {} runs of {} as one horizontally fused model", members.size(), std::get<0>(key));
+      fused.push_back(std::move(g));
+    }
+  }
+
   auto fail = [&](RunState& rs, int64_t epoch, int64_t step, const std::string& stage, const std::string& term,
                   const std::string& message) {
     rs.failed = true;
@@ -454,6 +516,127 @@ void train_lockstep(const std::vector<GroupMember>& members, const DataSplits& d
         rs.images += y.size(0);
         };
 
+  // One training step of every live student of a fused group: one forward of the fused model, each
+  // run's method on its student's slices of the taps, one backward of the sum of the runs' losses
+  // (a run's parameters get only its own loss's gradient), then each student's own SGD update.
+  auto step_fused = [&](FusedGroup& g, int64_t epoch, int64_t step, const torch::Tensor& x, const torch::Tensor& y,
+                        const std::map<std::string, TapMap>& teacher_out) {
+    auto t0 = Clock::now();
+    const auto K = static_cast<int64_t>(g.runs.size());
+    TapMap ftaps;
+    auto flogits = g.model->forward_taps(x, &ftaps);
+    std::vector<double> lr(static_cast<size_t>(K), 0.0), wd(static_cast<size_t>(K), 0.0);
+    std::vector<LossTerms> terms(static_cast<size_t>(K));
+    std::vector<std::vector<double>> values(static_cast<size_t>(K));
+    std::vector<double> totals(static_cast<size_t>(K), 0.0);
+    std::vector<torch::Tensor> logits(static_cast<size_t>(K));
+    std::vector<RunState*> live;
+    torch::Tensor sum;
+    for (int64_t k = 0; k < K; ++k) {
+      RunState& rs = *g.runs[static_cast<size_t>(k)];
+      if (rs.done) continue;
+      const auto uk = static_cast<size_t>(k);
+      auto [si, se] = rs.stage_of(epoch);
+      StageState& st = rs.stages[si];
+      lr[uk] = learning_rate(rs.spec->recipe, st.epochs,
+                             static_cast<double>(se) + static_cast<double>(step) / steps_per_epoch, steps_per_epoch);
+      if (st.optimizer) set_lr(*st.optimizer, lr[uk]);
+      TapMap staps;
+      for (const auto& tap : rs.student_taps) staps[tap] = fused_part(ftaps.at(tap), k, K);
+      logits[uk] = fused_part(flogits, k, K);
+      staps["logits"] = logits[uk];
+      std::vector<const TapMap*> tptrs;
+      static const TapMap kEmpty;
+      for (const auto* t : rs.member->teachers) {
+        auto it = teacher_out.find(t->run_id);
+        tptrs.push_back(it == teacher_out.end() ? &kEmpty : &it->second);
+      }
+      MethodInput in{staps, tptrs, y, static_cast<int>(si)};
+      terms[uk] = rs.method->compute(in);
+      torch::Tensor total;
+      for (const auto& term : terms[uk]) {
+        auto w = term.value * term.weight;
+        total = total.defined() ? total + w : w;
+      }
+      if (!total.defined()) {
+        rs.pending_failure = Failure{st.spec.name, "", "method returned no loss terms"};
+        lr[uk] = 0;
+        continue;
+      }
+      for (const auto& term : terms[uk]) values[uk].push_back(term.value.item<double>());
+      totals[uk] = total.item<double>();
+      if (!std::isfinite(totals[uk])) {
+        std::string bad = "total";
+        for (size_t t = 0; t < terms[uk].size(); ++t)
+          if (!std::isfinite(values[uk][t])) {
+            bad = terms[uk][t].name;
+            break;
+          }
+        rs.pending_failure =
+            Failure{st.spec.name, bad, "loss is " + std::string(std::isnan(totals[uk]) ? "NaN" : "inf")};
+        lr[uk] = 0;
+        continue;
+      }
+      wd[uk] = rs.spec->recipe.weight_decay;
+      sum = sum.defined() ? sum + total : total;
+      live.push_back(&rs);
+    }
+    if (!sum.defined()) return;
+    for (auto& p : g.params) p.mutable_grad() = torch::Tensor();
+    for (auto* rs : live) {
+      auto& st = rs->stages[rs->stage_of(epoch).first];
+      if (st.optimizer) st.optimizer->zero_grad();
+    }
+    sum.backward();
+    // Gradient clipping, per student: the norm of its slices of the fused gradients and of its method's own.
+    bool any_clip = false;
+    for (auto* rs : live) any_clip |= rs->spec->recipe.grad_clip > 0;
+    if (any_clip) {
+      torch::NoGradGuard ng;
+      auto norm2 = torch::zeros({K}, torch::TensorOptions().dtype(torch::kDouble).device(device));
+      for (auto& p : g.params)
+        if (p.grad().defined()) norm2 += p.grad().view({K, -1}).to(torch::kDouble).pow(2).sum(1);
+      auto n2 = norm2.cpu();
+      std::vector<double> coef(static_cast<size_t>(K), 1.0);
+      for (auto* rs : live) {
+        const auto uk = static_cast<size_t>(rs->fused_index);
+        double n = n2[rs->fused_index].item<double>();
+        for (auto& p : method_parameters(*rs))
+          if (p.grad().defined()) n += p.grad().to(torch::kDouble).pow(2).sum().item<double>();
+        n = std::sqrt(n);
+        const double clip = rs->spec->recipe.grad_clip;
+        if (clip <= 0) continue;
+        if (!std::isfinite(n)) {
+          rs->pending_failure = Failure{rs->stages[rs->stage_of(epoch).first].spec.name, "gradient",
+                                        "gradient norm is not finite"};
+          lr[uk] = 0;
+          continue;
+        }
+        coef[uk] = std::min(1.0, clip / (n + 1e-6));
+        for (auto& p : method_parameters(*rs))
+          if (p.grad().defined()) p.grad().mul_(coef[uk]);
+      }
+      auto coef_t = torch::tensor(coef, torch::kDouble).to(g.params.front().options()).view({K, 1});
+      for (auto& p : g.params)
+        if (p.grad().defined()) p.grad().view({K, -1}).mul_(coef_t);
+    }
+    fused_sgd_step(g, lr, wd);
+    const double dt = std::chrono::duration<double>(Clock::now() - t0).count() / static_cast<double>(live.size());
+    for (auto* rs : live) {
+      if (rs->pending_failure) continue;
+      auto& st = rs->stages[rs->stage_of(epoch).first];
+      if (st.optimizer) st.optimizer->step();
+      const auto uk = static_cast<size_t>(rs->fused_index);
+      for (size_t t = 0; t < terms[uk].size(); ++t) rs->term_sums[terms[uk][t].name] += values[uk][t];
+      rs->total_sum += totals[uk];
+      rs->correct += logits[uk].argmax(1).eq(y).sum().item<int64_t>();
+      rs->seen += y.size(0);
+      rs->steps += 1;
+      rs->seconds += dt;
+      rs->images += y.size(0);
+    }
+  };
+
   for (int64_t epoch = 0; epoch < max_epochs; ++epoch) {
     // Set up each active run's stage for this epoch.
     std::vector<RunState*> active;
@@ -463,13 +646,15 @@ void train_lockstep(const std::vector<GroupMember>& members, const DataSplits& d
       StageState& st = rs.stages[si];
       if (se == 0) {
         std::vector<torch::Tensor> params;
-        if (st.spec.train_until_tap.empty()) {
+        if (rs.fused_group >= 0) {
+          // the student's weights are in the fused model; this optimizer holds the method's own only
+        } else if (st.spec.train_until_tap.empty()) {
           params = rs.student->parameters();
         } else {
           params = parameters_upstream_of(*rs.student, st.spec.train_until_tap, probe_x);
         }
         for (auto& p : method_parameters(rs)) params.push_back(p);
-        st.optimizer = make_optimizer(rs.spec->recipe, params);
+        st.optimizer = params.empty() ? nullptr : make_optimizer(rs.spec->recipe, params);
         if (si > 0) rs.stages[si - 1].optimizer.reset();
       }
       rs.term_sums.clear();
@@ -480,6 +665,9 @@ void train_lockstep(const std::vector<GroupMember>& members, const DataSplits& d
       active.push_back(&rs);
     }
     if (active.empty()) break;
+    std::vector<RunState*> laned;  // runs stepped one by one on the lanes (the rest are fused)
+    for (auto* rs : active)
+      if (rs->fused_group < 0) laned.push_back(rs);
 
     // Which teachers (and taps) this epoch needs.
     std::map<std::string, std::set<std::string>> needed;
@@ -514,9 +702,10 @@ void train_lockstep(const std::vector<GroupMember>& members, const DataSplits& d
         teacher_seconds += std::chrono::duration<double>(Clock::now() - teacher_start).count();
       }
       // Each lane (thread) steps its share of the runs; failures are handled here, after the join.
-      for_each_lane(active, lanes, [&](RunState& rs) {
+      for_each_lane(laned, lanes, [&](RunState& rs) {
         if (!rs.done) step_run(rs, epoch, step, x, y, teacher_out);
       });
+      for (auto& g : fused) step_fused(g, epoch, step, x, y, teacher_out);
       for (auto* rsp : active)
         if (rsp->pending_failure) {
           auto f = *rsp->pending_failure;
@@ -525,9 +714,14 @@ void train_lockstep(const std::vector<GroupMember>& members, const DataSplits& d
         }
       if (opts.progress) opts.progress->advance(static_cast<double>(y.size(0)) * static_cast<double>(active.size()));
       ++step;
+      crash_point("train_step");
     }
 
     const double group_train_seconds = std::chrono::duration<double>(Clock::now() - epoch_start).count();
+    // Fused students go back into their own models for evaluation, best-epoch snapshots and checkpoints.
+    for (auto& g : fused)
+      for (auto* rs : g.runs)
+        if (!rs->done) unfuse_into(*g.model, rs->fused_index, static_cast<int64_t>(g.runs.size()), *rs->student);
     // End of epoch: validation for each run (teacher val logits are cached once per teacher).
     for_each_lane(active, lanes, [&](RunState& rs) {
       if (rs.done) return;
@@ -605,10 +799,11 @@ void train_lockstep(const std::vector<GroupMember>& members, const DataSplits& d
         if (!rs.member->checkpoint_path.empty()) {
           auto student = rs.student;
           auto module = rs.method_module;
-          write_atomically(rs.member->checkpoint_path, [&](const std::string& tmp) { save_model(*student, tmp); });
+          write_atomically(rs.member->checkpoint_path, [&](const std::string& tmp) { save_model(*student, tmp); },
+                           "checkpoint");
           if (module)
             write_atomically(rs.member->checkpoint_path + ".method",
-                             [&](const std::string& tmp) { torch::save(module, tmp); });
+                             [&](const std::string& tmp) { torch::save(module, tmp); }, "checkpoint");
           rs.outcome.checkpoint = rs.member->checkpoint_path;
         }
         rs.done = true;

@@ -10,6 +10,7 @@
 #include <vector>
 
 #include "datasets/dataset.h"
+#include "harness/fsutil.h"
 #include "harness/model.h"
 #include "harness/plan.h"
 #include "harness/store.h"
@@ -69,6 +70,10 @@ struct TrainOptions {
   torch::Device device = torch::kCPU;
   int workers = 1;  // loader worker threads
   int lanes = 1;    // threads that step the group's runs in parallel (each run on one lane)
+  // Train eligible runs of one student architecture as ONE horizontally fused model (harness/model.h):
+  // single-stage methods, SGD, the same momentum/Nesterov/epochs. Each keeps its own weights, momentum,
+  // learning-rate schedule, weight decay, gradient clipping and method hyperparameters.
+  bool fuse = false;
   Progress* progress = nullptr;
   // Called once per finished run (ok or failed), as soon as it finishes, from the training thread.
   std::function<void(const GroupMember&, RunOutcome&)> on_done;
@@ -83,8 +88,5 @@ ModelPtr create_seeded_model(const std::string& name, const DataSplits& data, in
 // must share seed and batch size). Runs with fewer epochs finish earlier. A NaN/inf loss or
 // gradient fails that run only.
 void train_lockstep(const std::vector<GroupMember>& members, const DataSplits& data, const TrainOptions& opts);
-
-// Saves a file atomically: `write` writes to a temporary path, which is then renamed over `path`.
-void write_atomically(const std::string& path, const std::function<void(const std::string& tmp)>& write);
 
 }  // namespace kd

@@ -14,6 +14,7 @@
 #include <set>
 #include <sstream>
 
+#include "harness/fsutil.h"
 #include "harness/log.h"
 #include "reports/stats.h"
 
@@ -255,29 +256,6 @@ std::optional<double> get(const std::map<std::string, double>& f, const std::str
 }
 
 }  // namespace
-
-void write_file_atomic(const std::string& path, const std::string& text) {
-  std::string tmp = path + ".tmp." + std::to_string(::getpid());
-  {
-    std::ofstream o(tmp, std::ios::binary | std::ios::trunc);
-    if (!o) throw std::runtime_error(path + ": cannot create the temporary file " + tmp);
-    o << text;
-    o.flush();
-    if (!o) {
-      o.close();
-      std::error_code ec;
-      fs::remove(tmp, ec);
-      throw std::runtime_error(path + ": write failed (disk full or not writable?)");
-    }
-  }
-  std::error_code ec;
-  fs::rename(tmp, path, ec);
-  if (ec) {
-    std::error_code ec2;
-    fs::remove(tmp, ec2);
-    throw std::runtime_error(path + ": cannot replace the file: " + ec.message());
-  }
-}
 
 std::string format_mean_std(const std::vector<double>& v) {
   if (v.empty()) return "n/a";
@@ -538,6 +516,8 @@ ReportSummary write_report(const ResultsStore& store, const std::string& out_dir
     fs::create_directories(out_dir, ec);
     if (ec || !fs::is_directory(out_dir))
       throw std::runtime_error(out_dir + ": cannot create the report folder" + (ec ? ": " + ec.message() : ""));
+    remove_stale_temporaries(out_dir);
+    remove_stale_temporaries((fs::path(out_dir) / "figures").string());
   }
   ReportData d = aggregate(store);
   std::map<std::string, RunRecord> by_id;
@@ -545,7 +525,7 @@ ReportSummary write_report(const ResultsStore& store, const std::string& out_dir
   for (const auto& r : all_runs) by_id[r.id] = r;
   auto path = [&](const std::string& f) { return (fs::path(out_dir) / f).string(); };
   auto write = [&](const std::string& f, const std::string& text) {
-    write_file_atomic(path(f), text);
+    write_text_atomically(path(f), text, "report");
     summary.files.push_back(path(f));
   };
   const std::string title = d.sweeps.empty() ? std::string("sweep") : d.sweeps[0].value("name", std::string("sweep"));

@@ -91,8 +91,4 @@ ReportSummary write_report(const ResultsStore& store, const std::string& out_dir
 // Number formatting used by every table: "71.23 ± 0.45", "71.23 ± n/a" for one seed, "n/a" for none.
 std::string format_mean_std(const std::vector<double>& v);
 
-// Writes `text` to `path` atomically (temporary file in the same folder, then rename); on failure the
-// previous file, if any, is left as it was and std::runtime_error names the path.
-void write_file_atomic(const std::string& path, const std::string& text);
-
 }  // namespace kd

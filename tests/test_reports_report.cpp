@@ -10,6 +10,7 @@
 #include <sstream>
 
 #include "harness/store.h"
+#include "harness/fsutil.h"
 #include "reports/report.h"
 #include "reports/stats.h"
 #include "test_util.h"
@@ -319,15 +320,15 @@ TEST(Report, OneSeedShowsNotAvailableNeverZero) {
 TEST(Report, AtomicWrite) {
   std::string dir = kd::test::make_temp_dir("report");
   std::string p = dir + "/table.md";
-  kd::write_file_atomic(p, "old");
-  kd::write_file_atomic(p, "new contents");
+  kd::write_text_atomically(p, "old");
+  kd::write_text_atomically(p, "new contents");
   EXPECT_EQ(slurp(p), "new contents");
   // A path that cannot be replaced (a folder with a file in it): the call throws naming the path, the
   // folder is untouched and no temporary file is left behind.
   fs::create_directories(dir + "/busy");
   kd::test::write_file(dir + "/busy/keep", "x");
   try {
-    kd::write_file_atomic(dir + "/busy", "text");
+    kd::write_text_atomically(dir + "/busy", "text");
     ADD_FAILURE() << "expected an error";
   } catch (const std::runtime_error& e) {
     EXPECT_NE(std::string(e.what()).find(dir + "/busy"), std::string::npos) << e.what();

@@ -15,22 +15,25 @@ namespace {
 class SmallCnn : public ZooModel {
  public:
   // widths = {stem, stage1, stage2, stage3}; double_first adds a second conv to stage 1.
-  SmallCnn(std::string arch, int64_t in_ch, const std::vector<int64_t>& widths, bool double_first, int64_t classes)
+  // fused = K > 1 builds K of them side by side (harness/model.h, "Horizontal fusion").
+  SmallCnn(std::string arch, int64_t in_ch, const std::vector<int64_t>& widths, bool double_first, int64_t classes,
+           int64_t fused = 1)
       : ZooModel(std::move(arch), 3) {
-    stem_ = register_module("stem", conv(in_ch, widths[0], 3));
-    stem_bn_ = register_module("stem_bn", torch::nn::BatchNorm2d(widths[0]));
+    const int64_t K = fused;
+    stem_ = register_module("stem", conv(in_ch, K * widths[0], 3));
+    stem_bn_ = register_module("stem_bn", torch::nn::BatchNorm2d(K * widths[0]));
     for (size_t i = 1; i < widths.size(); ++i) {
       auto seq = torch::nn::Sequential();
-      seq->push_back(conv(widths[i - 1], widths[i], 3, i <= 2 ? 2 : 1));
-      seq->push_back(torch::nn::BatchNorm2d(widths[i]));
+      seq->push_back(conv(K * widths[i - 1], K * widths[i], 3, i <= 2 ? 2 : 1, K));
+      seq->push_back(torch::nn::BatchNorm2d(K * widths[i]));
       if (double_first && i == 1) {
         seq->push_back(torch::nn::ReLU());
-        seq->push_back(conv(widths[i], widths[i], 3));
-        seq->push_back(torch::nn::BatchNorm2d(widths[i]));
+        seq->push_back(conv(K * widths[i], K * widths[i], 3, 1, K));
+        seq->push_back(torch::nn::BatchNorm2d(K * widths[i]));
       }
       stages_.push_back(register_module("block" + std::to_string(i), seq));
     }
-    fc_ = register_module("fc", MLinear(widths.back(), classes));
+    fc_.make(*this, K, widths.back(), classes);
     init_convs_fan_out(*this);
   }
 
@@ -53,7 +56,7 @@ class SmallCnn : public ZooModel {
   MConv2d stem_{nullptr};
   torch::nn::BatchNorm2d stem_bn_{nullptr};
   std::vector<torch::nn::Sequential> stages_;
-  MLinear fc_{nullptr};
+  Classifier fc_;
 };
 
 }  // namespace
@@ -61,7 +64,7 @@ class SmallCnn : public ZooModel {
 void add_cnn_models(ZooTable& table) {
   auto cnn = [&](const std::string& name, const std::string& desc, std::vector<int64_t> widths, bool dbl) {
     add(table, name, desc, 28, [name, widths, dbl](const ModelSpec& s) -> ModelPtr {
-      return std::make_shared<SmallCnn>(name, s.in_channels, widths, dbl, s.num_classes);
+      return std::make_shared<SmallCnn>(name, s.in_channels, widths, dbl, s.num_classes, s.fused);
     });
   };
   cnn("cnn_tiny", "3-stage CNN student, 4-6-8-8 channels (~1.4k parameters)", {4, 6, 8, 8}, false);

@@ -41,6 +41,31 @@ struct MLinearImpl : torch::nn::LinearImpl {
 };
 TORCH_MODULE(MLinear);
 
+// Horizontal fusion's classifier: K linear layers applied to K blocks of features, [B, K*in] -> [B, K*out],
+// as one batched matmul. Weight [K, out, in], bias [K, out]; each slice initialised like torch's Linear.
+struct GroupedLinearImpl : torch::nn::Module {
+  GroupedLinearImpl(int64_t groups, int64_t in, int64_t out);
+  torch::Tensor forward(const torch::Tensor& x);
+  int64_t groups, in, out;
+  torch::Tensor weight, bias;
+};
+TORCH_MODULE(GroupedLinear);
+
+// A model's classifier, registered as "fc" (the reference name): a counting Linear, or for a model fused
+// K > 1 times, a GroupedLinear.
+struct Classifier {
+  MLinear linear{nullptr};
+  GroupedLinear grouped{nullptr};
+  void make(torch::nn::Module& owner, int64_t fused, int64_t in, int64_t out) {
+    if (fused > 1) {
+      grouped = owner.register_module("fc", GroupedLinear(fused, in, out));
+    } else {
+      linear = owner.register_module("fc", MLinear(in, out));
+    }
+  }
+  torch::Tensor operator()(const torch::Tensor& x) { return linear ? linear(x) : grouped(x); }
+};
+
 // A k x k convolution; padding k/2 unless given.
 inline MConv2d conv(int64_t in, int64_t out, int64_t k, int64_t stride = 1, int64_t groups = 1, bool bias = false,
                     int64_t pad = -1) {

@@ -17,19 +17,21 @@ namespace {
 
 using torch::nn::BatchNorm2d;
 
-torch::nn::Sequential projection(int64_t in, int64_t out, int64_t stride) {
-  return torch::nn::Sequential(conv(in, out, 1, stride), BatchNorm2d(out));
+// Every width below is already multiplied by K (the fusion factor, 1 for a plain model); g = K groups.
+torch::nn::Sequential projection(int64_t in, int64_t out, int64_t stride, int64_t g) {
+  return torch::nn::Sequential(conv(in, out, 1, stride, g), BatchNorm2d(out));
 }
 
 // Residual blocks return the sum before the final ReLU; the caller applies it.
 struct BasicBlockImpl : torch::nn::Module {
   static constexpr int64_t kExpansion = 1;
-  BasicBlockImpl(int64_t in, int64_t planes, int64_t stride) {
-    conv1 = register_module("conv1", conv(in, planes, 3, stride));
-    bn1 = register_module("bn1", BatchNorm2d(planes));
-    conv2 = register_module("conv2", conv(planes, planes, 3));
-    bn2 = register_module("bn2", BatchNorm2d(planes));
-    if (stride != 1 || in != planes) downsample = register_module("downsample", projection(in, planes, stride));
+  BasicBlockImpl(int64_t in, int64_t planes, int64_t stride, int64_t K) {
+    conv1 = register_module("conv1", conv(K * in, K * planes, 3, stride, K));
+    bn1 = register_module("bn1", BatchNorm2d(K * planes));
+    conv2 = register_module("conv2", conv(K * planes, K * planes, 3, 1, K));
+    bn2 = register_module("bn2", BatchNorm2d(K * planes));
+    if (stride != 1 || in != planes)
+      downsample = register_module("downsample", projection(K * in, K * planes, stride, K));
   }
   torch::Tensor forward(const torch::Tensor& x) {
     auto h = torch::relu(bn1(conv1(x)));
@@ -44,15 +46,15 @@ TORCH_MODULE(BasicBlock);
 
 struct BottleneckImpl : torch::nn::Module {
   static constexpr int64_t kExpansion = 4;
-  BottleneckImpl(int64_t in, int64_t planes, int64_t stride) {
+  BottleneckImpl(int64_t in, int64_t planes, int64_t stride, int64_t K) {
     const int64_t out = planes * kExpansion;
-    conv1 = register_module("conv1", conv(in, planes, 1));
-    bn1 = register_module("bn1", BatchNorm2d(planes));
-    conv2 = register_module("conv2", conv(planes, planes, 3, stride));
-    bn2 = register_module("bn2", BatchNorm2d(planes));
-    conv3 = register_module("conv3", conv(planes, out, 1));
-    bn3 = register_module("bn3", BatchNorm2d(out));
-    if (stride != 1 || in != out) downsample = register_module("downsample", projection(in, out, stride));
+    conv1 = register_module("conv1", conv(K * in, K * planes, 1, 1, K));
+    bn1 = register_module("bn1", BatchNorm2d(K * planes));
+    conv2 = register_module("conv2", conv(K * planes, K * planes, 3, stride, K));
+    bn2 = register_module("bn2", BatchNorm2d(K * planes));
+    conv3 = register_module("conv3", conv(K * planes, K * out, 1, 1, K));
+    bn3 = register_module("bn3", BatchNorm2d(K * out));
+    if (stride != 1 || in != out) downsample = register_module("downsample", projection(K * in, K * out, stride, K));
   }
   torch::Tensor forward(const torch::Tensor& x) {
     auto h = torch::relu(bn1(conv1(x)));
@@ -71,22 +73,22 @@ class ResNet : public ZooModel {
  public:
   // imagenet: 7x7/2 stem and 3x3/2 max-pool; otherwise a 3x3/1 stem. Stage s > 0 starts with stride 2.
   ResNet(std::string arch, int64_t in_ch, int64_t stem_width, const std::vector<int64_t>& planes,
-         const std::vector<int64_t>& depths, bool imagenet, int64_t classes)
+         const std::vector<int64_t>& depths, bool imagenet, int64_t classes, int64_t K = 1)
       : ZooModel(std::move(arch), static_cast<int>(planes.size())), imagenet_(imagenet) {
-    conv1_ = register_module("conv1", imagenet ? conv(in_ch, stem_width, 7, 2) : conv(in_ch, stem_width, 3));
-    bn1_ = register_module("bn1", BatchNorm2d(stem_width));
+    conv1_ = register_module("conv1", imagenet ? conv(in_ch, K * stem_width, 7, 2) : conv(in_ch, K * stem_width, 3));
+    bn1_ = register_module("bn1", BatchNorm2d(K * stem_width));
     int64_t in = stem_width;
     for (size_t s = 0; s < planes.size(); ++s) {
       auto stage = torch::nn::ModuleList();
       for (int64_t b = 0; b < depths[s]; ++b) {
-        Block block(in, planes[s], (b == 0 && s > 0) ? 2 : 1);
+        Block block(in, planes[s], (b == 0 && s > 0) ? 2 : 1, K);
         blocks_.emplace_back(s, block.ptr());
         stage->push_back(block);
         in = planes[s] * Block::Impl::kExpansion;
       }
       register_module("layer" + std::to_string(s + 1), stage);
     }
-    fc_ = register_module("fc", MLinear(in, classes));
+    fc_.make(*this, K, in, classes);
     init_convs_fan_out(*this);
   }
 
@@ -113,7 +115,7 @@ class ResNet : public ZooModel {
   MConv2d conv1_{nullptr};
   BatchNorm2d bn1_{nullptr};
   std::vector<std::pair<size_t, std::shared_ptr<typename Block::Impl>>> blocks_;  // (stage, block)
-  MLinear fc_{nullptr};
+  Classifier fc_;
 };
 
 }  // namespace
@@ -127,7 +129,7 @@ void add_resnet_models(ZooTable& table) {
             std::to_string(planes[1]) + "-" + std::to_string(planes[2]) + " channels",
         32, [name, n, stem, planes](const ModelSpec& s) -> ModelPtr {
           return std::make_shared<ResNet<BasicBlock>>(name, s.in_channels, stem, planes, std::vector<int64_t>{n, n, n},
-                                                      false, s.num_classes);
+                                                      false, s.num_classes, s.fused);
         });
   };
   for (int depth : {8, 14, 20, 32, 44, 56, 110}) cifar(depth, 16, {16, 32, 64}, "");
@@ -136,16 +138,16 @@ void add_resnet_models(ZooTable& table) {
   const std::vector<int64_t> planes{64, 128, 256, 512};
   add(table, "resnet18", "ImageNet ResNet-18 (torchvision layout)", 224, [planes](const ModelSpec& s) -> ModelPtr {
     return std::make_shared<ResNet<BasicBlock>>("resnet18", s.in_channels, 64, planes, std::vector<int64_t>{2, 2, 2, 2},
-                                                true, s.num_classes);
+                                                true, s.num_classes, s.fused);
   });
   add(table, "resnet34", "ImageNet ResNet-34 (torchvision layout)", 224, [planes](const ModelSpec& s) -> ModelPtr {
     return std::make_shared<ResNet<BasicBlock>>("resnet34", s.in_channels, 64, planes, std::vector<int64_t>{3, 4, 6, 3},
-                                                true, s.num_classes);
+                                                true, s.num_classes, s.fused);
   });
   add(table, "resnet50", "ImageNet ResNet-50, bottlenecks (torchvision layout)", 224,
       [planes](const ModelSpec& s) -> ModelPtr {
         return std::make_shared<ResNet<Bottleneck>>("resnet50", s.in_channels, 64, planes,
-                                                    std::vector<int64_t>{3, 4, 6, 3}, true, s.num_classes);
+                                                    std::vector<int64_t>{3, 4, 6, 3}, true, s.num_classes, s.fused);
       });
 }
 

@@ -4,6 +4,7 @@
 // (kd_models is a static library). Also here: parameter and multiply-accumulate counting, and
 // checkpoints (torch::save of parameters and buffers plus the architecture name; loading checks the
 // name, every tensor's presence and shape, and names the file in any error).
+#include <cmath>
 #include <sstream>
 
 #include "harness/errors.h"
@@ -57,6 +58,22 @@ void zero_linear_biases(torch::nn::Module& m) {
   for (auto& sub : m.modules(/*include_self=*/false))
     if (auto* l = sub->as<torch::nn::LinearImpl>())
       if (l->bias.defined()) l->bias.zero_();
+}
+
+GroupedLinearImpl::GroupedLinearImpl(int64_t k, int64_t in_features, int64_t out_features)
+    : groups(k), in(in_features), out(out_features) {
+  // Each slice as torch's Linear: U(-1/sqrt(in), 1/sqrt(in)) for weight and bias.
+  const double bound = 1.0 / std::sqrt(static_cast<double>(in));
+  weight = register_parameter("weight", torch::empty({groups, out, in}).uniform_(-bound, bound));
+  bias = register_parameter("bias", torch::empty({groups, out}).uniform_(-bound, bound));
+}
+
+torch::Tensor GroupedLinearImpl::forward(const torch::Tensor& x) {
+  if (g_mac_counter) *g_mac_counter += groups * in * out;
+  const int64_t B = x.size(0);
+  // [K, B, in] x [K, in, out] -> [K, B, out], + bias, -> [B, K*out]
+  auto y = torch::baddbmm(bias.unsqueeze(1), x.view({B, groups, in}).transpose(0, 1), weight.transpose(1, 2));
+  return y.transpose(0, 1).reshape({B, groups * out});
 }
 
 void add(ZooTable& table, const std::string& name, const std::string& description, int default_image_size,
@@ -144,7 +161,71 @@ ModelPtr create_model(const ModelSpec& spec) {
     for (const auto& [name, entry] : z) known += (known.empty() ? "" : ", ") + name;
     throw ConfigError("", "unknown model '" + spec.name + "' (known: " + known + ")");
   }
+  if (spec.fused > 1 && !supports_fusion(spec.name))
+    throw ConfigError("", "model '" + spec.name + "' cannot be horizontally fused (only the cnn_* models and ResNets)");
+  if (spec.fused < 1) throw ConfigError("", "fusion factor must be >= 1");
   return it->second.make(spec);
+}
+
+bool supports_fusion(const std::string& name) {
+  return has_model(name) && (name.rfind("cnn_", 0) == 0 || name.rfind("resnet", 0) == 0);
+}
+
+namespace {
+
+// Every parameter and buffer by its full name (the same names in a plain and in a fused model).
+std::vector<std::pair<std::string, torch::Tensor>> named_state(torch::nn::Module& m) {
+  std::vector<std::pair<std::string, torch::Tensor>> v;
+  for (auto& p : m.named_parameters()) v.emplace_back(p.key(), p.value());
+  for (auto& b : m.named_buffers()) v.emplace_back(b.key(), b.value());
+  return v;
+}
+
+// Student k's slice of fused tensor `f` whose plain counterpart has the shape of `s`: a block of dim 0
+// (convolutions, batch norm), a slice of a stacked dim 0 (the grouped classifier), or the tensor itself
+// (scalars such as num_batches_tracked).
+torch::Tensor part_of(const torch::Tensor& f, const torch::Tensor& s, int64_t k, int64_t K, const std::string& name) {
+  if (s.dim() == 0) return f;
+  if (f.dim() == s.dim() + 1 && f.size(0) == K) return f[k];
+  if (f.dim() == s.dim() && f.size(0) == K * s.size(0)) return f.narrow(0, k * s.size(0), s.size(0));
+  throw std::logic_error("fused tensor '" + name + "' " + shape_str(f) + " does not hold " + std::to_string(K) +
+                         " copies of " + shape_str(s));
+}
+
+}  // namespace
+
+ModelPtr fuse_models(const std::vector<ModelPtr>& students, const ModelSpec& spec) {
+  if (students.empty()) throw std::invalid_argument("fuse_models: no students");
+  ModelSpec fs = spec;
+  fs.fused = static_cast<int>(students.size());
+  ModelPtr fused = create_model(fs);
+  auto params = students.front()->parameters();
+  if (!params.empty()) fused->to(params.front().device());
+  torch::NoGradGuard ng;
+  auto dst = named_state(*fused);
+  const auto K = static_cast<int64_t>(students.size());
+  for (int64_t k = 0; k < K; ++k) {
+    if (students[static_cast<size_t>(k)]->arch() != spec.name)
+      throw std::invalid_argument("fuse_models: a '" + students[static_cast<size_t>(k)]->arch() + "' among '" +
+                                  spec.name + "' students");
+    auto src = named_state(*students[static_cast<size_t>(k)]);
+    if (src.size() != dst.size()) throw std::logic_error("fuse_models: state sizes differ for " + spec.name);
+    for (size_t i = 0; i < src.size(); ++i) part_of(dst[i].second, src[i].second, k, K, dst[i].first).copy_(src[i].second);
+  }
+  return fused;
+}
+
+void unfuse_into(TapModel& fused, int64_t k, int64_t K, TapModel& student) {
+  torch::NoGradGuard ng;
+  auto src = named_state(fused);
+  auto dst = named_state(student);
+  if (src.size() != dst.size()) throw std::logic_error("unfuse_into: state sizes differ");
+  for (size_t i = 0; i < src.size(); ++i) dst[i].second.copy_(part_of(src[i].second, dst[i].second, k, K, src[i].first));
+}
+
+torch::Tensor fused_part(const torch::Tensor& t, int64_t k, int64_t K) {
+  const int64_t c = t.size(1) / K;
+  return t.narrow(1, k * c, c);
 }
 
 std::vector<ModelInfo> list_models() {
