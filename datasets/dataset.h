@@ -105,6 +105,7 @@ struct LoaderOptions {
   int image_size = 0;              // output H=W (0 = dataset's own)
   int workers = 1;                 // threads preparing batches ahead; 0 = prepare in next() itself
   int prefetch = 2;                // batches ready ahead of the consumer (besides those in the making)
+  bool pin_memory = false;         // batches in page-locked memory (for non-blocking copies to a GPU)
 };
 // Skipped samples (Dataset::image() undefined): a training loader (augment on) leaves them out of the
 // batch, so that batch is smaller; an evaluation loader (augment off) gives a blank (all-zero pixel)

@@ -208,7 +208,7 @@ struct Loader::Impl {
     const int64_t S = out_size, plane = channels * S * S;
     std::vector<int64_t> kept;
     kept.reserve(static_cast<size_t>(len));
-    auto x = torch::empty({len, channels, S, S}, torch::kFloat);
+    auto x = torch::empty({len, channels, S, S}, torch::TensorOptions().dtype(torch::kFloat).pinned_memory(o.pin_memory));
     float* xp = x.data_ptr<float>();
     int64_t k = 0;
     for (int64_t i = 0; i < len; ++i) {
@@ -235,7 +235,7 @@ struct Loader::Impl {
     Batch out;
     out.step = b;
     out.indices = torch::from_blob(kept.data(), {k}, torch::kLong).clone();
-    out.x = k == len ? x : x.narrow(0, 0, k).contiguous();
+    out.x = k == len ? x : x.narrow(0, 0, k).clone();
     out.y = labels.index_select(0, out.indices);
     return out;
   }

@@ -1,11 +1,13 @@
 #include "datasets/readers.h"
 
+#include <jerror.h>
 #include <jpeglib.h>
 #include <png.h>
 #include <setjmp.h>
 #include <zlib.h>
 
 #include <algorithm>
+#include <cstdlib>
 #include <filesystem>
 #include <fstream>
 #include <mutex>
@@ -196,6 +198,7 @@ struct JpegError {
   jpeg_error_mgr mgr;
   jmp_buf jump;
   char message[JMSG_LENGTH_MAX];
+  bool reading_scanlines;  // past jpeg_start_decompress
 };
 
 void jpeg_error_exit(j_common_ptr cinfo) {
@@ -203,14 +206,30 @@ void jpeg_error_exit(j_common_ptr cinfo) {
   (*cinfo->err->format_message)(cinfo, e->message);
   longjmp(e->jump, 1);
 }
-void jpeg_silent(j_common_ptr, int) {}
+// Warnings are silent except where image data is missing, after which libjpeg fills the rest of the
+// image with grey and goes on: a truncated file, or a tiny corrupt one whose header claims a huge
+// image, would decode to a plausible-looking picture (and the latter cost up to 768 MB of output).
+// Like a truncated PNG, that is a DataError: "premature end of data segment" (entropy-coded data
+// ends before the image does), and "Premature end of JPEG file" while scanlines are still to come.
+// The file ending in the last rows of blocks (e.g. a missing EOI marker) or after a complete
+// progressive scan (where the image is whole, at a lower quality) stays accepted.
+void jpeg_warning(j_common_ptr cinfo, int msg_level) {
+  if (msg_level >= 0) return;
+  if (cinfo->err->msg_code == JWRN_HIT_MARKER) jpeg_error_exit(cinfo);
+  if (cinfo->err->msg_code == JWRN_JPEG_EOF && reinterpret_cast<JpegError*>(cinfo->err)->reading_scanlines) {
+    auto* d = reinterpret_cast<j_decompress_ptr>(cinfo);
+    // Two rows of blocks of slack: with context upsampling, libjpeg decodes one row of blocks ahead.
+    if (d->output_scanline + static_cast<JDIMENSION>(2 * d->max_v_samp_factor * DCTSIZE) < d->output_height)
+      jpeg_error_exit(cinfo);
+  }
+}
 
 torch::Tensor decode_jpeg(const std::string& bytes, const std::string& name) {
   jpeg_decompress_struct cinfo{};
   JpegError err{};
   cinfo.err = jpeg_std_error(&err.mgr);
   err.mgr.error_exit = jpeg_error_exit;
-  err.mgr.emit_message = jpeg_silent;
+  err.mgr.emit_message = jpeg_warning;
   torch::Tensor out;
   if (setjmp(err.jump)) {
     jpeg_destroy_decompress(&cinfo);
@@ -219,18 +238,41 @@ torch::Tensor decode_jpeg(const std::string& bytes, const std::string& name) {
   jpeg_create_decompress(&cinfo);
   jpeg_mem_src(&cinfo, reinterpret_cast<const unsigned char*>(bytes.data()), static_cast<unsigned long>(bytes.size()));
   jpeg_read_header(&cinfo, TRUE);
-  cinfo.out_color_space = JCS_RGB;
+  // Checked before jpeg_start_decompress, which allocates (and for progressive files zeroes) buffers
+  // for the whole image.
+  if (int64_t(cinfo.image_width) * cinfo.image_height > (int64_t(1) << 28)) {
+    std::string size = std::to_string(cinfo.image_width) + "x" + std::to_string(cinfo.image_height);
+    jpeg_destroy_decompress(&cinfo);
+    throw DataError(name, "cannot decode JPEG: image too large (" + size + " pixels, limit 2^28)");
+  }
+  // libjpeg converts CMYK and YCCK files (Photoshop's; ImageNet's training set has about 20) to CMYK
+  // only: those are decoded as CMYK and converted to RGB below.
+  const bool cmyk = cinfo.jpeg_color_space == JCS_CMYK || cinfo.jpeg_color_space == JCS_YCCK;
+  const bool inverted = cinfo.saw_Adobe_marker;  // Adobe's CMYK is stored inverted: 255 = no ink
+  const int64_t channels = cmyk ? 4 : 3;
+  cinfo.out_color_space = cmyk ? JCS_CMYK : JCS_RGB;
   jpeg_start_decompress(&cinfo);
   const int64_t w = cinfo.output_width, h = cinfo.output_height;
-  if (w <= 0 || h <= 0 || w * h > (int64_t(1) << 28)) longjmp(err.jump, 1);
-  out = torch::empty({h, w, 3}, torch::kUInt8);
+  out = torch::empty({h, w, channels}, torch::kUInt8);
   auto* p = out.data_ptr<uint8_t>();
+  err.reading_scanlines = true;
   while (cinfo.output_scanline < cinfo.output_height) {
-    JSAMPROW row = p + static_cast<int64_t>(cinfo.output_scanline) * w * 3;
+    JSAMPROW row = p + static_cast<int64_t>(cinfo.output_scanline) * w * channels;
     jpeg_read_scanlines(&cinfo, &row, 1);
   }
   jpeg_finish_decompress(&cinfo);
   jpeg_destroy_decompress(&cinfo);
+  if (cmyk) {
+    // RGB = (1 - C) * (1 - K), per channel, in 0..255 (as Pillow converts CMYK to RGB).
+    torch::Tensor rgb = torch::empty({h, w, 3}, torch::kUInt8);
+    const uint8_t* s = out.data_ptr<uint8_t>();
+    uint8_t* d = rgb.data_ptr<uint8_t>();
+    for (int64_t i = 0; i < h * w; ++i, s += 4, d += 3) {
+      const int k = inverted ? s[3] : 255 - s[3];
+      for (int c = 0; c < 3; ++c) d[c] = static_cast<uint8_t>(((inverted ? s[c] : 255 - s[c]) * k + 127) / 255);
+    }
+    out = rgb;
+  }
   return out.permute({2, 0, 1}).contiguous();
 }
 
@@ -253,9 +295,21 @@ void png_err(png_structp png, png_const_charp msg) {
 }
 void png_warn(png_structp, png_const_charp) {}
 
+// libpng allocates an ancillary chunk's declared length before reading it: an 82-byte file declaring
+// a 1.7 GB tEXt chunk made it malloc 1.7 GB. None of its own buffers needs more than a few MB for an
+// image within the size limit (the pixels go to a tensor), so larger requests fail: libpng then skips
+// the chunk (or stops with "out of memory"), and the truncated read ends in a DataError.
+png_voidp png_malloc_capped(png_structp, png_alloc_size_t n) {
+  return n > (size_t(64) << 20) ? nullptr : std::malloc(n);
+}
+void png_free_capped(png_structp, png_voidp p) {
+  std::free(p);
+}
+
 torch::Tensor decode_png(const std::string& bytes, const std::string& name) {
   std::string message;
-  png_structp png = png_create_read_struct(PNG_LIBPNG_VER_STRING, &message, png_err, png_warn);
+  png_structp png = png_create_read_struct_2(PNG_LIBPNG_VER_STRING, &message, png_err, png_warn, nullptr,
+                                             png_malloc_capped, png_free_capped);
   if (!png) throw DataError(name, "libpng init failed");
   png_infop info = png_create_info_struct(png);
   PngReader reader{&bytes, 0};
@@ -339,7 +393,14 @@ class ImageFolderDataset : public Dataset {
   torch::Tensor image(int64_t i) const override {
     const std::string& f = files_.at(static_cast<size_t>(i));
     try {
-      return resize_shorter_u8(decode_image(read_file_bytes(f), f), o_.resize);
+      torch::Tensor img = decode_image(read_file_bytes(f), f);
+      // A very elongated image (say 1 x 60000 pixels) would become resize x (resize * 60000) pixels:
+      // tens of GB. Beyond 2^24 pixels after the resize (aspect ratio 256:1 at resize 256) it is unusable.
+      const int64_t h = img.size(1), w = img.size(2), s = std::min(h, w), l = std::max(h, w);
+      if (static_cast<double>(l) * o_.resize / s * o_.resize > double(1 << 24))
+        throw DataError(f, "image of " + std::to_string(w) + "x" + std::to_string(h) +
+                               " pixels is too elongated to resize its shorter side to " + std::to_string(o_.resize));
+      return resize_shorter_u8(img, o_.resize);
     } catch (const DataError& e) {
       if (o_.on_bad_image == "error") throw;
       std::lock_guard<std::mutex> l(warned_mu_);

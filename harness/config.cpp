@@ -20,29 +20,35 @@ std::string join(const std::vector<std::string>& v) {
   return s;
 }
 
-// nlohmann's parser is iterative, but copying, comparing and dumping a value recurse once per level
-// of nesting: a config nested 100000 levels deep (200 KB of brackets) overflowed the stack. No config
-// needs more than a handful of levels.
+// Checks what nlohmann's parser accepts but kdbench cannot use, with the position of the offence:
+//  - nesting deeper than kMaxJsonDepth: the parser is iterative, but copying, comparing and dumping a
+//    value recurse once per level, and a config nested 100000 levels deep (200 KB of brackets)
+//    overflowed the stack. No config needs more than a handful of levels;
+//  - a NUL character (the escape \u0000) in a string: names, keys and paths become C strings and
+//    error messages, which it would cut short.
 constexpr int kMaxJsonDepth = 100;
 
-void check_json_depth(const std::string& text, const std::string& file_name) {
+void check_json_text(const std::string& text, const std::string& file_name) {
   int depth = 0;
-  bool in_string = false, escaped = false;
+  bool in_string = false;
   size_t line = 1, col = 1;
-  for (char ch : text) {
+  auto fail = [&](const std::string& what) {
+    throw ConfigError(file_name + ":" + std::to_string(line) + ":" + std::to_string(col), "malformed JSON: " + what);
+  };
+  for (size_t i = 0; i < text.size(); ++i) {
+    const char ch = text[i];
     if (in_string) {
-      if (escaped)
-        escaped = false;
-      else if (ch == '\\')
-        escaped = true;
-      else if (ch == '"')
+      if (ch == '"') {
         in_string = false;
+      } else if (ch == '\\' && i + 1 < text.size()) {
+        if (text.compare(i + 1, 5, "u0000") == 0) fail("a string contains a NUL character (\\u0000)");
+        ++i;  // the escaped character (never a newline in valid JSON)
+        ++col;
+      }
     } else if (ch == '"') {
       in_string = true;
     } else if (ch == '[' || ch == '{') {
-      if (++depth > kMaxJsonDepth)
-        throw ConfigError(file_name + ":" + std::to_string(line) + ":" + std::to_string(col),
-                          "malformed JSON: nested more than " + std::to_string(kMaxJsonDepth) + " levels deep");
+      if (++depth > kMaxJsonDepth) fail("nested more than " + std::to_string(kMaxJsonDepth) + " levels deep");
     } else if (ch == ']' || ch == '}') {
       --depth;
     }
@@ -71,7 +77,7 @@ std::string json_type_name(const json& j) {
 }
 
 json parse_json_text(const std::string& text, const std::string& file_name) {
-  check_json_depth(text, file_name);
+  check_json_text(text, file_name);
   try {
     return json::parse(text);
   } catch (const json::parse_error& e) {

@@ -9,11 +9,15 @@ namespace kd {
 class ConfigError : public std::runtime_error {
  public:
   ConfigError(std::string key_path, const std::string& what)
-      : std::runtime_error(key_path.empty() ? what : key_path + ": " + what), key_path_(std::move(key_path)) {}
+      : std::runtime_error(key_path.empty() ? what : key_path + ": " + what),
+        key_path_(std::move(key_path)),
+        message_(what) {}
   const std::string& key_path() const { return key_path_; }
+  // What is wrong, without the key path.
+  const std::string& message() const { return message_; }
 
  private:
-  std::string key_path_;
+  std::string key_path_, message_;
 };
 
 // A missing, truncated or corrupt data file. `file` is the path; the message names the record or byte.

@@ -5,6 +5,8 @@
 #include <functional>
 #include <set>
 
+#include <fmt/format.h>
+
 #include "harness/errors.h"
 #include "harness/model.h"
 #include "methods/method.h"
@@ -71,6 +73,9 @@ TeacherSpec parse_teacher(const std::string& name, const json& j, const std::str
   return t;
 }
 
+// A method entry's grid may not expand to more settings than this (each one runs once per seed and student).
+constexpr double kMaxGridPoints = 10000;
+
 // Every combination of the grid's values, in config order (last key varies fastest).
 std::vector<json> expand_grid(const json& grid) {
   std::vector<json> points{json::object()};
@@ -120,12 +125,23 @@ MethodEntry parse_method_entry(const json& j, const std::string& path, const Swe
   if (rd.has("grid")) {
     e.grid = rd.raw("grid");
     if (!e.grid.is_object()) throw ConfigError(rd.path("grid"), "expected an object, got " + json_type_name(e.grid));
+    double points = 1;
     for (auto it = e.grid.begin(); it != e.grid.end(); ++it) {
       std::string gp = rd.path("grid") + "." + it.key();
+      if (!info.find(it.key())) {
+        std::string known;
+        for (const auto& p : info.params) known += (known.empty() ? "" : ", ") + p.name;
+        throw ConfigError(gp, "unknown hyperparameter of '" + e.method + "' (known: " + known + ")");
+      }
       if (!it.value().is_array() || it.value().empty())
         throw ConfigError(gp, "expected a non-empty array of values to sweep");
       if (e.params.contains(it.key())) throw ConfigError(gp, "is both fixed in params and swept in grid");
+      points *= static_cast<double>(it.value().size());
     }
+    if (points > kMaxGridPoints)
+      throw ConfigError(rd.path("grid"), fmt::format("{:.0f} settings (the product of the value counts); at most {} "
+                                                     "per method entry",
+                                                     points, kMaxGridPoints));
   }
   e.students = rd.strings("students", cfg.students);
   for (size_t i = 0; i < e.students.size(); ++i) check_model(e.students[i], rd.path("students") + "[" + std::to_string(i) + "]");
@@ -139,8 +155,7 @@ MethodEntry parse_method_entry(const json& j, const std::string& path, const Swe
       MethodRegistry::instance().resolve(e.method, values, path + ".params");
     } catch (const ConfigError& err) {
       std::string key = err.key_path().substr(err.key_path().rfind('.') + 1);
-      if (e.grid.contains(key))
-        throw ConfigError(path + ".grid." + key, std::string(err.what()).substr(err.key_path().size() + 2));
+      if (e.grid.contains(key)) throw ConfigError(path + ".grid." + key, err.message());
       throw;
     }
   }
@@ -186,6 +201,9 @@ SweepConfig parse_sweep_config(const json& j, const std::string& file) {
   }
   c.lockstep = rd.integer("lockstep", 0, 0, 100000);
   c.fuse = rd.string("fuse", std::string("auto"), {"auto", "on", "off"});
+  c.precision = rd.string("precision", std::string("fp32"), {"fp32", "bf16"});
+  c.channels_last = rd.boolean("channels_last", false);
+  c.cudnn_benchmark = rd.boolean("cudnn_benchmark", false);
   c.report = rd.boolean("report", true);
   const json& methods = rd.raw("methods");
   if (!methods.is_array() || methods.empty())
@@ -291,8 +309,20 @@ Plan plan_sweep(const SweepConfig& cfg) {
     }
   }
   for (auto& s : students) add(std::move(s));
-  std::stable_sort(plan.runs.begin(), plan.runs.end(),
-                   [](const RunSpec& a, const RunSpec& b) { return a.level < b.level; });
+  // Mixed precision changes the numbers, so it is part of what a trained run's id hashes (fp32 adds nothing,
+  // keeping the ids of fp32 sweeps as they were).
+  if (cfg.precision != "fp32") {
+    std::map<std::string, std::string> renamed;  // old id -> new id; runs come in level order
+    for (auto& r : plan.runs) {
+      const std::string old = r.id;
+      if (!(r.role == "teacher" && r.teacher && r.teacher->obtain != "train")) r.config["precision"] = cfg.precision;
+      for (auto& t : r.teacher_ids)
+        if (renamed.count(t)) t = renamed[t];
+      if (r.config.contains("teachers")) r.config["teachers"] = r.teacher_ids;
+      r.id = content_hash(r.config);
+      renamed[old] = r.id;
+    }
+  }
   return plan;
 }
 

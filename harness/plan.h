@@ -45,6 +45,9 @@ struct SweepConfig {
   std::vector<MethodEntry> methods;
   int64_t lockstep = 0;             // max runs trained together behind one teacher forward; 0 = no limit
   std::string fuse = "auto";        // horizontal fusion of same-architecture students: auto (on CUDA) | on | off
+  std::string precision = "fp32";   // fp32 | bf16 (autocast for forward passes and losses)
+  bool channels_last = false;       // NHWC convolutions (faster on GPUs with tensor cores)
+  bool cudnn_benchmark = false;     // let cuDNN time its algorithms (faster; not bit-reproducible)
   bool report = true;               // write the report when the sweep ends
   json raw;                         // the config as given
   std::string file;                 // where it was read from

@@ -32,9 +32,10 @@ void TerminalProgress::add_work(double units) {
   total_ += units;
 }
 
-void TerminalProgress::advance(double units) {
+void TerminalProgress::advance(double units, double images) {
   std::lock_guard<std::mutex> l(mu_);
   done_ += units;
+  images_ += images;
   draw(false);
 }
 
@@ -52,8 +53,8 @@ void TerminalProgress::draw(bool force) {
   double elapsed = std::chrono::duration<double>(now - start_).count();
   double since = std::chrono::duration<double>(now - last_draw_).count();
   double frac = total_ > 0 ? std::min(1.0, done_ / total_) : 0;
-  double rate = elapsed > 0 ? done_ / elapsed : 0;
-  double eta = rate > 0 ? (total_ - done_) / rate : NAN;
+  double rate = elapsed > 0 ? images_ / elapsed : 0;
+  double eta = done_ > 0 && elapsed > 0 ? (total_ - done_) / (done_ / elapsed) : NAN;
   if (tty_) {
     if (!force && since < 0.2) return;
     last_draw_ = now;

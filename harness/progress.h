@@ -13,7 +13,7 @@ class TerminalProgress : public Progress {
   explicit TerminalProgress(std::string unit = "img", bool force_plain = false);
   ~TerminalProgress() override;
   void add_work(double units) override;
-  void advance(double units) override;
+  void advance(double units, double images) override;
   void note(const std::string& line) override;
   void finish();
 
@@ -22,7 +22,7 @@ class TerminalProgress : public Progress {
   std::mutex mu_;
   std::string unit_;
   bool tty_;
-  double total_ = 0, done_ = 0;
+  double total_ = 0, done_ = 0, images_ = 0;
   std::chrono::steady_clock::time_point start_, last_draw_;
   double last_plain_percent_ = -1;
 };

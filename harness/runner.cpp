@@ -1,7 +1,6 @@
 #include "harness/runner.h"
 
 #include <signal.h>
-#include "harness/log.h"
 #include <torch/version.h>
 #include <unistd.h>
 
@@ -12,6 +11,8 @@
 #include <thread>
 
 #include "datasets/dataset.h"
+#include "git_commit.h"  // generated at build time (cmake/git_commit.cmake)
+#include "harness/log.h"
 #include "harness/errors.h"
 #include "harness/fsutil.h"
 #include "harness/progress.h"
@@ -95,6 +96,7 @@ class SweepRun {
     if (device_name == "cuda" && !torch::cuda::is_available())
       throw ConfigError("device", "CUDA was asked for but no CUDA device is available");
     device_ = device_name == "cuda" ? torch::Device(torch::kCUDA) : torch::Device(torch::kCPU);
+    if (device_.is_cuda()) at::globalContext().setBenchmarkCuDNN(cfg_.cudnn_benchmark);
     env_ = environment_json(device_name, threads);
 
     plan_ = plan_sweep(cfg_);
@@ -184,9 +186,11 @@ class SweepRun {
     return raw;
   }
 
-  // Images still to train (every pending run's epochs x training-split size), for the progress bar's ETA.
+  // Work still to do (every pending run's epochs x training-split size x its model's cost per image), for
+  // the progress bar's ETA.
   double pending_work() {
     double work = 0;
+    std::map<std::string, int64_t> macs;
     for (const auto& r : plan_.runs) {
       auto rec = store_->run(r.id);
       if (!rec || rec->status == "done" || rec->status == "failed") continue;
@@ -194,7 +198,12 @@ class SweepRun {
       int64_t epochs = 0;
       for (const auto& st : MethodRegistry::instance().create(r.method, MethodParams(r.params))->stages())
         epochs += st.epochs > 0 ? st.epochs : r.recipe.epochs;
-      work += static_cast<double>(epochs) * static_cast<double>(data_.train->size());
+      if (!macs.count(r.model)) {
+        ModelPtr m = create_model(ModelSpec{r.model, data_.num_classes, data_.channels, data_.image_size});
+        macs[r.model] = count_macs(*m, data_.channels, data_.image_size);
+      }
+      work += static_cast<double>(epochs) * static_cast<double>(data_.train->size()) *
+              training_cost_per_image(macs[r.model]);
     }
     return work;
   }
@@ -339,6 +348,9 @@ class SweepRun {
     torch::set_num_threads(std::max(1, threads_ / std::max(1, to.lanes)));
     to.workers = opts_.workers;
     to.fuse = cfg_.fuse == "on" || (cfg_.fuse == "auto" && device_.is_cuda());
+    to.bf16 = cfg_.precision == "bf16";
+    to.channels_last = cfg_.channels_last;
+    to.pin_memory = device_.is_cuda();
     to.progress = progress_.get();
     to.on_epoch = [&] {
       for (const auto* r : runs) store_->heartbeat(r->id, owner_);

@@ -23,7 +23,9 @@
 //               "val.top1", "val.top5", "val.nll", "val.ece", "val.agreement", "lr",
 //               "seconds" (this run's own step time so far), "images_per_second" (of that),
 //               "teacher_seconds" (the epoch's shared teacher forward passes, once for the group),
-//               "group_seconds" (the group's wall time training that epoch), "group_runs"
+//               "group_seconds" (the group's wall time training that epoch), "group_runs",
+//               "group_data_wait_seconds" (of that, waiting for the loader), "group_eval_seconds"
+//               (the group's validation pass after the epoch)
 //   finals(run_id TEXT, name TEXT, value REAL, PRIMARY KEY(run_id, name))
 //        names: "<which>.<split>.<metric>" with which = "final" (last epoch's weights) or
 //               "bestval" (the epoch with the best val.top1, chosen on validation only),

@@ -11,6 +11,8 @@
 #include <thread>
 #include <unistd.h>
 
+#include <ATen/autocast_mode.h>
+
 #include "harness/errors.h"
 #include "methods/method.h"
 
@@ -206,6 +208,41 @@ void fused_sgd_step(FusedGroup& g, const std::vector<double>& lr, const std::vec
   }
 }
 
+// Forward passes and losses under bf16 autocast on `device` while it lives (autocast state is per thread:
+// each lane opens its own), like `with torch.autocast(device, dtype=torch.bfloat16)`.
+class AutocastScope {
+ public:
+  AutocastScope(bool on, c10::DeviceType device) : on_(on), device_(device) {
+    if (!on_) return;
+    prev_enabled_ = at::autocast::is_autocast_enabled(device_);
+    prev_dtype_ = at::autocast::get_autocast_dtype(device_);
+    at::autocast::set_autocast_enabled(device_, true);
+    at::autocast::set_autocast_dtype(device_, at::kBFloat16);
+    at::autocast::increment_nesting();
+  }
+  ~AutocastScope() {
+    if (!on_) return;
+    if (at::autocast::decrement_nesting() == 0) at::autocast::clear_cache();
+    at::autocast::set_autocast_enabled(device_, prev_enabled_);
+    at::autocast::set_autocast_dtype(device_, prev_dtype_);
+  }
+  AutocastScope(const AutocastScope&) = delete;
+  AutocastScope& operator=(const AutocastScope&) = delete;
+
+ private:
+  bool on_;
+  c10::DeviceType device_;
+  bool prev_enabled_ = false;
+  at::ScalarType prev_dtype_ = at::kBFloat16;
+};
+
+// 4-D parameters (convolution weights) in channels-last memory format.
+void to_channels_last(torch::nn::Module& m) {
+  torch::NoGradGuard ng;
+  for (auto& p : m.parameters())
+    if (p.dim() == 4) p.set_data(p.data().contiguous(at::MemoryFormat::ChannelsLast));
+}
+
 std::vector<torch::Tensor> state_tensors(torch::nn::Module& m) {
   std::vector<torch::Tensor> v;
   for (auto& p : m.parameters()) v.push_back(p);
@@ -319,6 +356,7 @@ void train_lockstep(const std::vector<GroupMember>& members, const DataSplits& d
   lo.image_size = data.image_size;
   lo.workers = opts.workers;
   lo.prefetch = 4;
+  lo.pin_memory = opts.pin_memory && device.is_cuda();
   Loader loader(data.train, lo);
   const int64_t steps_per_epoch = loader.batches_per_epoch();
 
@@ -337,6 +375,7 @@ void train_lockstep(const std::vector<GroupMember>& members, const DataSplits& d
     torch::NoGradGuard ng;
     for (auto& [id, t] : teachers) {
       t->model->eval();
+      if (opts.channels_last) to_channels_last(*t->model);
       TapMap taps;
       t->model->forward_taps(probe_x, &taps);
       teacher_shapes[id] = shapes_of(taps);
@@ -352,6 +391,7 @@ void train_lockstep(const std::vector<GroupMember>& members, const DataSplits& d
       throw std::logic_error("lockstep group mixes seeds or batch sizes");
     rs.student = create_seeded_model(rs.spec->model, data, rs.spec->seed);
     rs.student->to(device);
+    if (opts.channels_last) to_channels_last(*rs.student);
     const auto& reg = MethodRegistry::instance();
     rs.method = reg.create(rs.spec->method, MethodParams(rs.spec->params));
     rs.student_taps = rs.method->student_taps();
@@ -382,6 +422,7 @@ void train_lockstep(const std::vector<GroupMember>& members, const DataSplits& d
     rs.method->prepare(sshapes, tshapes, device);
     rs.method_module = rs.method->module();
     if (rs.method_module) rs.method_module->to(device);
+    if (rs.method_module && opts.channels_last) to_channels_last(*rs.method_module);
     for (const auto& st : rs.method->stages()) {
       StageState s;
       s.spec = st;
@@ -417,6 +458,7 @@ void train_lockstep(const std::vector<GroupMember>& members, const DataSplits& d
       for (auto* rs : members) students.push_back(rs->student);
       g.model = fuse_models(students, ModelSpec{std::get<0>(key), data.num_classes, data.channels, data.image_size});
       g.model->to(device);
+      if (opts.channels_last) to_channels_last(*g.model);
       g.model->train();
       g.params = g.model->parameters();
       g.momentum.resize(g.params.size());
@@ -440,7 +482,9 @@ void train_lockstep(const std::vector<GroupMember>& members, const DataSplits& d
     log::warn("run {} ({} {}) failed at epoch {}, step {}, term '{}': {}", rs.spec->id.substr(0, 8),
                  rs.spec->name, rs.spec->setting.dump(), epoch, step, term, message);
     if (opts.progress)
-      opts.progress->advance(static_cast<double>(rs.total_epochs - epoch) * static_cast<double>(data.train->size()));
+      opts.progress->advance(static_cast<double>(rs.total_epochs - epoch) * static_cast<double>(data.train->size()) *
+                                 training_cost_per_image(rs.outcome.macs),
+                             0);
     if (opts.on_done) opts.on_done(*rs.member, rs.outcome);
     rs.student.reset();
     rs.best_state.clear();
@@ -458,6 +502,8 @@ void train_lockstep(const std::vector<GroupMember>& members, const DataSplits& d
         set_lr(*st.optimizer, learning_rate(rs.spec->recipe, st.epochs,
                                             static_cast<double>(se) + static_cast<double>(step) / steps_per_epoch,
                                             steps_per_epoch));
+        std::optional<AutocastScope> autocast;
+        autocast.emplace(opts.bf16, device.type());
         TapMap staps;
         auto logits = rs.student->forward_taps(x, &staps);
         staps["logits"] = logits;
@@ -473,9 +519,10 @@ void train_lockstep(const std::vector<GroupMember>& members, const DataSplits& d
         LossTerms terms = rs.method->compute(in);
         torch::Tensor total;
         for (const auto& term : terms) {
-          auto w = term.value * term.weight;
+          auto w = term.value.to(torch::kFloat) * term.weight;
           total = total.defined() ? total + w : w;
         }
+        autocast.reset();  // backward and the update outside autocast, as torch.autocast is used
         if (!total.defined()) {
           rs.pending_failure = Failure{st.spec.name, "", "method returned no loss terms"};
           return;
@@ -523,6 +570,8 @@ void train_lockstep(const std::vector<GroupMember>& members, const DataSplits& d
                         const std::map<std::string, TapMap>& teacher_out) {
     auto t0 = Clock::now();
     const auto K = static_cast<int64_t>(g.runs.size());
+    std::optional<AutocastScope> autocast;
+    autocast.emplace(opts.bf16, device.type());
     TapMap ftaps;
     auto flogits = g.model->forward_taps(x, &ftaps);
     std::vector<double> lr(static_cast<size_t>(K), 0.0), wd(static_cast<size_t>(K), 0.0);
@@ -555,7 +604,7 @@ void train_lockstep(const std::vector<GroupMember>& members, const DataSplits& d
       terms[uk] = rs.method->compute(in);
       torch::Tensor total;
       for (const auto& term : terms[uk]) {
-        auto w = term.value * term.weight;
+        auto w = term.value.to(torch::kFloat) * term.weight;
         total = total.defined() ? total + w : w;
       }
       if (!total.defined()) {
@@ -581,6 +630,7 @@ void train_lockstep(const std::vector<GroupMember>& members, const DataSplits& d
       sum = sum.defined() ? sum + total : total;
       live.push_back(&rs);
     }
+    autocast.reset();
     if (!sum.defined()) return;
     for (auto& p : g.params) p.mutable_grad() = torch::Tensor();
     for (auto* rs : live) {
@@ -681,17 +731,23 @@ void train_lockstep(const std::vector<GroupMember>& members, const DataSplits& d
 
     loader.start_epoch(epoch);
     double teacher_seconds = 0;  // the shared teacher forward passes of this epoch
+    double data_wait_seconds = 0;  // time the training thread waited for the loader
     auto epoch_start = Clock::now();
     Batch batch;
     int64_t step = 0;
-    while (loader.next(batch)) {
+    for (;;) {
+      auto wait_start = Clock::now();
+      if (!loader.next(batch)) break;
+      data_wait_seconds += std::chrono::duration<double>(Clock::now() - wait_start).count();
       auto x = batch.x.to(device, /*non_blocking=*/true);
       auto y = batch.y.to(device, /*non_blocking=*/true);
+      if (opts.channels_last) x = x.contiguous(at::MemoryFormat::ChannelsLast);
       // One teacher forward per batch, shared by every run of the group.
       std::map<std::string, TapMap> teacher_out;
       if (!needed.empty()) {
         auto teacher_start = Clock::now();
         torch::NoGradGuard ng;
+        AutocastScope autocast(opts.bf16, device.type());
         for (auto& [id, taps] : needed) {
           TapMap all;
           teachers.at(id)->model->forward_taps(x, &all);
@@ -712,7 +768,12 @@ void train_lockstep(const std::vector<GroupMember>& members, const DataSplits& d
           rsp->pending_failure.reset();
           fail(*rsp, epoch, step, f.stage, f.term, f.message);
         }
-      if (opts.progress) opts.progress->advance(static_cast<double>(y.size(0)) * static_cast<double>(active.size()));
+      if (opts.progress) {
+        double work = 0;
+        for (auto* rs : active) work += training_cost_per_image(rs->outcome.macs);
+        opts.progress->advance(static_cast<double>(y.size(0)) * work,
+                               static_cast<double>(y.size(0)) * static_cast<double>(active.size()));
+      }
       ++step;
       crash_point("train_step");
     }
@@ -723,11 +784,13 @@ void train_lockstep(const std::vector<GroupMember>& members, const DataSplits& d
       for (auto* rs : g.runs)
         if (!rs->done) unfuse_into(*g.model, rs->fused_index, static_cast<int64_t>(g.runs.size()), *rs->student);
     // End of epoch: validation for each run (teacher val logits are cached once per teacher).
+    auto eval_start = Clock::now();
     for_each_lane(active, lanes, [&](RunState& rs) {
       if (rs.done) return;
       if (rs.method_module) rs.method_module->eval();
       rs.val_logits = predict(*rs.student, data.val, data, rs.spec->recipe.eval_batch_size, device, 1);
     });
+    const double eval_seconds = std::chrono::duration<double>(Clock::now() - eval_start).count();
     for (auto* rsp : active) {
       RunState& rs = *rsp;
       if (rs.done) continue;
@@ -753,6 +816,8 @@ void train_lockstep(const std::vector<GroupMember>& members, const DataSplits& d
       put("teacher_seconds", teacher_seconds);
       put("group_seconds", group_train_seconds);
       put("group_runs", static_cast<double>(active.size()));
+      put("group_data_wait_seconds", data_wait_seconds);
+      put("group_eval_seconds", eval_seconds);
       put("images_per_second", rs.seconds > 0 ? rs.images / rs.seconds : 0);
       if (opts.progress)
         opts.progress->note(fmt::format("{:<14} {:<28} seed {} epoch {}/{} [{}] loss {:.4f} train {:.2f}% val {:.2f}%",

@@ -217,8 +217,7 @@ MethodParams MethodRegistry::resolve(const std::string& name, const nlohmann::js
   try {
     if (info.factory) info.factory(params);
   } catch (const ConfigError& e) {
-    throw ConfigError(e.key_path().empty() ? key_path : join_key(key_path, e.key_path()),
-                      std::string(e.what()).substr(e.key_path().empty() ? 0 : e.key_path().size() + 2));
+    throw ConfigError(e.key_path().empty() ? key_path : join_key(key_path, e.key_path()), e.message());
   }
   return params;
 }

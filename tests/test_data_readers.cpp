@@ -248,6 +248,72 @@ TEST(ImageFolder, JpegPngSubsetAndBadImages) {
   EXPECT_NE(m.find("x.gif: not a JPEG or PNG"), std::string::npos) << m;
 }
 
+// Inputs the fuzzer (fuzz/fuzz_image.cpp) found or needed: each is a DataError naming the file, or decodes.
+TEST(ImageFolder, FuzzerFindings) {
+  // A truncated JPEG: libjpeg would fill the missing rows with grey; it is an error instead.
+  std::string jpg = make_jpeg(64, 64);
+  std::string m = error_of([&] { kd::decode_image(jpg.substr(0, jpg.size() * 6 / 10), "cut.JPEG"); });
+  EXPECT_NE(m.find("cut.JPEG"), std::string::npos) << m;
+  // A CMYK JPEG (Photoshop's; ImageNet has some) decodes to RGB.
+  {
+    jpeg_compress_struct c{};
+    jpeg_error_mgr err{};
+    c.err = jpeg_std_error(&err);
+    jpeg_create_compress(&c);
+    unsigned char* buf = nullptr;
+    unsigned long size = 0;
+    jpeg_mem_dest(&c, &buf, &size);
+    c.image_width = 16;
+    c.image_height = 8;
+    c.input_components = 4;
+    c.in_color_space = JCS_CMYK;
+    jpeg_set_defaults(&c);
+    jpeg_start_compress(&c, TRUE);
+    std::vector<unsigned char> row(16 * 4, 128);
+    while (c.next_scanline < c.image_height) {
+      JSAMPROW r = row.data();
+      jpeg_write_scanlines(&c, &r, 1);
+    }
+    jpeg_finish_compress(&c);
+    std::string cmyk(reinterpret_cast<char*>(buf), size);
+    jpeg_destroy_compress(&c);
+    free(buf);
+    auto img = kd::decode_image(cmyk, "cmyk.JPEG");
+    EXPECT_EQ(img.sizes(), (std::vector<int64_t>{3, 8, 16}));
+    EXPECT_LE((img.max() - img.min()).item<int>(), 2) << "a uniform CMYK image decodes uniform";
+  }
+  // A PNG whose text chunk claims 1.7 GB (libpng would allocate it up front).
+  {
+    auto chunk = [](const std::string& type, const std::string& data, uint32_t declared) {
+      std::string body = type + data;
+      uint32_t crc = static_cast<uint32_t>(crc32(0, reinterpret_cast<const Bytef*>(body.data()),
+                                                 static_cast<uInt>(body.size())));
+      return be32(declared) + body + be32(crc);
+    };
+    std::string ihdr = be32(4) + be32(4) + std::string{8, 0, 0, 0, 0};  // 4x4, 8-bit gray
+    std::string png = std::string("\x89PNG\r\n\x1a\n", 8) + chunk("IHDR", ihdr, 13) +
+                      chunk("tEXt", "k", 1700000000u);
+    m = error_of([&] { kd::decode_image(png, "text.png"); });
+    EXPECT_NE(m.find("text.png"), std::string::npos) << m;
+  }
+  // A 1 x 2000 image: resizing its shorter side to 256 would take 500 MB; an error naming it (or skipped).
+  std::string root = kd::test::make_temp_dir("thin");
+  for (const char* split : {"train", "val"}) {
+    fs::create_directories(root + "/" + split + "/n01");
+    write_png(root + "/" + split + "/n01/thin.png", 2000, 1);
+  }
+  kd::ImageFolderOptions o;
+  o.root = root;
+  o.image_size = 224;
+  o.resize = 256;
+  auto thin = kd::open_image_folder(o);
+  m = error_of([&] { thin.first->image(0); });
+  EXPECT_NE(m.find("thin.png"), std::string::npos) << m;
+  EXPECT_NE(m.find("elongated"), std::string::npos) << m;
+  o.on_bad_image = "skip";
+  EXPECT_FALSE(kd::open_image_folder(o).first->image(0).defined());
+}
+
 bool have_fashion() { return fs::exists("/usr/share/datasets/fashion-mnist/train-images-idx3-ubyte.gz"); }
 
 TEST(FashionMnist, RealDataAndStratifiedValidationSplit) {

@@ -152,6 +152,42 @@ TEST(SweepConfig, MalformedJsonGivesLineAndColumn) {
   }
 }
 
+// Inputs the fuzzer (fuzz/fuzz_config.cpp) found or suggested: each is one ConfigError naming where.
+TEST(SweepConfig, FuzzerFindingsAreConfigErrors) {
+  auto where = [](const std::string& text) {
+    try {
+      kd::parse_sweep_config(kd::parse_json_text(text, "f.json"), "f.json");
+    } catch (const kd::ConfigError& e) {
+      return e.key_path() + " | " + e.message();
+    }
+    return std::string("no error");
+  };
+  // A number beyond double range (nlohmann throws out_of_range, not parse_error).
+  std::string m = where("{\"name\": \"x\", \"seeds\": [1e999]}");
+  EXPECT_NE(m.find("f.json | malformed JSON"), std::string::npos) << m;
+  // A NUL inside a string (it would cut messages short).
+  m = where("{\"name\": \"x\\u0000y\"}");
+  EXPECT_NE(m.find("f.json:1:"), std::string::npos) << m;
+  // Nesting deeper than any config needs (copying it recursed until the stack overflowed).
+  m = where(std::string(101, '[') + std::string(101, ']'));
+  EXPECT_NE(m.find("nested more than 100 levels"), std::string::npos) << m;
+  // A grid whose cartesian product explodes, with unknown or known keys: refused before expanding it.
+  std::string base = R"({"name": "x", "dataset": {"name": "synthetic"}, "student": "cnn_tiny", "teachers": {"t": {"model": "cnn_medium"}},
+                         "methods": [{"method": "logit_kd", "grid": )";
+  m = where(base + R"({"a": [0, 1]}}]})");
+  EXPECT_NE(m.find("methods[0].grid.a | unknown hyperparameter of 'logit_kd'"), std::string::npos) << m;
+  std::string big = "[";
+  for (int i = 0; i < 200; ++i) big += (i ? "," : "") + std::to_string(1 + i * 0.01);
+  big += "]";
+  m = where(base + R"({"temperature": )" + big + R"(, "alpha": [0.2]}}]})");
+  EXPECT_EQ(m, "no error") << "200 settings are allowed: " << m;
+  std::string alphas = "[";
+  for (int i = 0; i < 60; ++i) alphas += (i ? "," : "") + std::to_string(i / 100.0);
+  alphas += "]";
+  m = where(base + R"({"temperature": )" + big + R"(, "alpha": )" + alphas + "}}]}");
+  EXPECT_NE(m.find("methods[0].grid | 12000 settings"), std::string::npos) << m;
+}
+
 TEST(SweepConfig, ReadyConfigsValidate) {
   // The CIFAR-100 and ImageNet-subset recipes validate and plan even though their data is absent.
   for (const char* name : {"configs/cifar100.json", "configs/imagenet-subset.json", "configs/fashion-mnist.json",

@@ -11,6 +11,7 @@
 #include <nlohmann/json.hpp>
 #include <thread>
 
+#include "harness/model.h"
 #include "harness/store.h"
 #include "test_util.h"
 
@@ -174,6 +175,31 @@ TEST(Cli, SmokeSweepRunsResumesAfterKillAndMatches) {
   EXPECT_NE(r.output.find(std::to_string(a.size()) + " of " + std::to_string(a.size()) + " runs done"),
             std::string::npos)
       << r.output;
+}
+
+}  // namespace
+
+namespace {
+
+// A teacher checkpoint with 10 classes used on a 4-class data set: one error naming the checkpoint and
+// the two shapes, exit code 3, nothing trained.
+TEST(Cli, TeacherWithAnotherClassCountIsOneClearError) {
+  std::string dir = kd::test::make_temp_dir("classes");
+  auto teacher = kd::create_model(kd::ModelSpec{"cnn_medium", 10, 1, 16});
+  kd::save_model(*teacher, dir + "/teacher10.pt");
+  json j = json::parse(R"({"name": "classes", "report": false,
+    "dataset": {"name": "synthetic", "num_classes": 4, "train_size": 128, "test_size": 32, "image_size": 16},
+    "student": "cnn_tiny", "seeds": [0], "recipe": {"epochs": 1},
+    "methods": [{"method": "logit_kd"}]})");
+  j["teachers"] = {{"t", {{"model", "cnn_medium"}, {"obtain", "checkpoint"}, {"file", dir + "/teacher10.pt"}}}};
+  j["output"] = dir + "/out";
+  j["cache_dir"] = dir + "/cache";
+  kd::test::write_file(dir + "/classes.json", j.dump());
+  auto r = kd::test::run_command(cli("sweep " + dir + "/classes.json"));
+  EXPECT_EQ(r.exit_code, 3) << r.output;
+  EXPECT_NE(r.output.find("kdbench: data error: " + dir + "/teacher10.pt"), std::string::npos) << r.output;
+  EXPECT_NE(r.output.find("fc.weight"), std::string::npos) << r.output;
+  EXPECT_NE(r.output.find("[10, 32] in the checkpoint, the model's is [4, 32]"), std::string::npos) << r.output;
 }
 
 }  // namespace

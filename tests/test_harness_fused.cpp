@@ -5,6 +5,7 @@
 #include <torch/torch.h>
 
 #include <map>
+#include <set>
 
 #include "datasets/dataset.h"
 #include "harness/model.h"
@@ -60,7 +61,8 @@ TEST(Fusion, FusedForwardIsKIndependentForwards) {
 
 // Trains the same four runs (different methods, learning rates, weight decay, clipping) with and
 // without fusion, and returns each run's final parameters and buffers by run name.
-std::map<std::string, std::vector<torch::Tensor>> train_group(bool fuse, std::map<std::string, double>* val_top1) {
+std::map<std::string, std::vector<torch::Tensor>> train_group(const kd::TrainOptions& options,
+                                                              std::map<std::string, double>* val_top1) {
   auto data = kd::open_dataset({{"name", "synthetic"}, {"num_classes", 4}, {"train_size", 400}, {"test_size", 64},
                                 {"image_size", 16}, {"channels", 1}, {"seed", 9}, {"val_fraction", 0.125}});
   kd::TeacherHandle teacher;
@@ -105,8 +107,7 @@ std::map<std::string, std::vector<torch::Tensor>> train_group(bool fuse, std::ma
     if (!specs[i].teacher_ids.empty()) members[i].teachers = {&teacher};
   }
   std::map<std::string, std::vector<torch::Tensor>> out;
-  kd::TrainOptions o;
-  o.fuse = fuse;
+  kd::TrainOptions o = options;
   o.workers = 0;
   o.on_done = [&](const kd::GroupMember& m, kd::RunOutcome& r) {
     EXPECT_TRUE(r.ok) << m.spec->name << " " << r.error_json;
@@ -128,8 +129,10 @@ std::map<std::string, std::vector<torch::Tensor>> train_group(bool fuse, std::ma
 TEST(Fusion, FusedTrainingMatchesUnfusedTraining) {
   torch::set_num_threads(1);
   std::map<std::string, double> val_plain, val_fused;
-  auto plain = train_group(false, &val_plain);
-  auto fused = train_group(true, &val_fused);
+  kd::TrainOptions fuse;
+  fuse.fuse = true;
+  auto plain = train_group(kd::TrainOptions{}, &val_plain);
+  auto fused = train_group(fuse, &val_fused);
   ASSERT_EQ(plain.size(), 4u);
   ASSERT_EQ(fused.size(), 4u);
   for (const auto& [name, tensors] : plain) {
@@ -144,6 +147,56 @@ TEST(Fusion, FusedTrainingMatchesUnfusedTraining) {
   }
   // The runs really differ from one another (each kept its own hyperparameters).
   EXPECT_GT((plain.at("baseline")[0] - plain.at("kd_t2")[0]).abs().max().item<double>(), 1e-3);
+}
+
+// The GPU path's options, on the CPU: channels-last memory gives the same training (up to rounding), and
+// bf16 autocast follows the fp32 training closely while really computing in bf16 (the weights differ a little).
+TEST(GpuPathOnCpu, ChannelsLastAndBf16Autocast) {
+  torch::set_num_threads(1);
+  std::map<std::string, double> val_plain, val_cl, val_bf16;
+  auto plain = train_group(kd::TrainOptions{}, &val_plain);
+  kd::TrainOptions cl;
+  cl.channels_last = true;
+  auto nhwc = train_group(cl, &val_cl);
+  kd::TrainOptions bf;
+  bf.bf16 = true;
+  auto bf16 = train_group(bf, &val_bf16);
+  ASSERT_EQ(nhwc.size(), 4u);
+  ASSERT_EQ(bf16.size(), 4u);
+  for (const auto& [name, tensors] : plain) {
+    double worst_cl = 0, worst_bf = 0;
+    for (size_t i = 0; i < tensors.size(); ++i) {
+      const double scale = 1.0 + tensors[i].abs().max().item<double>();
+      worst_cl = std::max(worst_cl, (nhwc.at(name)[i] - tensors[i]).abs().max().item<double>() / scale);
+      worst_bf = std::max(worst_bf, (bf16.at(name)[i] - tensors[i]).abs().max().item<double>() / scale);
+    }
+    EXPECT_LT(worst_cl, 1e-4) << name << ": channels-last training drifted";
+    EXPECT_GT(worst_bf, 1e-4) << name << ": bf16 autocast had no effect";
+    EXPECT_NEAR(val_bf16.at(name), val_plain.at(name), 10.0) << name << ": bf16 training went elsewhere";
+    EXPECT_LT(worst_bf, 0.2) << name << ": bf16 training left the fp32 trajectory";
+  }
+}
+
+// bf16 is part of a trained run's identity; fp32 ids are unchanged by the option's existence.
+TEST(GpuPathOnCpu, PrecisionIsPartOfTheRunIds) {
+  kd::json j = kd::json::parse(R"({"name": "p", "dataset": {"name": "synthetic"}, "student": "cnn_tiny", "seeds": [0],
+    "teachers": {"t": {"model": "cnn_medium"}},
+    "methods": [{"method": "logit_kd"}, {"method": "progressive", "params": {"assistants": ["cnn_medium"]}}]})");
+  auto fp32 = kd::plan_sweep(kd::parse_sweep_config(j, "p.json"));
+  j["precision"] = "fp32";
+  auto fp32b = kd::plan_sweep(kd::parse_sweep_config(j, "p.json"));
+  j["precision"] = "bf16";
+  auto bf16 = kd::plan_sweep(kd::parse_sweep_config(j, "p.json"));
+  ASSERT_EQ(fp32.runs.size(), bf16.runs.size());
+  std::set<std::string> ids;
+  for (size_t i = 0; i < fp32.runs.size(); ++i) {
+    EXPECT_EQ(fp32.runs[i].id, fp32b.runs[i].id);
+    EXPECT_NE(fp32.runs[i].id, bf16.runs[i].id) << fp32.runs[i].name;
+    ids.insert(bf16.runs[i].id);
+  }
+  // Every teacher a bf16 run names is a bf16 run of the same plan (the chain was re-linked).
+  for (const auto& r : bf16.runs)
+    for (const auto& t : r.teacher_ids) EXPECT_TRUE(ids.count(t)) << r.name << " names a missing teacher " << t;
 }
 
 }  // namespace

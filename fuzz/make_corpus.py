@@ -1,0 +1,102 @@
+#!/usr/bin/env python3
+"""Writes the seed corpora under fuzz/corpus/<target>/: small valid files in each format (and a few
+variants that reach other branches). Deterministic; re-run it only to change the seeds, then commit
+the files (scripts/fuzz never writes into fuzz/corpus). Needs numpy and Pillow (the kdbench venv has
+both): ~/.cache/kdbench/venv/bin/python fuzz/make_corpus.py
+"""
+import gzip
+import io
+import json
+import pathlib
+import struct
+
+import numpy as np
+from PIL import Image
+
+here = pathlib.Path(__file__).resolve().parent
+root = here.parent
+corpus = here / "corpus"
+rng = np.random.default_rng(0)
+
+
+def put(target, name, data):
+    d = corpus / target
+    d.mkdir(parents=True, exist_ok=True)
+    (d / name).write_bytes(data)
+
+
+def gz(data):
+    return gzip.compress(data, compresslevel=9, mtime=0)
+
+
+# ---- IDX: magic 0x000008NN (NN = rank), big-endian dims, then uint8 data.
+def idx(arr):
+    arr = np.asarray(arr, dtype=np.uint8)
+    return struct.pack(">BBBB", 0, 0, 8, arr.ndim) + b"".join(struct.pack(">I", d) for d in arr.shape) + arr.tobytes()
+
+
+images = idx(rng.integers(0, 256, size=(3, 4, 4)))
+labels = idx([1, 0, 9])
+put("fuzz_idx", "images-3x4x4.idx", images)
+put("fuzz_idx", "labels-3.idx", labels)
+put("fuzz_idx", "pair-images-labels.idx", images + labels)  # fuzz_idx splits it for read_idx_pair
+put("fuzz_idx", "images-3x4x4.idx.gz", gz(images))
+put("fuzz_idx", "labels-3.idx.gz", gz(labels))
+put("fuzz_idx", "rank4-1x1x2x2.idx", idx(np.arange(4).reshape(1, 1, 2, 2)))
+
+# ---- CIFAR binary: records of label byte(s) + 3072 bytes (R, G, B planes of 32x32).
+pixels = rng.integers(0, 256, size=3072, dtype=np.uint8).tobytes()
+smooth = np.repeat(np.arange(32, dtype=np.uint8) * 8, 96).tobytes()  # compresses well
+put("fuzz_cifar", "cifar10-1-record.bin", bytes([7]) + pixels)
+put("fuzz_cifar", "cifar100-1-record.bin", bytes([3, 42]) + pixels)  # coarse 3, fine 42
+put("fuzz_cifar", "cifar10-2-records.bin.gz", gz(bytes([2]) + smooth + bytes([9]) + smooth))
+
+# ---- images: tiny JPEGs and PNGs in the layouts decode_image converts.
+def save(img, fmt, **kw):
+    b = io.BytesIO()
+    img.save(b, fmt, **kw)
+    return b.getvalue()
+
+
+rgb = Image.fromarray(rng.integers(0, 256, size=(6, 5, 3), dtype=np.uint8), "RGB")
+gray = rgb.convert("L")
+put("fuzz_image", "rgb-5x6.jpg", save(rgb, "JPEG", quality=80))
+put("fuzz_image", "rgb-5x6-progressive.jpg", save(rgb, "JPEG", quality=80, progressive=True))
+put("fuzz_image", "gray-5x6.jpg", save(gray, "JPEG", quality=80))
+put("fuzz_image", "cmyk-5x6.jpg", save(rgb.convert("CMYK"), "JPEG", quality=80))
+put("fuzz_image", "rgb-5x6.png", save(rgb, "PNG"))
+put("fuzz_image", "rgba-5x6.png", save(rgb.convert("RGBA"), "PNG"))
+put("fuzz_image", "gray-5x6.png", save(gray, "PNG"))
+put("fuzz_image", "gray-1bit-5x6.png", save(gray.convert("1"), "PNG"))
+put("fuzz_image", "palette-5x6.png", save(rgb.convert("P", palette=Image.ADAPTIVE, colors=4), "PNG"))
+put("fuzz_image", "palette-trns-5x6.png", save(rgb.convert("P", palette=Image.ADAPTIVE, colors=4), "PNG", transparency=0))
+put("fuzz_image", "gray16-5x6.png", save(Image.fromarray((np.arange(30).reshape(6, 5) * 2000).astype(np.uint16)), "PNG"))
+
+# ---- configs: the repo's ready sweeps, plus small ones that reach the other branches.
+for f in sorted((root / "configs").glob("*.json")):
+    put("fuzz_config", f.name, f.read_bytes())
+small = {
+    "minimal.json": {"name": "m", "dataset": {"name": "synthetic"}, "student": "cnn_tiny",
+                     "methods": [{"method": "baseline"}]},
+    "teachers.json": {
+        "name": "t", "dataset": {"name": "cifar100", "labels": "coarse"}, "seeds": 3, "student": ["cnn_tiny"],
+        "teachers": {"a": {"model": "cnn_large", "obtain": "checkpoint", "file": "a.pt"},
+                     "b": {"obtain": "torchscript", "file": "b.pt", "taps": ["logits", "block1"]},
+                     "c": {"model": "cnn_wide", "recipe": {"epochs": 2, "optimizer": "adamw", "nesterov": False, "schedule": "multistep",
+                                                           "milestones": [1], "warmup_epochs": 0.5}}},
+        "recipe": {"epochs": 2, "nesterov": True, "schedule": "step", "step_size": 1, "grad_clip": 5},
+        "lockstep": 2, "report": False, "device": "cpu", "threads": 1,
+        "methods": [{"method": "multi_teacher", "teachers": ["a", "c"],
+                     "params": {"aggregation": "weighted", "teacher_weights": [1, 2]}},
+                    {"method": "fitnets", "label": "f1", "teachers": ["c"], "grid": {"mode": ["one_stage"]}},
+                    {"method": "progressive", "teachers": ["a"],
+                     "params": {"assistants": ["cnn_medium", "cnn_tiny"],
+                                "link_method": {"name": "attention"}}}]},
+    "syntax-error.json": None,
+}
+for name, cfg in small.items():
+    text = json.dumps(cfg, indent=1).encode() if cfg is not None else b'{"name": "x",\n "seeds": [1, 2,]}'
+    put("fuzz_config", name, text)
+
+total = sum(p.stat().st_size for p in corpus.rglob("*") if p.is_file())
+print(f"corpus: {sum(1 for p in corpus.rglob('*') if p.is_file())} files, {total} bytes")
