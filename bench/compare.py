@@ -55,7 +55,7 @@ def kdbench_config(work, name, runs, train, epochs, threads, method="logit_kd"):
         "dataset": {"name": "fashion_mnist", "train_subset": train, "val_fraction": 0.1},
         "seeds": seeds, "student": "cnn_tiny", "threads": threads, "report": False,
         "teachers": {"cnn_large": {"model": "cnn_large", "obtain": "train"}},
-        "recipe": {"epochs": epochs, "batch_size": 128, "lr": 0.1, "momentum": 0.9, "nesterov": True},
+        "recipe": {"epochs": epochs, "batch_size": 128, "lr": 0.03, "momentum": 0.9, "nesterov": True},
         "teacher_recipe": {"epochs": 1, "lr": 0.05},
         "methods": methods,
     }

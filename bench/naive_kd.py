@@ -112,7 +112,7 @@ def main():
     ap.add_argument("--epochs", type=int, default=1)
     ap.add_argument("--train", type=int, default=60000)
     ap.add_argument("--batch", type=int, default=128)
-    ap.add_argument("--lr", type=float, default=0.1)
+    ap.add_argument("--lr", type=float, default=0.03)
     ap.add_argument("--threads", type=int, default=os.cpu_count())
     ap.add_argument("--root", default="/usr/share/datasets/fashion-mnist")
     ap.add_argument("--no-teacher", action="store_true")

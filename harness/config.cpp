@@ -9,16 +9,6 @@
 namespace kd {
 
 namespace {
-std::string fmt_num(double v) {
-  std::ostringstream o;
-  o << v;
-  return o.str();
-}
-std::string join(const std::vector<std::string>& v) {
-  std::string s;
-  for (size_t i = 0; i < v.size(); ++i) s += (i ? ", " : "") + v[i];
-  return s;
-}
 
 // Checks what nlohmann's parser accepts but kdbench cannot use, with the position of the offence:
 //  - nesting deeper than kMaxJsonDepth: the parser is iterative, but copying, comparing and dumping a
@@ -129,8 +119,8 @@ const json& ObjectReader::raw(const std::string& key) {
 
 double ObjectReader::number(const std::string& key, std::optional<double> def, double lo, double hi) {
   if (!has(key)) {
-    if (!def) throw ConfigError(path(key), "required key is missing (expected a number in [" + fmt_num(lo) + ", " +
-                                               fmt_num(hi) + "])");
+    if (!def) throw ConfigError(path(key), "required key is missing (expected a number in [" + format_number(lo) + ", " +
+                                               format_number(hi) + "])");
     read_.insert(key);
     return *def;
   }
@@ -138,7 +128,7 @@ double ObjectReader::number(const std::string& key, std::optional<double> def, d
   if (!v.is_number()) throw ConfigError(path(key), "expected a number, got " + json_type_name(v));
   double d = v.get<double>();
   if (!std::isfinite(d) || d < lo || d > hi)
-    throw ConfigError(path(key), "value " + fmt_num(d) + " is out of range [" + fmt_num(lo) + ", " + fmt_num(hi) + "]");
+    throw ConfigError(path(key), "value " + format_number(d) + " is out of range [" + format_number(lo) + ", " + format_number(hi) + "]");
   return d;
 }
 
@@ -153,7 +143,7 @@ int64_t ObjectReader::integer(const std::string& key, std::optional<int64_t> def
     throw ConfigError(path(key), "expected an integer, got " + json_type_name(v));
   double d = v.get<double>();
   if (d < static_cast<double>(lo) || d > static_cast<double>(hi))
-    throw ConfigError(path(key), "value " + fmt_num(d) + " is out of range [" + std::to_string(lo) + ", " +
+    throw ConfigError(path(key), "value " + format_number(d) + " is out of range [" + std::to_string(lo) + ", " +
                                      std::to_string(hi) + "]");
   return static_cast<int64_t>(d);
 }
@@ -175,7 +165,7 @@ std::string ObjectReader::string(const std::string& key, std::optional<std::stri
   if (!has(key)) {
     if (!def)
       throw ConfigError(path(key), "required key is missing (expected a string" +
-                                       (choices.empty() ? std::string() : ": one of " + join(choices)) + ")");
+                                       (choices.empty() ? std::string() : ": one of " + join_names(choices)) + ")");
     read_.insert(key);
     return *def;
   }
@@ -183,7 +173,7 @@ std::string ObjectReader::string(const std::string& key, std::optional<std::stri
   if (!v.is_string()) throw ConfigError(path(key), "expected a string, got " + json_type_name(v));
   s = v.get<std::string>();
   if (!choices.empty() && std::find(choices.begin(), choices.end(), s) == choices.end())
-    throw ConfigError(path(key), "'" + s + "' is not one of: " + join(choices));
+    throw ConfigError(path(key), "'" + s + "' is not one of: " + join_names(choices));
   return s;
 }
 
@@ -223,7 +213,7 @@ std::vector<int64_t> ObjectReader::integers(const std::string& key, std::optiona
       throw ConfigError(p, "expected an integer, got " + json_type_name(e));
     double d = e.get<double>();
     if (d < static_cast<double>(lo) || d > static_cast<double>(hi))
-      throw ConfigError(p, "value " + fmt_num(d) + " is out of range [" + std::to_string(lo) + ", " +
+      throw ConfigError(p, "value " + format_number(d) + " is out of range [" + std::to_string(lo) + ", " +
                                std::to_string(hi) + "]");
     out.push_back(static_cast<int64_t>(d));
   }
@@ -236,7 +226,7 @@ void ObjectReader::finish() const {
     if (!read_.count(it.key())) unknown.push_back(it.key());
   if (unknown.empty()) return;
   std::vector<std::string> known(read_.begin(), read_.end());
-  throw ConfigError(path(unknown.front()), "unknown key (expected one of: " + join(known) + ")");
+  throw ConfigError(path(unknown.front()), "unknown key (expected one of: " + join_names(known) + ")");
 }
 
 json Recipe::to_json() const {

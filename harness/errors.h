@@ -1,9 +1,23 @@
 // Errors a user can cause. Each names what and where; the CLI prints what() and exits non-zero.
 #pragma once
+#include <sstream>
 #include <stdexcept>
 #include <string>
+#include <vector>
 
 namespace kd {
+
+// For messages: a number as C++ streams print it (0.5, 1e+06), and names joined by ", ".
+inline std::string format_number(double v) {
+  std::ostringstream o;
+  o << v;
+  return o.str();
+}
+inline std::string join_names(const std::vector<std::string>& v) {
+  std::string s;
+  for (size_t i = 0; i < v.size(); ++i) s += (i ? ", " : "") + v[i];
+  return s;
+}
 
 // A bad configuration value. `key_path` is the JSON path, e.g. "methods[2].temperature".
 class ConfigError : public std::runtime_error {

@@ -129,9 +129,9 @@ MethodEntry parse_method_entry(const json& j, const std::string& path, const Swe
     for (auto it = e.grid.begin(); it != e.grid.end(); ++it) {
       std::string gp = rd.path("grid") + "." + it.key();
       if (!info.find(it.key())) {
-        std::string known;
-        for (const auto& p : info.params) known += (known.empty() ? "" : ", ") + p.name;
-        throw ConfigError(gp, "unknown hyperparameter of '" + e.method + "' (known: " + known + ")");
+        std::vector<std::string> known;
+        for (const auto& p : info.params) known.push_back(p.name);
+        throw ConfigError(gp, "unknown hyperparameter of '" + e.method + "' (known: " + join_names(known) + ")");
       }
       if (!it.value().is_array() || it.value().empty())
         throw ConfigError(gp, "expected a non-empty array of values to sweep");

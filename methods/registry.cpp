@@ -60,16 +60,6 @@ ParamSpec make_spec(std::string n, ParamSpec::Kind k, nlohmann::json def, std::s
   p.doc = std::move(doc);
   return p;
 }
-std::string fmt_num(double v) {
-  std::ostringstream o;
-  o << v;
-  return o.str();
-}
-std::string join(const std::vector<std::string>& v) {
-  std::string s;
-  for (size_t i = 0; i < v.size(); ++i) s += (i ? ", " : "") + v[i];
-  return s;
-}
 std::string join_key(const std::string& prefix, const std::string& key) {
   return prefix.empty() ? key : prefix + "." + key;
 }
@@ -142,7 +132,7 @@ const MethodInfo* MethodRegistry::find(const std::string& name) const {
 
 const MethodInfo& MethodRegistry::get(const std::string& name, const std::string& key_path) const {
   const MethodInfo* m = find(name);
-  if (!m) throw ConfigError(key_path, "unknown method '" + name + "' (known: " + join(names()) + ")");
+  if (!m) throw ConfigError(key_path, "unknown method '" + name + "' (known: " + join_names(names()) + ")");
   return *m;
 }
 
@@ -163,7 +153,7 @@ MethodParams MethodRegistry::resolve(const std::string& name, const nlohmann::js
   for (auto it = values.begin(); it != values.end(); ++it)
     if (!info.find(it.key()))
       throw ConfigError(join_key(key_path, it.key()), "unknown hyperparameter '" + it.key() + "' for method '" + name +
-                                                          "' (known: " + (known.empty() ? "none" : join(known)) + ")");
+                                                          "' (known: " + (known.empty() ? "none" : join_names(known)) + ")");
   using K = ParamSpec::Kind;
   for (const auto& p : info.params) {
     std::string path = join_key(key_path, p.name);
@@ -180,10 +170,10 @@ MethodParams MethodRegistry::resolve(const std::string& name, const nlohmann::js
                                       ", got " + type_name(v));
         double d = v.get<double>();
         if (p.kind == K::Integer && std::floor(d) != d)
-          throw ConfigError(path, "expected an integer, got " + fmt_num(d));
+          throw ConfigError(path, "expected an integer, got " + format_number(d));
         if (!std::isfinite(d) || d < p.min || d > p.max)
           throw ConfigError(
-              path, "value " + fmt_num(d) + " is out of range [" + fmt_num(p.min) + ", " + fmt_num(p.max) + "]");
+              path, "value " + format_number(d) + " is out of range [" + format_number(p.min) + ", " + format_number(p.max) + "]");
         out[p.name] = p.kind == K::Integer ? nlohmann::json(static_cast<int64_t>(d)) : nlohmann::json(d);
         break;
       }
@@ -195,7 +185,7 @@ MethodParams MethodRegistry::resolve(const std::string& name, const nlohmann::js
         if (!v.is_string()) throw ConfigError(path, "expected a string, got " + type_name(v));
         auto s = v.get<std::string>();
         if (!p.choices.empty() && std::find(p.choices.begin(), p.choices.end(), s) == p.choices.end())
-          throw ConfigError(path, "'" + s + "' is not one of: " + join(p.choices));
+          throw ConfigError(path, "'" + s + "' is not one of: " + join_names(p.choices));
         out[p.name] = s;
         break;
       }

@@ -45,11 +45,7 @@ class SmallCnn : public ZooModel {
       h = torch::relu(pre);
       put_block(taps, static_cast<int>(i) + 1, pre, h);
     }
-    auto pooled = h.mean({2, 3});
-    put(taps, kPool, pooled);
-    auto logits = fc_(pooled);
-    put(taps, kLogits, logits);
-    return logits;
+    return pool_and_classify(h, fc_, taps);
   }
 
  private:

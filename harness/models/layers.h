@@ -85,6 +85,15 @@ class ZooModel : public TapModel {
   static void put(TapMap* taps, const std::string& name, const torch::Tensor& t) {
     if (taps) (*taps)[name] = t;
   }
+  // The common tail: global average pooling ("pool"), then the classifier `fc` ("logits").
+  template <typename Fc>
+  static torch::Tensor pool_and_classify(const torch::Tensor& h, Fc& fc, TapMap* taps) {
+    auto pooled = h.mean({2, 3});
+    put(taps, kPool, pooled);
+    auto logits = fc(pooled);
+    put(taps, kLogits, logits);
+    return logits;
+  }
   // Stage i (1-based): its output and its output before the final activation.
   void put_block(TapMap* taps, int i, const torch::Tensor& preact, const torch::Tensor& out) const {
     if (!taps) return;

@@ -75,11 +75,7 @@ class MobileNetV2 : public ZooModel {
       if (g == 6) put_block(taps, 4, h, h);
     }
     h = conv2_->forward(h);
-    auto pooled = h.mean({2, 3});
-    put(taps, kPool, pooled);
-    auto logits = fc_(pooled);
-    put(taps, kLogits, logits);
-    return logits;
+    return pool_and_classify(h, fc_, taps);
   }
 
  private:

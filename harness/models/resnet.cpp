@@ -103,11 +103,7 @@ class ResNet : public ZooModel {
       if (i + 1 == blocks_.size() || blocks_[i + 1].first != stage)
         put_block(taps, static_cast<int>(stage) + 1, pre, h);
     }
-    auto pooled = h.mean({2, 3});
-    put(taps, kPool, pooled);
-    auto logits = fc_(pooled);
-    put(taps, kLogits, logits);
-    return logits;
+    return pool_and_classify(h, fc_, taps);
   }
 
  private:

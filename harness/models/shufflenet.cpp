@@ -90,11 +90,7 @@ class ShuffleNetV1 : public ZooModel {
       }
       put_block(taps, static_cast<int>(s) + 1, pre, h);
     }
-    auto pooled = h.mean({2, 3});
-    put(taps, kPool, pooled);
-    auto logits = linear_(pooled);
-    put(taps, kLogits, logits);
-    return logits;
+    return pool_and_classify(h, linear_, taps);
   }
 
  private:
@@ -196,11 +192,7 @@ class ShuffleNetV2 : public ZooModel {
       if (taps) put_block(taps, static_cast<int>(s) + 1, pre.defined() ? pre : h, h);
     }
     h = torch::relu(bn2_(conv2_(h)));
-    auto pooled = h.mean({2, 3});
-    put(taps, kPool, pooled);
-    auto logits = linear_(pooled);
-    put(taps, kLogits, logits);
-    return logits;
+    return pool_and_classify(h, linear_, taps);
   }
 
  private:

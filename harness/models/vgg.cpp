@@ -45,11 +45,7 @@ class Vgg : public ZooModel {
       }
       if (g < 3 || (g == 3 && pool_after_group3)) h = torch::max_pool2d(h, {2, 2}, {2, 2});
     }
-    auto pooled = h.mean({2, 3});
-    put(taps, kPool, pooled);
-    auto logits = classifier_(pooled);
-    put(taps, kLogits, logits);
-    return logits;
+    return pool_and_classify(h, classifier_, taps);
   }
 
  private:

@@ -78,11 +78,7 @@ class WideResNet : public ZooModel {
     auto pre = bn1_(h);
     h = torch::relu(pre);
     put_block(taps, 3, pre, h);
-    auto pooled = h.mean({2, 3});
-    put(taps, kPool, pooled);
-    auto logits = fc_(pooled);
-    put(taps, kLogits, logits);
-    return logits;
+    return pool_and_classify(h, fc_, taps);
   }
 
  private:
