@@ -204,6 +204,7 @@ SweepConfig parse_sweep_config(const json& j, const std::string& file) {
   c.precision = rd.string("precision", std::string("fp32"), {"fp32", "bf16"});
   c.channels_last = rd.boolean("channels_last", false);
   c.cudnn_benchmark = rd.boolean("cudnn_benchmark", false);
+  c.teacher_cache_mb = rd.integer("teacher_cache_mb", 2048, 0, 1 << 24);
   c.report = rd.boolean("report", true);
   const json& methods = rd.raw("methods");
   if (!methods.is_array() || methods.empty())

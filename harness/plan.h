@@ -48,6 +48,7 @@ struct SweepConfig {
   std::string precision = "fp32";   // fp32 | bf16 (autocast for forward passes and losses)
   bool channels_last = false;       // NHWC convolutions (faster on GPUs with tensor cores)
   bool cudnn_benchmark = false;     // let cuDNN time its algorithms (faster; not bit-reproducible)
+  int64_t teacher_cache_mb = 2048;  // memory for teacher outputs shared across seeds/epochs (0 = off)
   bool report = true;               // write the report when the sweep ends
   json raw;                         // the config as given
   std::string file;                 // where it was read from

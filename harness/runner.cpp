@@ -347,6 +347,9 @@ class SweepRun {
     to.lanes = device_.is_cuda() ? 1 : std::min<int>(threads_, static_cast<int>(members.size()));
     torch::set_num_threads(std::max(1, threads_ / std::max(1, to.lanes)));
     to.workers = opts_.workers;
+    to.teacher_chunks = device_.is_cuda() ? 1 : threads_;
+    teacher_outputs_.set_budget(cfg_.teacher_cache_mb << 20);
+    to.teacher_cache = cfg_.teacher_cache_mb > 0 ? &teacher_outputs_ : nullptr;
     to.fuse = cfg_.fuse == "on" || (cfg_.fuse == "auto" && device_.is_cuda());
     to.bf16 = cfg_.precision == "bf16";
     to.channels_last = cfg_.channels_last;
@@ -407,6 +410,7 @@ class SweepRun {
   std::unique_ptr<ResultsStore> store_;
   std::unique_ptr<TerminalProgress> progress_;
   std::map<std::string, std::unique_ptr<TeacherHandle>> handles_;
+  TeacherOutputCache teacher_outputs_;  // teachers' outputs over the training split, shared by all groups
   SweepSummary summary_;
 };
 

@@ -5,6 +5,7 @@
 #include <chrono>
 #include <cmath>
 #include <filesystem>
+#include <numeric>
 #include <optional>
 #include <tuple>
 #include <set>
@@ -77,6 +78,60 @@ torch::Tensor predict(TapModel& model, const DatasetPtr& split, const DataSplits
   model.train(was_training);
   if (out.empty()) return torch::zeros({0, data.num_classes});
   return torch::cat(out, 0);
+}
+
+// ---------------------------------------------------------------------------------------------
+// teacher-output cache
+
+bool TeacherOutputCache::lookup(const TeacherHandle& teacher, const std::set<std::string>& taps,
+                                const torch::Tensor& indices, const DataSplits& data, torch::Device device,
+                                TapMap* out) {
+  auto& have = full_[teacher.run_id];
+  std::vector<std::string> missing;
+  for (const auto& tap : taps) {
+    if (refused_.count({teacher.run_id, tap})) return false;
+    if (!have.count(tap)) missing.push_back(tap);
+  }
+  if (!missing.empty()) {
+    LoaderOptions lo;
+    lo.batch_size = 500;
+    lo.shuffle = false;
+    lo.augment = false;
+    lo.norm = data.norm;
+    lo.image_size = data.image_size;
+    lo.workers = 1;
+    Loader loader(data.train, lo);
+    loader.start_epoch(0);
+    torch::NoGradGuard ng;
+    const bool was_training = teacher.model->is_training();
+    teacher.model->eval();
+    std::map<std::string, std::vector<torch::Tensor>> parts;
+    Batch b;
+    bool first = true;
+    while (loader.next(b)) {
+      TapMap all;
+      auto logits = teacher.model->forward_taps(b.x.to(device), &all);
+      all["logits"] = logits;
+      if (first) {
+        // Refuse, before computing the rest, the taps whose whole-split size would break the budget.
+        int64_t need = 0;
+        for (const auto& tap : missing) need += all.at(tap).numel() / b.x.size(0) * data.train->size() * 4;
+        if (used_ + need > budget_) {
+          for (const auto& tap : missing) refused_.insert({teacher.run_id, tap});
+          teacher.model->train(was_training);
+          return false;
+        }
+        used_ += need;
+        first = false;
+      }
+      for (const auto& tap : missing) parts[tap].push_back(all.at(tap).to(torch::kFloat).clone());
+    }
+    teacher.model->train(was_training);
+    for (auto& [tap, v] : parts) have[tap] = torch::cat(v, 0);
+  }
+  auto idx = indices.to(device);
+  for (const auto& tap : taps) (*out)[tap] = have.at(tap).index_select(0, idx);
+  return true;
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -155,6 +210,8 @@ struct RunState {
   double seconds = 0;  // training time attributed to this run
   std::optional<Failure> pending_failure;  // set by a lane, handled after the lanes join
   torch::Tensor val_logits;
+  EvalMetrics final_val;                          // the last epoch's validation metrics
+  torch::Tensor test_logits, bestval_test_logits;  // at the end: final and best-on-validation weights
   int64_t images = 0;
   int fused_group = -1;     // index into the fused groups, or -1 (trained on a lane)
   int64_t fused_index = 0;  // which student of its fused group
@@ -730,6 +787,10 @@ void train_lockstep(const std::vector<GroupMember>& members, const DataSplits& d
     }
 
     loader.start_epoch(epoch);
+    // Without random augmentation a sample is the same tensor whenever it is drawn: teacher outputs can come
+    // from the whole-split cache.
+    const bool cacheable = opts.teacher_cache && !lo.augment_options.random_crop &&
+                           !lo.augment_options.horizontal_flip && !lo.augment_options.random_resized_crop;
     double teacher_seconds = 0;  // the shared teacher forward passes of this epoch
     double data_wait_seconds = 0;  // time the training thread waited for the loader
     auto epoch_start = Clock::now();
@@ -746,13 +807,35 @@ void train_lockstep(const std::vector<GroupMember>& members, const DataSplits& d
       std::map<std::string, TapMap> teacher_out;
       if (!needed.empty()) {
         auto teacher_start = Clock::now();
-        torch::NoGradGuard ng;
-        AutocastScope autocast(opts.bf16, device.type());
         for (auto& [id, taps] : needed) {
-          TapMap all;
-          teachers.at(id)->model->forward_taps(x, &all);
+          const TeacherHandle& t = *teachers.at(id);
           TapMap keep;
-          for (const auto& tap : taps) keep[tap] = all.at(tap);
+          if (cacheable && opts.teacher_cache->lookup(t, taps, batch.indices, data, device, &keep)) {
+            teacher_out[id] = std::move(keep);
+            continue;
+          }
+          // The batch in a fixed number of chunks (independent of the group's size, so the numbers are too),
+          // one forward each, spread over the lanes.
+          const int64_t chunks = std::max<int64_t>(1, std::min<int64_t>(opts.teacher_chunks, x.size(0)));
+          std::vector<torch::Tensor> xs = x.chunk(chunks, 0);
+          std::vector<TapMap> outs(xs.size());
+          std::vector<size_t> order(xs.size());
+          std::iota(order.begin(), order.end(), 0);
+          std::vector<size_t*> items;
+          for (auto& o : order) items.push_back(&o);
+          for_each_lane(items, lanes, [&](size_t& c) {
+            torch::NoGradGuard ng;  // per thread, as autocast is
+            AutocastScope autocast(opts.bf16, device.type());
+            TapMap all;
+            auto logits = t.model->forward_taps(xs[c], &all);
+            all["logits"] = logits;
+            for (const auto& tap : taps) outs[c][tap] = all.at(tap);
+          });
+          for (const auto& tap : taps) {
+            std::vector<torch::Tensor> parts;
+            for (auto& o : outs) parts.push_back(o.at(tap));
+            keep[tap] = parts.size() == 1 ? parts.front() : torch::cat(parts, 0);
+          }
           teacher_out[id] = std::move(keep);
         }
         teacher_seconds += std::chrono::duration<double>(Clock::now() - teacher_start).count();
@@ -791,6 +874,7 @@ void train_lockstep(const std::vector<GroupMember>& members, const DataSplits& d
       rs.val_logits = predict(*rs.student, data.val, data, rs.spec->recipe.eval_batch_size, device, 1);
     });
     const double eval_seconds = std::chrono::duration<double>(Clock::now() - eval_start).count();
+    std::vector<RunState*> finishing;  // runs whose last epoch this was
     for (auto* rsp : active) {
       RunState& rs = *rsp;
       if (rs.done) continue;
@@ -832,52 +916,65 @@ void train_lockstep(const std::vector<GroupMember>& members, const DataSplits& d
         rs.best_state = snapshot(*rs.student);
       }
       if (epoch + 1 == rs.total_epochs) {
-        // Final: test with the final weights and with the best-on-validation weights.
-        torch::Tensor ttest = rs.member->teachers.empty() ? torch::Tensor() : rs.member->teachers[0]->test_logits;
-        auto record = [&](const std::string& which, const EvalMetrics& vm, const EvalMetrics& tm) {
-          auto& F = rs.outcome.finals;
-          F[which + ".val.top1"] = vm.top1;
-          F[which + ".val.top5"] = vm.top5;
-          F[which + ".val.nll"] = vm.nll;
-          F[which + ".val.ece"] = vm.ece;
-          F[which + ".test.top1"] = tm.top1;
-          F[which + ".test.top5"] = tm.top5;
-          F[which + ".test.nll"] = tm.nll;
-          F[which + ".test.ece"] = tm.ece;
-          if (vm.agreement >= 0) F[which + ".val.agreement"] = vm.agreement;
-          if (tm.agreement >= 0) F[which + ".test.agreement"] = tm.agreement;
-        };
-        auto tlog = predict(*rs.student, data.test, data, rs.spec->recipe.eval_batch_size, device, opts.workers);
-        record("final", v, metrics_from_logits(tlog, data.test->all_labels(), ttest));
-        if (!rs.best_state.empty()) {
-          auto final_state = snapshot(*rs.student);
-          restore(*rs.student, rs.best_state);
-          auto blog = predict(*rs.student, data.test, data, rs.spec->recipe.eval_batch_size, device, opts.workers);
-          record("bestval", rs.best_val_metrics, metrics_from_logits(blog, data.test->all_labels(), ttest));
-          rs.outcome.finals["bestval.epoch"] = static_cast<double>(rs.best_epoch);
-          restore(*rs.student, final_state);
-        }
-        rs.outcome.wall_seconds = rs.seconds;
-        rs.outcome.images_per_second = rs.seconds > 0 ? rs.images / rs.seconds : 0;
-        rs.outcome.ok = true;
-        rs.outcome.model = rs.student;
-        if (!rs.member->checkpoint_path.empty()) {
-          auto student = rs.student;
-          auto module = rs.method_module;
-          write_atomically(rs.member->checkpoint_path, [&](const std::string& tmp) { save_model(*student, tmp); },
-                           "checkpoint");
-          if (module)
-            write_atomically(rs.member->checkpoint_path + ".method",
-                             [&](const std::string& tmp) { torch::save(module, tmp); }, "checkpoint");
-          rs.outcome.checkpoint = rs.member->checkpoint_path;
-        }
-        rs.done = true;
-        rs.student->eval();
-        if (opts.on_done) opts.on_done(*rs.member, rs.outcome);
-        rs.student.reset();
-        rs.best_state.clear();
-        rs.method.reset();
+        rs.final_val = v;
+        finishing.push_back(&rs);
       }
+    }
+    // Runs that finished: test with the final weights and with the best-on-validation weights (the same
+    // logits when the best epoch is the last), the runs spread over the lanes.
+    for_each_lane(finishing, lanes, [&](RunState& rs) {
+      rs.test_logits = predict(*rs.student, data.test, data, rs.spec->recipe.eval_batch_size, device, 1);
+      rs.bestval_test_logits = rs.test_logits;
+      if (!rs.best_state.empty() && rs.best_epoch != epoch) {
+        auto final_state = snapshot(*rs.student);
+        restore(*rs.student, rs.best_state);
+        rs.bestval_test_logits = predict(*rs.student, data.test, data, rs.spec->recipe.eval_batch_size, device, 1);
+        restore(*rs.student, final_state);
+      }
+    });
+    for (auto* rsp : finishing) {
+      RunState& rs = *rsp;
+      torch::Tensor ttest = rs.member->teachers.empty() ? torch::Tensor() : rs.member->teachers[0]->test_logits;
+      auto record = [&](const std::string& which, const EvalMetrics& vm, const EvalMetrics& tm) {
+        auto& F = rs.outcome.finals;
+        F[which + ".val.top1"] = vm.top1;
+        F[which + ".val.top5"] = vm.top5;
+        F[which + ".val.nll"] = vm.nll;
+        F[which + ".val.ece"] = vm.ece;
+        F[which + ".test.top1"] = tm.top1;
+        F[which + ".test.top5"] = tm.top5;
+        F[which + ".test.nll"] = tm.nll;
+        F[which + ".test.ece"] = tm.ece;
+        if (vm.agreement >= 0) F[which + ".val.agreement"] = vm.agreement;
+        if (tm.agreement >= 0) F[which + ".test.agreement"] = tm.agreement;
+      };
+      record("final", rs.final_val, metrics_from_logits(rs.test_logits, data.test->all_labels(), ttest));
+      if (!rs.best_state.empty()) {
+        record("bestval", rs.best_val_metrics,
+               metrics_from_logits(rs.bestval_test_logits, data.test->all_labels(), ttest));
+        rs.outcome.finals["bestval.epoch"] = static_cast<double>(rs.best_epoch);
+      }
+      rs.test_logits = rs.bestval_test_logits = torch::Tensor();
+      rs.outcome.wall_seconds = rs.seconds;
+      rs.outcome.images_per_second = rs.seconds > 0 ? rs.images / rs.seconds : 0;
+      rs.outcome.ok = true;
+      rs.outcome.model = rs.student;
+      if (!rs.member->checkpoint_path.empty()) {
+        auto student = rs.student;
+        auto module = rs.method_module;
+        write_atomically(rs.member->checkpoint_path, [&](const std::string& tmp) { save_model(*student, tmp); },
+                         "checkpoint");
+        if (module)
+          write_atomically(rs.member->checkpoint_path + ".method",
+                           [&](const std::string& tmp) { torch::save(module, tmp); }, "checkpoint");
+        rs.outcome.checkpoint = rs.member->checkpoint_path;
+      }
+      rs.done = true;
+      rs.student->eval();
+      if (opts.on_done) opts.on_done(*rs.member, rs.outcome);
+      rs.student.reset();
+      rs.best_state.clear();
+      rs.method.reset();
     }
     if (opts.on_epoch) opts.on_epoch();
   }

@@ -5,6 +5,7 @@
 
 #include <functional>
 #include <map>
+#include <set>
 #include <memory>
 #include <string>
 #include <vector>
@@ -54,6 +55,29 @@ struct TeacherHandle {
   torch::Tensor val_logits, test_logits;  // filled by the runner (for agreement)
 };
 
+// Teacher outputs over the whole training split, computed once per teacher and tap in a fixed order (eval
+// mode, the split in index order, fixed batches of 500) and shared by every run of every seed and epoch of a
+// sweep. Exact only when the training loader applies no random augmentation, so that sample i's input is
+// the same tensor whenever it is drawn: the trainer uses it only then, and runs the teacher on each batch
+// otherwise. Because the fill order is fixed, a run's inputs do not depend on which runs, groups or
+// processes came first (resume gives the same numbers). Taps that would take more than `budget_bytes` in
+// all are not cached.
+class TeacherOutputCache {
+ public:
+  explicit TeacherOutputCache(int64_t budget_bytes = int64_t(2) << 30) : budget_(budget_bytes) {}
+  void set_budget(int64_t bytes) { budget_ = bytes; }
+  // Fills `out` with `taps` of `teacher` for training-split samples `indices` (int64 [B]); computes what is
+  // missing first. Returns false (and fills nothing) when they do not fit the budget.
+  bool lookup(const TeacherHandle& teacher, const std::set<std::string>& taps, const torch::Tensor& indices,
+              const DataSplits& data, torch::Device device, TapMap* out);
+  int64_t bytes() const { return used_; }
+
+ private:
+  int64_t budget_, used_ = 0;
+  std::map<std::string, TapMap> full_;           // teacher run id -> tap -> [N, ...]
+  std::set<std::pair<std::string, std::string>> refused_;  // (teacher, tap) over the budget
+};
+
 struct RunOutcome {
   bool ok = false;
   std::string error_json;  // when !ok: {"epoch","step","stage","term","message"}
@@ -87,6 +111,11 @@ struct TrainOptions {
   // Batches prepared in pinned (page-locked) host memory and copied to the GPU without blocking.
   bool pin_memory = false;
   Progress* progress = nullptr;
+  // A batch's teacher forward is split into this many chunks, spread over the lanes (a fixed number, so the
+  // numbers do not depend on how many runs a group has).
+  int teacher_chunks = 1;
+  // Shared teacher outputs (used only when the training split is not randomly augmented); nullptr = none.
+  TeacherOutputCache* teacher_cache = nullptr;
   // Called once per finished run (ok or failed), as soon as it finishes, from the training thread.
   std::function<void(const GroupMember&, RunOutcome&)> on_done;
   // Called every epoch (heartbeat for the store).

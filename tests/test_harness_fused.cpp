@@ -1,6 +1,8 @@
-// Horizontal fusion (harness/model.h): K students as one model give exactly the K independent
-// forwards, and training a lockstep group fused gives the same students as training them one by one,
-// with per-student learning rates, weight decay, gradient clipping and method hyperparameters.
+// The trainer's fast paths give the same training as the plain one. Horizontal fusion (harness/model.h):
+// K students as one model give exactly the K independent forwards, and training a lockstep group fused
+// gives the same students as training them one by one, with per-student learning rates, weight decay,
+// gradient clipping and method hyperparameters. Channels-last and bf16 autocast (the GPU path's options)
+// on the CPU. The teacher-output cache.
 #include <gtest/gtest.h>
 #include <torch/torch.h>
 
@@ -62,9 +64,12 @@ TEST(Fusion, FusedForwardIsKIndependentForwards) {
 // Trains the same four runs (different methods, learning rates, weight decay, clipping) with and
 // without fusion, and returns each run's final parameters and buffers by run name.
 std::map<std::string, std::vector<torch::Tensor>> train_group(const kd::TrainOptions& options,
-                                                              std::map<std::string, double>* val_top1) {
-  auto data = kd::open_dataset({{"name", "synthetic"}, {"num_classes", 4}, {"train_size", 400}, {"test_size", 64},
-                                {"image_size", 16}, {"channels", 1}, {"seed", 9}, {"val_fraction", 0.125}});
+                                                              std::map<std::string, double>* val_top1,
+                                                              bool augment = false) {
+  kd::json dcfg = {{"name", "synthetic"}, {"num_classes", 4}, {"train_size", 400}, {"test_size", 64},
+                   {"image_size", 16}, {"channels", 1}, {"seed", 9}, {"val_fraction", 0.125}};
+  if (augment) dcfg["augment"] = {{"random_crop", true}, {"padding", 2}, {"flip", true}};
+  auto data = kd::open_dataset(dcfg);
   kd::TeacherHandle teacher;
   teacher.run_id = "teacher";
   teacher.model = kd::create_seeded_model("cnn_medium", data, 42);
@@ -197,6 +202,43 @@ TEST(GpuPathOnCpu, PrecisionIsPartOfTheRunIds) {
   // Every teacher a bf16 run names is a bf16 run of the same plan (the chain was re-linked).
   for (const auto& r : bf16.runs)
     for (const auto& t : r.teacher_ids) EXPECT_TRUE(ids.count(t)) << r.name << " names a missing teacher " << t;
+}
+
+// The teacher-output cache: outputs computed once over the training split give the same training as a
+// teacher forward on every batch (up to rounding), it is not used when the split is randomly augmented,
+// and a teacher whose taps are over its budget falls back to the per-batch forward.
+TEST(TeacherOutputCache, SameTrainingAsPerBatchTeacherAndOnlyWithoutAugmentation) {
+  torch::set_num_threads(1);
+  std::map<std::string, double> val_plain, val_cached, val_small;
+  auto plain = train_group(kd::TrainOptions{}, &val_plain);
+  kd::TeacherOutputCache cache;
+  kd::TrainOptions with_cache;
+  with_cache.teacher_cache = &cache;
+  auto cached = train_group(with_cache, &val_cached);
+  EXPECT_GT(cache.bytes(), 0) << "the cache was not used";
+  kd::TeacherOutputCache tiny(16 << 10);  // the logits would fit, with the attention run's feature maps they do not
+  kd::TrainOptions with_tiny;
+  with_tiny.teacher_cache = &tiny;
+  auto small = train_group(with_tiny, &val_small);
+  EXPECT_EQ(tiny.bytes(), 0) << "over the budget, nothing is cached";
+  for (const auto& [name, tensors] : plain) {
+    double worst = 0, worst_small = 0;
+    for (size_t i = 0; i < tensors.size(); ++i) {
+      const double scale = 1.0 + tensors[i].abs().max().item<double>();
+      worst = std::max(worst, (cached.at(name)[i] - tensors[i]).abs().max().item<double>() / scale);
+      worst_small = std::max(worst_small, (small.at(name)[i] - tensors[i]).abs().max().item<double>() / scale);
+    }
+    EXPECT_LT(worst, 1e-5) << name << ": cached teacher outputs changed the training";
+    EXPECT_LT(worst_small, 1e-5) << name << ": a refused cache changed the training";
+  }
+  // With random crops and flips a sample's input changes every time: the cache must stay unused.
+  kd::TeacherOutputCache unused;
+  kd::TrainOptions aug;
+  aug.teacher_cache = &unused;
+  std::map<std::string, double> val_aug;
+  auto augmented = train_group(aug, &val_aug, /*augment=*/true);
+  EXPECT_EQ(augmented.size(), 4u);
+  EXPECT_EQ(unused.bytes(), 0) << "teacher outputs were cached although the batches are augmented";
 }
 
 }  // namespace
