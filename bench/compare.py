@@ -36,7 +36,7 @@ def grid(n_runs, seeds):
     return pts[:n_runs]
 
 
-def kdbench_config(work, name, runs, train, epochs, threads, method="logit_kd"):
+def kdbench_config(work, name, runs, train, epochs, threads, method="logit_kd", teacher_cache=True):
     seeds = sorted({s for _, _, s in runs})
     methods = []
     if method == "logit_kd":
@@ -59,6 +59,8 @@ def kdbench_config(work, name, runs, train, epochs, threads, method="logit_kd"):
         "teacher_recipe": {"epochs": 1, "lr": 0.05},
         "methods": methods,
     }
+    if not teacher_cache:
+        cfg["teacher_cache_mb"] = 0  # a teacher forward on every batch, as a single run without kdbench would do
     path = os.path.join(work, name + ".json")
     with open(path, "w") as f:
         json.dump(cfg, f)
@@ -105,24 +107,20 @@ def main():
                                                 method="baseline")])
         base = [r for r in store_runs(a.kdbench, os.path.join(work, "student_only")) if r["role"] == "student"][0]
         student_seconds = max(e["seconds"] for e in base["epochs"] if "seconds" in e)
-        grid_runs = [r for r in store_runs(a.kdbench, os.path.join(work, "grid")) if r["role"] == "student"]
-        teacher_pass = {}
-        for r in grid_runs:
-            per_epoch = {}
-            for e in r["epochs"]:
-                if "teacher_seconds" in e:
-                    per_epoch[e["epoch"]] = e["teacher_seconds"]
-            teacher_pass[r["seed"]] = sum(per_epoch.values())
-        limit = len(full) * student_seconds + sum(teacher_pass.values())
-        # 3. one KD run each way.
-        t_one, _ = run([a.kdbench, "sweep", kdbench_config(work, "one", [(4, 0.9, 0)], train, epochs, a.threads)])
+        # 3. one KD run each way; kdbench with its teacher-output cache off, so that the teacher runs on every
+        # batch as in the PyTorch loop. Its teacher time is also one teacher pass over a seed's batches.
+        t_one, _ = run([a.kdbench, "sweep", kdbench_config(work, "one", [(4, 0.9, 0)], train, epochs, a.threads,
+                                                           teacher_cache=False)])
         one = [r for r in store_runs(a.kdbench, os.path.join(work, "one")) if r["role"] == "student"][0]
         last = {}
         for e in one["epochs"]:
             for k in ("seconds", "teacher_seconds"):
                 if k in e:
                     last.setdefault(k, {})[e["epoch"]] = e[k]
-        kd_train_seconds = max(last["seconds"].values()) + sum(last["teacher_seconds"].values())
+        teacher_pass_seconds = sum(last["teacher_seconds"].values())
+        teacher_pass = {s: teacher_pass_seconds for s in seeds}
+        limit = len(full) * student_seconds + sum(teacher_pass.values())
+        kd_train_seconds = max(last["seconds"].values()) + teacher_pass_seconds
         kd_ips = images_per_epoch * epochs / kd_train_seconds
         one_py = os.path.join(work, "one_py.json")
         run([py, a.naive, "--runs", "4:0.9:0", "--epochs", str(epochs), "--train", str(images_per_epoch),
