@@ -5,8 +5,12 @@ It trains each run of a logit-KD grid one after another and runs the teacher's f
 every step of every run, as RepDistiller and mdistiller do. Models, data, batch size, optimizer,
 schedule, epochs and threads are the same as kdbench's (cnn_tiny student, cnn_large teacher: the
 same layers as harness/models/zoo.cpp). The teacher's weights are random: only speed is measured.
+It does the same bookkeeping and evaluation work as a kdbench run: the loss and train accuracy of
+every step, top-1 on N_VAL held-out training images after every epoch and on the test split at the
+end (eval mode, no grad, batches of 256, as kdbench's default eval_batch_size).
 
-  naive_kd.py --runs T:ALPHA:SEED,... --epochs E --train N --threads K [--no-teacher] --out FILE
+  naive_kd.py --runs T:ALPHA:SEED,... --epochs E --train N [--val N_VAL] --threads K [--no-teacher]
+              [--no-eval] --out FILE
 """
 import argparse
 import gzip
@@ -63,19 +67,29 @@ def read_idx(path):
     return np.frombuffer(data, dtype=np.uint8, offset=4 + 4 * nd).reshape(dims)
 
 
-def load(root, n_train):
-    x = read_idx(os.path.join(root, "train-images-idx3-ubyte.gz"))
-    y = read_idx(os.path.join(root, "train-labels-idx1-ubyte.gz"))
-    x, y = x[:n_train], y[:n_train]
+def load(root, split, first, count):
+    x = read_idx(os.path.join(root, f"{split}-images-idx3-ubyte.gz"))[first:first + count]
+    y = read_idx(os.path.join(root, f"{split}-labels-idx1-ubyte.gz"))[first:first + count]
     xt = (torch.from_numpy(x.copy()).float().unsqueeze(1) - 0.2860 * 255) / (0.3530 * 255)
     return xt, torch.from_numpy(y.astype(np.int64))
+
+
+def top1(model, x, y, batch=256):
+    model.eval()
+    correct = 0
+    with torch.no_grad():
+        for i in range(0, len(x), batch):
+            correct += (model(x[i:i + batch]).argmax(1) == y[i:i + batch]).sum().item()
+    model.train()
+    return 100.0 * correct / max(1, len(x))
 
 
 def kd_loss(s, t, T):
     return F.kl_div(F.log_softmax(s / T, 1), F.softmax(t / T, 1), reduction="batchmean") * T * T
 
 
-def train_run(x, y, teacher, T, alpha, seed, epochs, batch, lr):
+def train_run(x, y, teacher, T, alpha, seed, epochs, batch, lr, val=None, test=None):
+    """Returns (training-loop seconds, images trained, evaluation seconds, final test top-1)."""
     torch.manual_seed(seed)
     student = cnn_tiny()
     opt = torch.optim.SGD(student.parameters(), lr=lr, momentum=0.9, nesterov=True, weight_decay=5e-4)
@@ -83,8 +97,10 @@ def train_run(x, y, teacher, T, alpha, seed, epochs, batch, lr):
     total = epochs * steps
     g = torch.Generator().manual_seed(seed)
     images = 0
+    eval_seconds = 0.0
     start = time.perf_counter()
     for epoch in range(epochs):
+        loss_sum, correct = 0.0, 0
         perm = torch.randperm(len(x), generator=g)
         for i in range(steps):
             idx = perm[i * batch:(i + 1) * batch]
@@ -102,8 +118,19 @@ def train_run(x, y, teacher, T, alpha, seed, epochs, batch, lr):
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
+            loss_sum += loss.item()
+            correct += (logits.argmax(1) == yb).sum().item()
             images += len(idx)
-    return time.perf_counter() - start, images
+        if val is not None:
+            e0 = time.perf_counter()
+            top1(student, *val)
+            eval_seconds += time.perf_counter() - e0
+    test_top1 = None
+    if test is not None:
+        e0 = time.perf_counter()
+        test_top1 = top1(student, *test)
+        eval_seconds += time.perf_counter() - e0
+    return time.perf_counter() - start - eval_seconds, images, eval_seconds, test_top1
 
 
 def main():
@@ -115,11 +142,17 @@ def main():
     ap.add_argument("--lr", type=float, default=0.03)
     ap.add_argument("--threads", type=int, default=os.cpu_count())
     ap.add_argument("--root", default="/usr/share/datasets/fashion-mnist")
+    ap.add_argument("--val", type=int, default=0, help="held-out training images evaluated after each epoch")
     ap.add_argument("--no-teacher", action="store_true")
+    ap.add_argument("--no-eval", action="store_true", help="no validation or test evaluation")
     ap.add_argument("--out", required=True)
     a = ap.parse_args()
     torch.set_num_threads(a.threads)
-    x, y = load(a.root, a.train)
+    x, y = load(a.root, "train", 0, a.train)
+    val = test = None
+    if not a.no_eval:
+        val = load(a.root, "train", a.train, a.val) if a.val > 0 else None
+        test = load(a.root, "t10k", 0, 10000)
     teacher = None
     if not a.no_teacher:
         torch.manual_seed(1234)
@@ -128,9 +161,11 @@ def main():
     wall = time.perf_counter()
     for spec in a.runs.split(","):
         T, alpha, seed = spec.split(":")
-        seconds, images = train_run(x, y, teacher, float(T), float(alpha), int(seed), a.epochs, a.batch, a.lr)
+        seconds, images, eval_seconds, test_top1 = train_run(x, y, teacher, float(T), float(alpha), int(seed),
+                                                             a.epochs, a.batch, a.lr, val, test)
         results.append({"temperature": float(T), "alpha": float(alpha), "seed": int(seed), "seconds": seconds,
-                        "images": images, "images_per_second": images / seconds})
+                        "eval_seconds": eval_seconds, "test_top1": test_top1, "images": images,
+                        "images_per_second": images / seconds})
     wall = time.perf_counter() - wall
     with open(a.out, "w") as f:
         json.dump({"torch": torch.__version__, "threads": a.threads, "wall_seconds": wall, "runs": results}, f, indent=1)

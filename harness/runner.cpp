@@ -180,7 +180,7 @@ class SweepRun {
     }
     h->model->to(device_);
     h->model->eval();
-    fill_logits(*h, spec->name);
+    fill_logits(*h, spec->name, spec->recipe.eval_batch_size);
     auto* raw = h.get();
     handles_[id] = std::move(h);
     return raw;
@@ -208,9 +208,9 @@ class SweepRun {
     return work;
   }
 
-  void fill_logits(TeacherHandle& h, const std::string& name) {
-    h.val_logits = predict(*h.model, data_.val, data_, 1000, device_, opts_.workers);
-    h.test_logits = predict(*h.model, data_.test, data_, 1000, device_, opts_.workers);
+  void fill_logits(TeacherHandle& h, const std::string& name, int64_t batch_size) {
+    h.val_logits = predict(*h.model, data_.val, data_, batch_size, device_, opts_.workers);
+    h.test_logits = predict(*h.model, data_.test, data_, batch_size, device_, opts_.workers);
     if (h.val_logits.size(1) != data_.num_classes)
       throw ConfigError("teachers." + name, "teacher has " + std::to_string(h.val_logits.size(1)) +
                                                 " classes but the data set has " + std::to_string(data_.num_classes));
@@ -264,7 +264,7 @@ class SweepRun {
     }
     h->model->to(device_);
     h->model->eval();
-    fill_logits(*h, t.name);
+    fill_logits(*h, t.name, r.recipe.eval_batch_size);
     finals = eval_finals(*h);
     if (meta_finals.is_object() && !meta_finals.empty()) {
       // A cached teacher's record is the one it got when trained (best-on-validation figures included);
@@ -390,7 +390,7 @@ class SweepRun {
         h->run_id = r.id;
         h->model = o.model;
         h->model->eval();
-        fill_logits(*h, r.name);
+        fill_logits(*h, r.name, r.recipe.eval_batch_size);
         handles_[r.id] = std::move(h);
       }
       progress_->note(fmt::format("done {:<14} {:<28} seed {}: test top-1 {:.2f}% (val {:.2f}%)", r.name,

@@ -80,12 +80,44 @@ torch::Tensor predict(TapModel& model, const DatasetPtr& split, const DataSplits
   return torch::cat(out, 0);
 }
 
+namespace {
+
+// Runs fn on every item, the items split into `lanes` contiguous shares, one thread per share
+// (the first on the calling thread). Exceptions are re-thrown after all lanes joined.
+template <typename T, typename Fn>
+void for_each_lane(std::vector<T*>& items, int lanes, Fn fn) {
+  lanes = std::max(1, std::min<int>(lanes, static_cast<int>(items.size())));
+  if (lanes == 1) {
+    for (auto* it : items) fn(*it);
+    return;
+  }
+  std::vector<std::exception_ptr> errors(static_cast<size_t>(lanes));
+  auto run_share = [&](int lane) {
+    try {
+      size_t n = items.size();
+      size_t lo = n * static_cast<size_t>(lane) / static_cast<size_t>(lanes);
+      size_t hi = n * static_cast<size_t>(lane + 1) / static_cast<size_t>(lanes);
+      for (size_t i = lo; i < hi; ++i) fn(*items[i]);
+    } catch (...) {
+      errors[static_cast<size_t>(lane)] = std::current_exception();
+    }
+  };
+  std::vector<std::thread> threads;
+  for (int l = 1; l < lanes; ++l) threads.emplace_back(run_share, l);
+  run_share(0);
+  for (auto& t : threads) t.join();
+  for (auto& e : errors)
+    if (e) std::rethrow_exception(e);
+}
+
+}  // namespace
+
 // ---------------------------------------------------------------------------------------------
 // teacher-output cache
 
 bool TeacherOutputCache::lookup(const TeacherHandle& teacher, const std::set<std::string>& taps,
                                 const torch::Tensor& indices, const DataSplits& data, torch::Device device,
-                                TapMap* out) {
+                                TapMap* out, int lanes) {
   auto& have = full_[teacher.run_id];
   std::vector<std::string> missing;
   for (const auto& tap : taps) {
@@ -94,7 +126,7 @@ bool TeacherOutputCache::lookup(const TeacherHandle& teacher, const std::set<std
   }
   if (!missing.empty()) {
     LoaderOptions lo;
-    lo.batch_size = 500;
+    lo.batch_size = kFillBatch;
     lo.shuffle = false;
     lo.augment = false;
     lo.norm = data.norm;
@@ -109,9 +141,25 @@ bool TeacherOutputCache::lookup(const TeacherHandle& teacher, const std::set<std
     Batch b;
     bool first = true;
     while (loader.next(b)) {
+      // The batch in one chunk per lane (each lane's torch runs one thread while a group trains).
+      auto x = b.x.to(device);
+      std::vector<torch::Tensor> xs = x.chunk(std::max(1, lanes), 0);
+      std::vector<TapMap> outs(xs.size());
+      std::vector<size_t> order(xs.size());
+      std::iota(order.begin(), order.end(), 0);
+      std::vector<size_t*> items;
+      for (auto& o : order) items.push_back(&o);
+      for_each_lane(items, lanes, [&](size_t& c) {
+        torch::NoGradGuard ng_lane;
+        auto logits = teacher.model->forward_taps(xs[c], &outs[c]);
+        outs[c]["logits"] = logits;
+      });
       TapMap all;
-      auto logits = teacher.model->forward_taps(b.x.to(device), &all);
-      all["logits"] = logits;
+      for (const auto& tap : missing) {
+        std::vector<torch::Tensor> parts;
+        for (auto& o : outs) parts.push_back(o.at(tap));
+        all[tap] = parts.size() == 1 ? parts.front() : torch::cat(parts, 0);
+      }
       if (first) {
         // Refuse, before computing the rest, the taps whose whole-split size would break the budget.
         int64_t need = 0;
@@ -357,34 +405,6 @@ std::vector<torch::Tensor> parameters_upstream_of(TapModel& model, const std::st
   for (size_t i = 0; i < inputs.size(); ++i)
     if (grads[i].defined()) out.push_back(inputs[i]);
   return out;
-}
-
-// Runs fn on every item, the items split into `lanes` contiguous shares, one thread per share
-// (the first on the calling thread). Exceptions are re-thrown after all lanes joined.
-template <typename T, typename Fn>
-void for_each_lane(std::vector<T*>& items, int lanes, Fn fn) {
-  lanes = std::max(1, std::min<int>(lanes, static_cast<int>(items.size())));
-  if (lanes == 1) {
-    for (auto* it : items) fn(*it);
-    return;
-  }
-  std::vector<std::exception_ptr> errors(static_cast<size_t>(lanes));
-  auto run_share = [&](int lane) {
-    try {
-      size_t n = items.size();
-      size_t lo = n * static_cast<size_t>(lane) / static_cast<size_t>(lanes);
-      size_t hi = n * static_cast<size_t>(lane + 1) / static_cast<size_t>(lanes);
-      for (size_t i = lo; i < hi; ++i) fn(*items[i]);
-    } catch (...) {
-      errors[static_cast<size_t>(lane)] = std::current_exception();
-    }
-  };
-  std::vector<std::thread> threads;
-  for (int l = 1; l < lanes; ++l) threads.emplace_back(run_share, l);
-  run_share(0);
-  for (auto& t : threads) t.join();
-  for (auto& e : errors)
-    if (e) std::rethrow_exception(e);
 }
 
 std::string error_record(int64_t epoch, int64_t step, const std::string& stage, const std::string& term,
@@ -810,7 +830,7 @@ void train_lockstep(const std::vector<GroupMember>& members, const DataSplits& d
         for (auto& [id, taps] : needed) {
           const TeacherHandle& t = *teachers.at(id);
           TapMap keep;
-          if (cacheable && opts.teacher_cache->lookup(t, taps, batch.indices, data, device, &keep)) {
+          if (cacheable && opts.teacher_cache->lookup(t, taps, batch.indices, data, device, &keep, lanes)) {
             teacher_out[id] = std::move(keep);
             continue;
           }

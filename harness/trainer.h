@@ -68,8 +68,10 @@ class TeacherOutputCache {
   void set_budget(int64_t bytes) { budget_ = bytes; }
   // Fills `out` with `taps` of `teacher` for training-split samples `indices` (int64 [B]); computes what is
   // missing first. Returns false (and fills nothing) when they do not fit the budget.
+  // The missing outputs are computed in batches of kFillBatch, each split over `lanes` threads.
   bool lookup(const TeacherHandle& teacher, const std::set<std::string>& taps, const torch::Tensor& indices,
-              const DataSplits& data, torch::Device device, TapMap* out);
+              const DataSplits& data, torch::Device device, TapMap* out, int lanes = 1);
+  static constexpr int64_t kFillBatch = 256;
   int64_t bytes() const { return used_; }
 
  private:

@@ -216,6 +216,14 @@ TEST(TeacherOutputCache, SameTrainingAsPerBatchTeacherAndOnlyWithoutAugmentation
   with_cache.teacher_cache = &cache;
   auto cached = train_group(with_cache, &val_cached);
   EXPECT_GT(cache.bytes(), 0) << "the cache was not used";
+  // Filled on two lanes (each batch of the fill split between them), the cache holds the same outputs.
+  kd::TeacherOutputCache cache_lanes;
+  kd::TrainOptions with_lanes;
+  with_lanes.teacher_cache = &cache_lanes;
+  with_lanes.lanes = 2;
+  std::map<std::string, double> val_lanes;
+  auto cached_lanes = train_group(with_lanes, &val_lanes);
+  EXPECT_EQ(cache_lanes.bytes(), cache.bytes());
   kd::TeacherOutputCache tiny(16 << 10);  // the logits would fit, with the attention run's feature maps they do not
   kd::TrainOptions with_tiny;
   with_tiny.teacher_cache = &tiny;
@@ -226,6 +234,7 @@ TEST(TeacherOutputCache, SameTrainingAsPerBatchTeacherAndOnlyWithoutAugmentation
     for (size_t i = 0; i < tensors.size(); ++i) {
       const double scale = 1.0 + tensors[i].abs().max().item<double>();
       worst = std::max(worst, (cached.at(name)[i] - tensors[i]).abs().max().item<double>() / scale);
+      worst = std::max(worst, (cached_lanes.at(name)[i] - tensors[i]).abs().max().item<double>() / scale);
       worst_small = std::max(worst_small, (small.at(name)[i] - tensors[i]).abs().max().item<double>() / scale);
     }
     EXPECT_LT(worst, 1e-5) << name << ": cached teacher outputs changed the training";
