@@ -228,6 +228,16 @@ class SweepRun {
     return f;
   }
 
+  // Batch-1 inference latency of a zoo model on this sweep's device (measured once per model, with every
+  // thread, before a group trains); recorded with each run as final "latency_ms" for the report's cost figure.
+  double latency_of(const std::string& model) {
+    auto it = latency_.find(model);
+    if (it != latency_.end()) return it->second;
+    ModelPtr m = create_seeded_model(model, data_, 0);
+    m->to(device_);
+    return latency_[model] = inference_latency_ms(*m, data_, device_);
+  }
+
   std::string teacher_cache_path(const std::string& id) const {
     return (fs::path(cfg_.cache_dir) / "teachers" / (id + ".pt")).string();
   }
@@ -275,6 +285,7 @@ class SweepRun {
                   finals["final.test.top1"], recorded, rec.checkpoint);
       finals = meta_finals.get<std::map<std::string, double>>();
     }
+    if (!t.model.empty()) finals["latency_ms"] = latency_of(t.model);
     rec.params = count_parameters(*h->model);
     if (!t.model.empty()) rec.macs = count_macs(*h->model, data_.channels, data_.image_size);
     store_->finish_run(rec, epochs, finals);
@@ -310,6 +321,7 @@ class SweepRun {
       if (r.role == "teacher" && obtain_without_training(r)) continue;
       mine.push_back(&r);
     }
+    for (const auto* r : mine) latency_of(r->model);
     // Group by (seed, batch size); each group trains in lockstep behind one teacher forward per batch.
     std::map<std::pair<int64_t, int64_t>, std::vector<const RunSpec*>> groups;
     for (const auto* r : mine) groups[{r->seed, r->recipe.batch_size}].push_back(r);
@@ -372,6 +384,7 @@ class SweepRun {
       rec.params = o.params;
       rec.macs = o.macs;
       rec.method_params = o.method_params;
+      o.finals["latency_ms"] = latency_of(r.model);
       if (r.role == "teacher") {
         // Cache the teacher's metrics beside its checkpoint, so other sweeps reuse both.
         json meta{{"epochs", epochs_to_json(o.epochs)}, {"finals", o.finals}, {"wall_seconds", o.wall_seconds},
@@ -411,6 +424,7 @@ class SweepRun {
   std::unique_ptr<TerminalProgress> progress_;
   std::map<std::string, std::unique_ptr<TeacherHandle>> handles_;
   TeacherOutputCache teacher_outputs_;  // teachers' outputs over the training split, shared by all groups
+  std::map<std::string, double> latency_;  // zoo model -> batch-1 inference milliseconds
   SweepSummary summary_;
 };
 

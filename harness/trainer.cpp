@@ -2,6 +2,7 @@
 
 #include "harness/log.h"
 
+#include <algorithm>
 #include <chrono>
 #include <cmath>
 #include <filesystem>
@@ -111,6 +112,28 @@ void for_each_lane(std::vector<T*>& items, int lanes, Fn fn) {
 }
 
 }  // namespace
+
+double inference_latency_ms(TapModel& model, const DataSplits& data, torch::Device device, int reps) {
+  torch::NoGradGuard ng;
+  const bool was_training = model.is_training();
+  model.eval();
+  auto x = torch::zeros({1, data.channels, data.image_size, data.image_size}, torch::TensorOptions().device(device));
+  auto sync = [&] {
+    if (device.is_cuda()) torch::cuda::synchronize();
+  };
+  for (int i = 0; i < 3; ++i) model.forward(x);
+  sync();
+  std::vector<double> ms;
+  for (int i = 0; i < std::max(1, reps); ++i) {
+    auto t0 = std::chrono::steady_clock::now();
+    model.forward(x);
+    sync();
+    ms.push_back(std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count());
+  }
+  model.train(was_training);
+  std::nth_element(ms.begin(), ms.begin() + static_cast<long>(ms.size() / 2), ms.end());
+  return ms[ms.size() / 2];
+}
 
 // ---------------------------------------------------------------------------------------------
 // teacher-output cache

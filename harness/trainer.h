@@ -31,6 +31,11 @@ double expected_calibration_error(const torch::Tensor& probs, const torch::Tenso
 torch::Tensor predict(TapModel& model, const DatasetPtr& split, const DataSplits& data, int64_t batch_size,
                       torch::Device device, int workers);
 
+// Inference latency of `model`: the median wall time, in milliseconds, of one forward pass of a single
+// image (batch 1, eval mode, no grad) on `device` with the current torch threads, over `reps` passes after
+// 3 warm-up passes. The weights do not matter; the model's mode is restored.
+double inference_latency_ms(TapModel& model, const DataSplits& data, torch::Device device, int reps = 20);
+
 // Learning rate at fractional epoch `t` of a stage of `epochs` epochs.
 double learning_rate(const Recipe& r, int64_t epochs, double t, int64_t steps_per_epoch);
 

@@ -23,7 +23,7 @@ try:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
     from matplotlib.patches import Rectangle
-    from matplotlib.ticker import MaxNLocator
+    from matplotlib.ticker import MaxNLocator, NullFormatter
 except Exception as e:  # noqa: BLE001 - any import problem means "no figures", said once
     sys.stderr.write(f"matplotlib is not importable by {sys.executable}: {e}\n")
     sys.exit(3)
@@ -286,12 +286,16 @@ def fig_cost(rep, col, out, made):
     rows = [r for r in rep["rows"] if r["test"] and r["params"]]
     if len({r["model"] for r in rows}) < 2:
         return
-    fig, axes = plt.subplots(1, 2, figsize=(TWO_COL, 2.4))
+    # Latency (batch-1 inference on the sweep's device, recorded by each run) when the runs have it.
+    keys = [("params", "parameters", "size"), ("macs", "MACs per image", "compute")]
+    if any(r.get("latency_ms") for r in rows):
+        keys.append(("latency_ms", "latency (ms, batch 1)", "latency"))
+    fig, axes = plt.subplots(1, len(keys), figsize=(TWO_COL, 2.4))
     by = {}
     for r in rows:
         by.setdefault((r["label"], r["teachers"]), []).append(r)
     for (label, _), rs in sorted(by.items()):
-        for ax, k in zip(axes, ("params", "macs")):
+        for ax, (k, _, _) in zip(axes, keys):
             rs_k = sorted([r for r in rs if r[k]], key=lambda r: r[k])
             if not rs_k:
                 continue
@@ -302,16 +306,21 @@ def fig_cost(rep, col, out, made):
             for r in rs_k:
                 ax.annotate(r["model"], (r[k], mean(r["test"])), fontsize=5.5, xytext=(3, -8),
                             textcoords="offset points", color="0.3")
-    for ax, k in zip(axes, ("parameters", "multiply-accumulates per image")):
-        ax.set_xscale("log")
-        ax.set_xlabel(f"student {k}")
-        ax.set_ylabel("test top-1 (%)")
+    for ax, (k, what, title) in zip(axes, keys):
+        xs = [r[k] for r in rows if r.get(k)]
+        if xs and max(xs) >= 10 * min(xs):
+            # Log scale over a decade or more; labels on the decades only (minor labels collide).
+            ax.set_xscale("log")
+            ax.xaxis.set_minor_formatter(NullFormatter())
+        else:
+            ax.xaxis.set_major_locator(MaxNLocator(4))
+        ax.set_xlabel(f"student {what}")
+        ax.set_title(f"Accuracy against student {title}")
+    axes[0].set_ylabel("test top-1 (%)")
     axes[0].legend(frameon=False, fontsize=6)
-    axes[0].set_title("Accuracy against student size")
-    axes[1].set_title("Accuracy against student compute")
     fig.tight_layout()
     save(fig, out, "accuracy_vs_cost", "Test top-1 (mean ± std over seeds, best validation setting) against the "
-         "student's parameters and MACs.", made)
+         "student's parameters, MACs" + (" and batch-1 inference latency" if len(keys) > 2 else "") + ".", made)
 
 
 def main(out):

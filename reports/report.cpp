@@ -358,6 +358,7 @@ ReportData aggregate(const ResultsStore& store) {
     if (auto v = get(f, "final.val.top1")) s.val.push_back(*v);
     if (auto v = get(f, "final.test.top1")) s.test.push_back(*v);
     if (auto v = get(f, "bestval.test.top1")) s.bestval_test.push_back(*v);
+    if (auto v = get(f, "latency_ms")) s.latency_ms.push_back(*v);
   }
 
   // One row per (pair, method entry): its best setting on VALIDATION.
@@ -657,6 +658,7 @@ ReportSummary write_report(const ResultsStore& store, const std::string& out_dir
                 {"val_summary", summary_json(s.val)}, {"test_summary", summary_json(s.test)},
                 {"bestval_test_summary", summary_json(s.bestval_test)}, {"failed", s.failed},
                 {"incomplete", s.incomplete}, {"params", s.params}, {"macs", s.macs},
+                {"latency_ms", s.latency_ms.empty() ? json(nullptr) : json(stats::median(s.latency_ms))},
                 {"method_params", s.method_params}, {"run_ids", s.run_ids}};
   };
   rj["settings"] = json::array();

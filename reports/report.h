@@ -42,6 +42,7 @@ struct SettingStats {
   std::vector<double> val, test, bestval_test;  // final.val.top1, final.test.top1, bestval.test.top1
   int failed = 0, incomplete = 0;             // runs failed / still pending or running
   int64_t method_params = 0, params = 0, macs = 0;
+  std::vector<double> latency_ms;             // batch-1 inference latency recorded by each done run
   std::vector<std::string> run_ids;           // every run of the group, any status
   std::vector<std::string> done_run_ids;      // parallel to seeds
 };

@@ -1,5 +1,6 @@
 #include "reports/stats.h"
 
+#include <algorithm>
 #include <cmath>
 #include <limits>
 #include <stdexcept>
@@ -11,6 +12,13 @@ double mean(const std::vector<double>& x) {
   double s = 0;
   for (double v : x) s += v;
   return s / static_cast<double>(x.size());
+}
+
+double median(std::vector<double> x) {
+  if (x.empty()) return std::numeric_limits<double>::quiet_NaN();
+  std::sort(x.begin(), x.end());
+  const size_t n = x.size();
+  return n % 2 ? x[n / 2] : 0.5 * (x[n / 2 - 1] + x[n / 2]);
 }
 
 std::optional<double> stddev(const std::vector<double>& x) {

@@ -9,6 +9,8 @@
 namespace kd::stats {
 
 double mean(const std::vector<double>& x);
+// Median (the mean of the two middle values for an even count); NaN for an empty sample.
+double median(std::vector<double> x);
 // Sample standard deviation (n - 1); nullopt for n < 2 (undefined, never shown as 0).
 std::optional<double> stddev(const std::vector<double>& x);
 

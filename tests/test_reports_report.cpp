@@ -408,8 +408,10 @@ std::string make_sweep_store(const std::string& dir) {
           }
           ep.push_back({"main", e, "loss.total", total});
         }
+        // Latency differs by seed (a timing); the report shows its median.
         s.finish_run(r, ep, {{"final.val.top1", acc + noise + 0.3}, {"final.test.top1", acc + noise},
-                             {"bestval.test.top1", acc + noise + 0.1}});
+                             {"bestval.test.top1", acc + noise + 0.1},
+                             {"latency_ms", static_cast<double>(macs) * 1e-7 * (1.0 + 0.1 * k * k)}});
       };
       add("baseline", "{}", base, "[]", {"ce"});
       for (double t : {1.0, 2.0, 4.0, 8.0})
@@ -434,6 +436,12 @@ TEST(Report, FiguresAndHtmlInHeadlessChromium) {
   kd::ResultsStore store(make_sweep_store(dir), true);
   const std::string out = dir + "/report";
   kd::ReportSummary s = kd::write_report(store, out);
+  // Each row carries its student's latency for the cost figure: the median over seeds (factors 1, 1.1, 1.4).
+  auto rj = nlohmann::json::parse(slurp(out + "/report.json"));
+  for (const auto& row : rj["rows"]) {
+    const double macs = row["macs"].get<double>();
+    EXPECT_NEAR(row["latency_ms"].get<double>(), macs * 1e-7 * 1.1, 1e-12) << row["model"];
+  }
   if (!s.figures_note.empty()) GTEST_SKIP() << "figures unavailable here: " << s.figures_note;
   auto figs = nlohmann::json::parse(slurp(out + "/figures.json"));
   std::set<std::string> names;

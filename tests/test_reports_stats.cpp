@@ -17,6 +17,13 @@ TEST(Stats, MeanAndSampleStd) {
   EXPECT_FALSE(stddev({3.0}).has_value()) << "one seed has no spread: undefined, not 0";
 }
 
+TEST(Stats, MedianOddEvenEmpty) {
+  EXPECT_DOUBLE_EQ(kd::stats::median({3.0, 1.0, 2.0}), 2.0);
+  EXPECT_DOUBLE_EQ(kd::stats::median({4.0, 1.0, 3.0, 2.0}), 2.5);
+  EXPECT_DOUBLE_EQ(kd::stats::median({7.0}), 7.0);
+  EXPECT_TRUE(std::isnan(kd::stats::median({})));
+}
+
 TEST(Stats, StudentTQuantilesFromTables) {
   // Two-sided 95% critical values (standard t tables).
   EXPECT_NEAR(t_quantile(0.975, 1), 12.706205, 1e-5);
