@@ -145,6 +145,9 @@ MethodEntry parse_method_entry(const json& j, const std::string& path, const Swe
   }
   e.students = rd.strings("students", cfg.students);
   for (size_t i = 0; i < e.students.size(); ++i) check_model(e.students[i], rd.path("students") + "[" + std::to_string(i) + "]");
+  // A per-entry recipe (e.g. the published CIFAR-100 tables' lr 0.01 for MobileNetV2/ShuffleNet students):
+  // its keys over the sweep's recipe; it is part of every run's resolved config, so of its id.
+  e.recipe = rd.has("recipe") ? parse_recipe(rd.raw("recipe"), rd.path("recipe"), cfg.recipe) : cfg.recipe;
   rd.finish();
   // Validate every grid point now, so a bad value is reported before anything trains.
   for (const auto& point : expand_grid(e.grid)) {
@@ -279,7 +282,7 @@ Plan plan_sweep(const SweepConfig& cfg) {
           a.seed = seed;
           a.model = link.model;
           a.teacher_ids = tids;
-          a.recipe = cfg.recipe;
+          a.recipe = e.recipe;
           a.level = level++;
           a.config = json{{"role", "assistant"}, {"model", a.model}, {"method", lname}, {"params", a.params},
                           {"teachers", a.teacher_ids}, {"seed", seed}, {"recipe", a.recipe.to_json()},
@@ -298,7 +301,7 @@ Plan plan_sweep(const SweepConfig& cfg) {
           r.seed = seed;
           r.model = student;
           r.teacher_ids = tids;
-          r.recipe = cfg.recipe;
+          r.recipe = e.recipe;
           r.level = level;
           r.config = json{{"role", "student"}, {"model", student}, {"method", e.method}, {"params", r.params},
                           {"teachers", tids}, {"seed", seed}, {"recipe", r.recipe.to_json()},

@@ -28,6 +28,7 @@ struct MethodEntry {
   json params = json::object();      // fixed hyperparameters
   json grid = json::object();        // key -> list of values; the runs are the cartesian product
   std::vector<std::string> students; // default: the sweep's students
+  Recipe recipe;                     // the sweep's recipe with this entry's "recipe" keys over it
   std::string path;                  // "methods[3]" for messages
 };
 

@@ -75,6 +75,33 @@ TEST(SweepConfig, ChangingAHyperparameterChangesOnlyThatRunsId) {
   EXPECT_EQ(common.size(), 2u + 2u + 4u);
 }
 
+// A method entry's own "recipe" overrides keys of the sweep's recipe for that entry's runs only (the published
+// CIFAR-100 recipe trains MobileNetV2/ShuffleNet students at lr 0.01, the others at 0.05).
+TEST(SweepConfig, MethodEntryRecipeOverridesOnlyItsRuns) {
+  json a = base_config();
+  a["recipe"] = {{"lr", 0.05}, {"epochs", 4}};
+  json b = a;
+  b["methods"][1]["recipe"] = {{"lr", 0.01}};
+  auto pa = kd::plan_sweep(kd::parse_sweep_config(a, "a"));
+  auto pb = kd::plan_sweep(kd::parse_sweep_config(b, "b"));
+  ASSERT_EQ(pa.runs.size(), pb.runs.size());
+  for (size_t i = 0; i < pa.runs.size(); ++i) {
+    const auto& r = pb.runs[i];
+    if (r.method == "logit_kd") {
+      EXPECT_DOUBLE_EQ(r.recipe.lr, 0.01);
+      EXPECT_EQ(r.recipe.epochs, 4) << "keys the entry does not name come from the sweep's recipe";
+      EXPECT_DOUBLE_EQ(r.config["recipe"]["lr"].get<double>(), 0.01);
+      EXPECT_NE(r.id, pa.runs[i].id) << "the recipe is part of the run's id";
+    } else {
+      EXPECT_DOUBLE_EQ(r.recipe.lr, 0.05);
+      EXPECT_EQ(r.id, pa.runs[i].id) << r.name << " must not change";
+    }
+  }
+  b["methods"][1]["recipe"] = {{"lrr", 0.01}};
+  std::string m = config_error(b);
+  EXPECT_NE(m.find("methods[1].recipe.lrr"), std::string::npos) << m;
+}
+
 TEST(SweepConfig, UnknownTopLevelKey) {
   json j = base_config();
   j["epochz"] = 3;
