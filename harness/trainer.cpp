@@ -111,6 +111,40 @@ void for_each_lane(std::vector<T*>& items, int lanes, Fn fn) {
     if (e) std::rethrow_exception(e);
 }
 
+// `model`'s forward pass (no grad) over `x` in `chunks` pieces spread over `lanes` threads; returns `taps`
+// ("logits" included when named) for the whole of x. `around`, when given, wraps each piece's forward on its
+// thread (autocast is per thread).
+TapMap forward_on_lanes(TapModel& model, const torch::Tensor& x, int64_t chunks, int lanes,
+                        const std::set<std::string>& taps,
+                        const std::function<void(const std::function<void()>&)>& around) {
+  std::vector<torch::Tensor> xs = x.chunk(std::max<int64_t>(1, std::min<int64_t>(chunks, x.size(0))), 0);
+  std::vector<TapMap> outs(xs.size());
+  std::vector<size_t> order(xs.size());
+  std::iota(order.begin(), order.end(), 0);
+  std::vector<size_t*> items;
+  for (auto& o : order) items.push_back(&o);
+  for_each_lane(items, lanes, [&](size_t& c) {
+    auto piece = [&] {
+      torch::NoGradGuard ng;  // per thread
+      TapMap all;
+      auto logits = model.forward_taps(xs[c], &all);
+      all["logits"] = logits;
+      for (const auto& tap : taps) outs[c][tap] = all.at(tap);
+    };
+    if (around)
+      around(piece);
+    else
+      piece();
+  });
+  TapMap out;
+  for (const auto& tap : taps) {
+    std::vector<torch::Tensor> parts;
+    for (auto& o : outs) parts.push_back(o.at(tap));
+    out[tap] = parts.size() == 1 ? parts.front() : torch::cat(parts, 0);
+  }
+  return out;
+}
+
 }  // namespace
 
 double inference_latency_ms(TapModel& model, const DataSplits& data, torch::Device device, int reps) {
@@ -165,24 +199,8 @@ bool TeacherOutputCache::lookup(const TeacherHandle& teacher, const std::set<std
     bool first = true;
     while (loader.next(b)) {
       // The batch in one chunk per lane (each lane's torch runs one thread while a group trains).
-      auto x = b.x.to(device);
-      std::vector<torch::Tensor> xs = x.chunk(std::max(1, lanes), 0);
-      std::vector<TapMap> outs(xs.size());
-      std::vector<size_t> order(xs.size());
-      std::iota(order.begin(), order.end(), 0);
-      std::vector<size_t*> items;
-      for (auto& o : order) items.push_back(&o);
-      for_each_lane(items, lanes, [&](size_t& c) {
-        torch::NoGradGuard ng_lane;
-        auto logits = teacher.model->forward_taps(xs[c], &outs[c]);
-        outs[c]["logits"] = logits;
-      });
-      TapMap all;
-      for (const auto& tap : missing) {
-        std::vector<torch::Tensor> parts;
-        for (auto& o : outs) parts.push_back(o.at(tap));
-        all[tap] = parts.size() == 1 ? parts.front() : torch::cat(parts, 0);
-      }
+      TapMap all = forward_on_lanes(*teacher.model, b.x.to(device), std::max(1, lanes), lanes,
+                                    std::set<std::string>(missing.begin(), missing.end()), nullptr);
       if (first) {
         // Refuse, before computing the rest, the taps whose whole-split size would break the budget.
         int64_t need = 0;
@@ -859,26 +877,10 @@ void train_lockstep(const std::vector<GroupMember>& members, const DataSplits& d
           }
           // The batch in a fixed number of chunks (independent of the group's size, so the numbers are too),
           // one forward each, spread over the lanes.
-          const int64_t chunks = std::max<int64_t>(1, std::min<int64_t>(opts.teacher_chunks, x.size(0)));
-          std::vector<torch::Tensor> xs = x.chunk(chunks, 0);
-          std::vector<TapMap> outs(xs.size());
-          std::vector<size_t> order(xs.size());
-          std::iota(order.begin(), order.end(), 0);
-          std::vector<size_t*> items;
-          for (auto& o : order) items.push_back(&o);
-          for_each_lane(items, lanes, [&](size_t& c) {
-            torch::NoGradGuard ng;  // per thread, as autocast is
-            AutocastScope autocast(opts.bf16, device.type());
-            TapMap all;
-            auto logits = t.model->forward_taps(xs[c], &all);
-            all["logits"] = logits;
-            for (const auto& tap : taps) outs[c][tap] = all.at(tap);
+          keep = forward_on_lanes(*t.model, x, opts.teacher_chunks, lanes, taps, [&](const std::function<void()>& fn) {
+            AutocastScope autocast(opts.bf16, device.type());  // per thread, as grad mode is
+            fn();
           });
-          for (const auto& tap : taps) {
-            std::vector<torch::Tensor> parts;
-            for (auto& o : outs) parts.push_back(o.at(tap));
-            keep[tap] = parts.size() == 1 ? parts.front() : torch::cat(parts, 0);
-          }
           teacher_out[id] = std::move(keep);
         }
         teacher_seconds += std::chrono::duration<double>(Clock::now() - teacher_start).count();
