@@ -72,7 +72,7 @@ DatasetPtr make_subset(DatasetPtr base, std::vector<int64_t> indices) {
 
 // Per class, a seeded shuffle of its indices; the first round(fraction * n_c) go to `picked`.
 static std::pair<std::vector<int64_t>, std::vector<int64_t>> stratified_indices(const Dataset& d, double fraction,
-                                                                                 uint64_t seed) {
+                                                                                uint64_t seed) {
   std::map<int64_t, std::vector<int64_t>> by_class;
   auto labels = d.all_labels();
   auto* lp = labels.data_ptr<int64_t>();
@@ -102,19 +102,18 @@ DatasetPtr make_synthetic(int num_classes, int64_t n, int image_size, int channe
   torch::NoGradGuard ng;
   auto gen = at::detail::createCPUGenerator(seed * 2654435761ULL + 12345);
   auto protos = torch::rand({num_classes, channels, 4, 4}, gen);
-  protos = torch::nn::functional::interpolate(
-      protos, torch::nn::functional::InterpolateFuncOptions()
-                  .size(std::vector<int64_t>{image_size, image_size})
-                  .mode(torch::kBilinear)
-                  .align_corners(false));
+  protos = torch::nn::functional::interpolate(protos, torch::nn::functional::InterpolateFuncOptions()
+                                                          .size(std::vector<int64_t>{image_size, image_size})
+                                                          .mode(torch::kBilinear)
+                                                          .align_corners(false));
   auto sgen = at::detail::createCPUGenerator(seed * 2654435761ULL + 999 + stream * 7777);
   auto labels = torch::randint(0, num_classes, {n}, sgen, torch::kLong);
   auto imgs = protos.index_select(0, labels);
   imgs = imgs + 0.35 * torch::randn(imgs.sizes(), sgen);
   auto u8 = (imgs.clamp(0, 1) * 255).round().to(torch::kUInt8).contiguous();
-  return std::make_shared<InMemoryDataset>(u8, labels, num_classes,
-                                           "synthetic(" + std::to_string(num_classes) + " classes, seed " +
-                                               std::to_string(seed) + ")");
+  return std::make_shared<InMemoryDataset>(
+      u8, labels, num_classes,
+      "synthetic(" + std::to_string(num_classes) + " classes, seed " + std::to_string(seed) + ")");
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -161,7 +160,8 @@ AugmentOptions parse_augment(const nlohmann::json& cfg, const std::string& key_p
 DataSplits open_dataset(const nlohmann::json& cfg, const std::string& key_path) {
   ObjectReader rd(cfg, key_path);
   DataSplits s;
-  s.name = rd.string("name", std::nullopt, {"fashion_mnist", "mnist_idx", "cifar10", "cifar100", "image_folder", "synthetic"});
+  s.name = rd.string("name", std::nullopt,
+                     {"fashion_mnist", "mnist_idx", "cifar10", "cifar100", "image_folder", "synthetic"});
   double val_fraction = rd.number("val_fraction", 0.1, 0.0, 0.5);
   auto split_seed = static_cast<uint64_t>(rd.integer("split_seed", 0, 0, INT32_MAX));
   int64_t train_subset = rd.integer("train_subset", 0, 0, INT64_MAX);
@@ -169,11 +169,13 @@ DataSplits open_dataset(const nlohmann::json& cfg, const std::string& key_path) 
   nlohmann::json augment = rd.has("augment") ? rd.raw("augment") : nlohmann::json(nullptr);
   DatasetPtr train, test;
   if (s.name == "fashion_mnist" || s.name == "mnist_idx") {
-    std::string root = s.name == "fashion_mnist" ? rd.string("root", fashion_root())
-                                                 : rd.string("root", std::nullopt);
+    std::string root = s.name == "fashion_mnist" ? rd.string("root", fashion_root()) : rd.string("root", std::nullopt);
     rd.finish();
-    if (!fs::is_directory(root)) throw DataError(root, "data folder not found" +
-        std::string(s.name == "fashion_mnist" ? " (install Debian's dataset-fashion-mnist: scripts/setup does)" : ""));
+    if (!fs::is_directory(root))
+      throw DataError(root, "data folder not found" +
+                                std::string(s.name == "fashion_mnist"
+                                                ? " (install Debian's dataset-fashion-mnist: scripts/setup does)"
+                                                : ""));
     train = read_idx_pair(idx_file(root, "train-images-idx3-ubyte"), idx_file(root, "train-labels-idx1-ubyte"), 10);
     test = read_idx_pair(idx_file(root, "t10k-images-idx3-ubyte"), idx_file(root, "t10k-labels-idx1-ubyte"), 10);
     s.norm = s.name == "fashion_mnist" ? Normalization{{0.2860f}, {0.3530f}} : Normalization{{0.1307f}, {0.3081f}};
@@ -245,8 +247,10 @@ DataSplits open_dataset(const nlohmann::json& cfg, const std::string& key_path) 
 std::vector<DatasetStatus> list_datasets() {
   std::vector<DatasetStatus> out;
   std::string f = fashion_root();
-  bool found = fs::exists(fs::path(f) / "train-images-idx3-ubyte.gz") || fs::exists(fs::path(f) / "train-images-idx3-ubyte");
-  out.push_back({"fashion_mnist", "Fashion-MNIST, 60000/10000 28x28 gray, 10 classes (Debian: dataset-fashion-mnist); the default",
+  bool found =
+      fs::exists(fs::path(f) / "train-images-idx3-ubyte.gz") || fs::exists(fs::path(f) / "train-images-idx3-ubyte");
+  out.push_back({"fashion_mnist",
+                 "Fashion-MNIST, 60000/10000 28x28 gray, 10 classes (Debian: dataset-fashion-mnist); the default",
                  found, f});
   out.push_back({"mnist_idx", "any folder with the four MNIST-format IDX files (key root)", false, "set dataset.root"});
   out.push_back({"cifar10", "CIFAR-10 binary version (data_batch_1..5.bin, test_batch.bin)", false,

@@ -1,10 +1,10 @@
 // Datasets, splits and the loader. Datasets know nothing of models.
 #pragma once
-#include <nlohmann/json.hpp>
 #include <torch/torch.h>
 
 #include <cstdint>
 #include <memory>
+#include <nlohmann/json.hpp>
 #include <string>
 #include <utility>
 #include <vector>
@@ -46,14 +46,14 @@ std::pair<DatasetPtr, DatasetPtr> stratified_split(DatasetPtr train, double val_
 
 // What a sweep config's "dataset" object opens to.
 struct DataSplits {
-  std::string name;            // "fashion_mnist", "cifar10", "cifar100", "image_folder", "synthetic"
-  DatasetPtr train, val, test; // val is carved from the training split (never from test)
+  std::string name;             // "fashion_mnist", "cifar10", "cifar100", "image_folder", "synthetic"
+  DatasetPtr train, val, test;  // val is carved from the training split (never from test)
   int num_classes = 0;
   int channels = 0;
-  int image_size = 0;          // H = W of loader output
-  Normalization norm;          // per-dataset statistics
-  nlohmann::json augment;      // resolved augmentation options for the training loader
-  std::string source;          // where the files were found
+  int image_size = 0;      // H = W of loader output
+  Normalization norm;      // per-dataset statistics
+  nlohmann::json augment;  // resolved augmentation options for the training loader
+  std::string source;      // where the files were found
 };
 
 // Opens the dataset named by a sweep config's "dataset" object; validates every key (unknown keys,
@@ -71,7 +71,7 @@ struct DatasetStatus {
 std::vector<DatasetStatus> list_datasets();
 
 struct AugmentOptions {
-  bool random_crop = false;        // pad then crop back to size
+  bool random_crop = false;  // pad then crop back to size
   int crop_padding = 4;
   bool horizontal_flip = false;
   bool random_resized_crop = false;  // image-folder training (scale 0.08..1, ratio 3/4..4/3)
@@ -99,13 +99,13 @@ struct LoaderOptions {
   bool shuffle = true;
   bool drop_last = false;
   uint64_t seed = 0;
-  bool augment = false;            // apply `augment_options` (training loader only)
+  bool augment = false;  // apply `augment_options` (training loader only)
   AugmentOptions augment_options;
   Normalization norm;
-  int image_size = 0;              // output H=W (0 = dataset's own)
-  int workers = 1;                 // threads preparing batches ahead; 0 = prepare in next() itself
-  int prefetch = 2;                // batches ready ahead of the consumer (besides those in the making)
-  bool pin_memory = false;         // batches in page-locked memory (for non-blocking copies to a GPU)
+  int image_size = 0;       // output H=W (0 = dataset's own)
+  int workers = 1;          // threads preparing batches ahead; 0 = prepare in next() itself
+  int prefetch = 2;         // batches ready ahead of the consumer (besides those in the making)
+  bool pin_memory = false;  // batches in page-locked memory (for non-blocking copies to a GPU)
 };
 // Skipped samples (Dataset::image() undefined): a training loader (augment on) leaves them out of the
 // batch, so that batch is smaller; an evaluation loader (augment off) gives a blank (all-zero pixel)

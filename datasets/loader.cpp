@@ -94,9 +94,9 @@ struct Loader::Impl {
   LoaderOptions o;
   AugmentOptions aug;  // what is actually applied (all off unless o.augment)
   int64_t n = 0, batches = 0, channels = 0, out_size = 0;
-  torch::Tensor images;  // in-memory uint8 [N, C, H, W] contiguous, or undefined
-  torch::Tensor labels;  // int64 [N]
-  bool fast = false;     // images defined and already out_size x out_size, no resized crop
+  torch::Tensor images;    // in-memory uint8 [N, C, H, W] contiguous, or undefined
+  torch::Tensor labels;    // int64 [N]
+  bool fast = false;       // images defined and already out_size x out_size, no resized crop
   std::vector<float> lut;  // [C][256]: normalised value of each pixel byte
 
   std::vector<int64_t> order;
@@ -208,7 +208,8 @@ struct Loader::Impl {
     const int64_t S = out_size, plane = channels * S * S;
     std::vector<int64_t> kept;
     kept.reserve(static_cast<size_t>(len));
-    auto x = torch::empty({len, channels, S, S}, torch::TensorOptions().dtype(torch::kFloat).pinned_memory(o.pin_memory));
+    auto x =
+        torch::empty({len, channels, S, S}, torch::TensorOptions().dtype(torch::kFloat).pinned_memory(o.pin_memory));
     float* xp = x.data_ptr<float>();
     int64_t k = 0;
     for (int64_t i = 0; i < len; ++i) {
@@ -219,12 +220,12 @@ struct Loader::Impl {
       } else {
         torch::Tensor img = images.defined() ? images[idx] : data->image(idx);
         if (!img.defined()) {
-          if (o.augment) continue;  // training: leave it out
+          if (o.augment) continue;                              // training: leave it out
           img = torch::zeros({channels, S, S}, torch::kUInt8);  // evaluation: keep outputs aligned
         }
         if (img.dim() != 3 || img.size(0) != channels || img.scalar_type() != torch::kUInt8)
-          throw std::logic_error("dataset image " + std::to_string(idx) + " is not uint8 [" +
-                                 std::to_string(channels) + ", H, W]");
+          throw std::logic_error("dataset image " + std::to_string(idx) + " is not uint8 [" + std::to_string(channels) +
+                                 ", H, W]");
         SampleAugment s = sample_augment(aug, o.seed, epoch, idx, img.size(1), img.size(2));
         auto sized = to_output_size(img, s);
         emit(sized.data_ptr<uint8_t>(), s, xp + k * plane);
@@ -274,8 +275,12 @@ struct Loader::Impl {
 
 Loader::Loader(DatasetPtr data, LoaderOptions options) : impl_(std::make_unique<Impl>(std::move(data), options)) {}
 Loader::~Loader() = default;
-int64_t Loader::batches_per_epoch() const { return impl_->batches; }
-int64_t Loader::size() const { return impl_->n; }
+int64_t Loader::batches_per_epoch() const {
+  return impl_->batches;
+}
+int64_t Loader::size() const {
+  return impl_->n;
+}
 
 void Loader::start_epoch(int64_t epoch) {
   Impl& m = *impl_;
@@ -290,7 +295,8 @@ void Loader::start_epoch(int64_t epoch) {
   std::iota(m.order.begin(), m.order.end(), 0);
   if (m.o.shuffle) {  // Fisher-Yates with our own stream: the order is a pure function of (seed, epoch)
     Stream r(mix(mix(m.o.seed ^ 0x2545F4914F6CDD1DULL) + static_cast<uint64_t>(epoch)));
-    for (int64_t i = m.n - 1; i > 0; --i) std::swap(m.order[static_cast<size_t>(i)], m.order[static_cast<size_t>(r.below(i + 1))]);
+    for (int64_t i = m.n - 1; i > 0; --i)
+      std::swap(m.order[static_cast<size_t>(i)], m.order[static_cast<size_t>(r.below(i + 1))]);
   }
   m.next_to_make = m.next_to_give = 0;
   for (int i = 0; i < m.o.workers; ++i) m.threads.emplace_back([&m] { m.worker(); });

@@ -81,9 +81,11 @@ IdxArray parse_idx(const std::string& bytes, const std::string& name) {
   if (u8(0) != 0 || u8(1) != 0)
     throw DataError(name, "bad magic number at byte 0: not an IDX file (expected 0x000008NN, got 0x" +
                               fmt::format("{:02x}{:02x}{:02x}{:02x}", u8(0), u8(1), u8(2), u8(3)) + ")");
-  if (u8(2) != 0x08) throw DataError(name, fmt::format("IDX data type 0x{:02x} at byte 2 is not unsigned byte (0x08)", u8(2)));
+  if (u8(2) != 0x08)
+    throw DataError(name, fmt::format("IDX data type 0x{:02x} at byte 2 is not unsigned byte (0x08)", u8(2)));
   int nd = u8(3);
-  if (nd < 1 || nd > 4) throw DataError(name, "IDX with " + std::to_string(nd) + " dimensions at byte 3 (expected 1 to 4)");
+  if (nd < 1 || nd > 4)
+    throw DataError(name, "IDX with " + std::to_string(nd) + " dimensions at byte 3 (expected 1 to 4)");
   size_t header = 4 + 4 * static_cast<size_t>(nd);
   if (bytes.size() < header) throw DataError(name, "truncated IDX header: needs " + std::to_string(header) + " bytes");
   IdxArray a;
@@ -91,7 +93,9 @@ IdxArray parse_idx(const std::string& bytes, const std::string& name) {
   for (int d = 0; d < nd; ++d) {
     size_t o = 4 + 4 * static_cast<size_t>(d);
     uint64_t v = (uint64_t(u8(o)) << 24) | (uint64_t(u8(o + 1)) << 16) | (uint64_t(u8(o + 2)) << 8) | u8(o + 3);
-    if (v == 0 || v > (1u << 28)) throw DataError(name, "IDX dimension " + std::to_string(d) + " at byte " + std::to_string(o) + " is " + std::to_string(v));
+    if (v == 0 || v > (1u << 28))
+      throw DataError(
+          name, "IDX dimension " + std::to_string(d) + " at byte " + std::to_string(o) + " is " + std::to_string(v));
     a.dims.push_back(static_cast<int64_t>(v));
     total *= v;
     if (total > (uint64_t(1) << 34)) throw DataError(name, "IDX dimensions are implausibly large");
@@ -104,7 +108,8 @@ IdxArray parse_idx(const std::string& bytes, const std::string& name) {
                               std::to_string(have) + " (byte " + std::to_string(bytes.size()) + ")");
   }
   if (bytes.size() - header > total)
-    throw DataError(name, "has " + std::to_string(bytes.size() - header - total) + " trailing bytes after the last record");
+    throw DataError(name,
+                    "has " + std::to_string(bytes.size() - header - total) + " trailing bytes after the last record");
   a.data = torch::empty(a.dims, torch::kUInt8);
   std::memcpy(a.data.data_ptr<uint8_t>(), bytes.data() + header, total);
   return a;
@@ -114,19 +119,23 @@ DatasetPtr read_idx_pair(const std::string& images_path, const std::string& labe
   IdxArray im = parse_idx(read_file_maybe_gz(images_path), images_path);
   IdxArray lb = parse_idx(read_file_maybe_gz(labels_path), labels_path);
   if (im.dims.size() != 3)
-    throw DataError(images_path, "bad magic number at byte 0: expected an IDX image file (magic 0x00000803), got 0x0000080" +
-                                     std::to_string(im.dims.size()));
+    throw DataError(images_path,
+                    "bad magic number at byte 0: expected an IDX image file (magic 0x00000803), got 0x0000080" +
+                        std::to_string(im.dims.size()));
   if (lb.dims.size() != 1)
-    throw DataError(labels_path, "bad magic number at byte 0: expected an IDX label file (magic 0x00000801), got 0x0000080" +
-                                     std::to_string(lb.dims.size()));
+    throw DataError(labels_path,
+                    "bad magic number at byte 0: expected an IDX label file (magic 0x00000801), got 0x0000080" +
+                        std::to_string(lb.dims.size()));
   if (im.dims[0] != lb.dims[0])
-    throw DataError(labels_path, std::to_string(lb.dims[0]) + " labels for " + std::to_string(im.dims[0]) + " images in " + images_path);
+    throw DataError(labels_path, std::to_string(lb.dims[0]) + " labels for " + std::to_string(im.dims[0]) +
+                                     " images in " + images_path);
   auto labels = lb.data.to(torch::kLong);
   auto* p = labels.data_ptr<int64_t>();
   for (int64_t i = 0; i < labels.size(0); ++i)
     if (p[i] >= num_classes)
       throw DataError(labels_path, "label " + std::to_string(p[i]) + " of record " + std::to_string(i) + " (byte " +
-                                       std::to_string(8 + i) + ") is out of range [0, " + std::to_string(num_classes) + ")");
+                                       std::to_string(8 + i) + ") is out of range [0, " + std::to_string(num_classes) +
+                                       ")");
   auto images = im.data.unsqueeze(1).contiguous();
   return std::make_shared<InMemoryDataset>(images, labels, num_classes, images_path);
 }
@@ -445,7 +454,8 @@ std::pair<DatasetPtr, DatasetPtr> open_image_folder(const ImageFolderOptions& o)
       line.erase(line.find_last_not_of(" \t\r") + 1);
       if (line.empty()) continue;
       if (!fs::is_directory(train_dir / line))
-        throw DataError(o.classes_file, "line " + std::to_string(n) + ": class '" + line + "' has no folder in " + train_dir.string());
+        throw DataError(o.classes_file,
+                        "line " + std::to_string(n) + ": class '" + line + "' has no folder in " + train_dir.string());
       classes.push_back(line);
     }
   } else {
@@ -454,7 +464,8 @@ std::pair<DatasetPtr, DatasetPtr> open_image_folder(const ImageFolderOptions& o)
     std::sort(classes.begin(), classes.end());
     if (o.num_classes > 0) {
       if (static_cast<size_t>(o.num_classes) > classes.size())
-        throw DataError(train_dir.string(), "asked for " + std::to_string(o.num_classes) + " classes, found " + std::to_string(classes.size()));
+        throw DataError(train_dir.string(), "asked for " + std::to_string(o.num_classes) + " classes, found " +
+                                                std::to_string(classes.size()));
       classes.resize(static_cast<size_t>(o.num_classes));
     }
   }

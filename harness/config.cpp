@@ -54,15 +54,23 @@ void check_json_text(const std::string& text, const std::string& file_name) {
 
 std::string json_type_name(const json& j) {
   switch (j.type()) {
-    case json::value_t::null: return "null";
-    case json::value_t::boolean: return "a boolean";
+    case json::value_t::null:
+      return "null";
+    case json::value_t::boolean:
+      return "a boolean";
     case json::value_t::number_integer:
-    case json::value_t::number_unsigned: return "an integer";
-    case json::value_t::number_float: return "a number";
-    case json::value_t::string: return "a string";
-    case json::value_t::array: return "an array";
-    case json::value_t::object: return "an object";
-    default: return "an unsupported value";
+    case json::value_t::number_unsigned:
+      return "an integer";
+    case json::value_t::number_float:
+      return "a number";
+    case json::value_t::string:
+      return "a string";
+    case json::value_t::array:
+      return "an array";
+    case json::value_t::object:
+      return "an object";
+    default:
+      return "an unsupported value";
   }
 }
 
@@ -85,8 +93,7 @@ json parse_json_text(const std::string& text, const std::string& file_name) {
     std::string what = e.what();
     auto pos = what.find("syntax error");
     if (pos != std::string::npos) what = what.substr(pos);
-    throw ConfigError(file_name + ":" + std::to_string(line) + ":" + std::to_string(col),
-                      "malformed JSON: " + what);
+    throw ConfigError(file_name + ":" + std::to_string(line) + ":" + std::to_string(col), "malformed JSON: " + what);
   } catch (const json::exception& e) {
     // The parser also throws out_of_range (406: a number too large for a double, e.g. 1e999), which
     // carries no position; its message quotes the offending token.
@@ -109,7 +116,9 @@ ObjectReader::ObjectReader(const json& j, std::string path) : j_(j), path_(std::
   if (!j_.is_object()) throw ConfigError(path_, "expected an object, got " + json_type_name(j_));
 }
 
-bool ObjectReader::has(const std::string& key) const { return j_.contains(key); }
+bool ObjectReader::has(const std::string& key) const {
+  return j_.contains(key);
+}
 
 const json& ObjectReader::raw(const std::string& key) {
   if (!j_.contains(key)) throw ConfigError(path(key), "required key is missing");
@@ -119,8 +128,9 @@ const json& ObjectReader::raw(const std::string& key) {
 
 double ObjectReader::number(const std::string& key, std::optional<double> def, double lo, double hi) {
   if (!has(key)) {
-    if (!def) throw ConfigError(path(key), "required key is missing (expected a number in [" + format_number(lo) + ", " +
-                                               format_number(hi) + "])");
+    if (!def)
+      throw ConfigError(path(key), "required key is missing (expected a number in [" + format_number(lo) + ", " +
+                                       format_number(hi) + "])");
     read_.insert(key);
     return *def;
   }
@@ -128,7 +138,8 @@ double ObjectReader::number(const std::string& key, std::optional<double> def, d
   if (!v.is_number()) throw ConfigError(path(key), "expected a number, got " + json_type_name(v));
   double d = v.get<double>();
   if (!std::isfinite(d) || d < lo || d > hi)
-    throw ConfigError(path(key), "value " + format_number(d) + " is out of range [" + format_number(lo) + ", " + format_number(hi) + "]");
+    throw ConfigError(path(key), "value " + format_number(d) + " is out of range [" + format_number(lo) + ", " +
+                                     format_number(hi) + "]");
   return d;
 }
 
@@ -177,8 +188,7 @@ std::string ObjectReader::string(const std::string& key, std::optional<std::stri
   return s;
 }
 
-std::vector<std::string> ObjectReader::strings(const std::string& key,
-                                               std::optional<std::vector<std::string>> def) {
+std::vector<std::string> ObjectReader::strings(const std::string& key, std::optional<std::vector<std::string>> def) {
   if (!has(key)) {
     if (!def) throw ConfigError(path(key), "required key is missing (expected an array of strings)");
     read_.insert(key);
@@ -196,8 +206,8 @@ std::vector<std::string> ObjectReader::strings(const std::string& key,
   return out;
 }
 
-std::vector<int64_t> ObjectReader::integers(const std::string& key, std::optional<std::vector<int64_t>> def,
-                                            int64_t lo, int64_t hi) {
+std::vector<int64_t> ObjectReader::integers(const std::string& key, std::optional<std::vector<int64_t>> def, int64_t lo,
+                                            int64_t hi) {
   if (!has(key)) {
     if (!def) throw ConfigError(path(key), "required key is missing (expected an array of integers)");
     read_.insert(key);
@@ -213,8 +223,8 @@ std::vector<int64_t> ObjectReader::integers(const std::string& key, std::optiona
       throw ConfigError(p, "expected an integer, got " + json_type_name(e));
     double d = e.get<double>();
     if (d < static_cast<double>(lo) || d > static_cast<double>(hi))
-      throw ConfigError(p, "value " + format_number(d) + " is out of range [" + std::to_string(lo) + ", " +
-                               std::to_string(hi) + "]");
+      throw ConfigError(
+          p, "value " + format_number(d) + " is out of range [" + std::to_string(lo) + ", " + std::to_string(hi) + "]");
     out.push_back(static_cast<int64_t>(d));
   }
   return out;
@@ -230,12 +240,23 @@ void ObjectReader::finish() const {
 }
 
 json Recipe::to_json() const {
-  return json{{"epochs", epochs},         {"batch_size", batch_size}, {"eval_batch_size", eval_batch_size},
-              {"optimizer", optimizer},   {"lr", lr},                 {"momentum", momentum},
-              {"nesterov", nesterov},     {"weight_decay", weight_decay}, {"beta1", beta1},
-              {"beta2", beta2},           {"schedule", schedule},     {"milestones", milestones},
-              {"step_size", step_size},   {"gamma", gamma},           {"warmup_epochs", warmup_epochs},
-              {"min_lr", min_lr},         {"grad_clip", grad_clip}};
+  return json{{"epochs", epochs},
+              {"batch_size", batch_size},
+              {"eval_batch_size", eval_batch_size},
+              {"optimizer", optimizer},
+              {"lr", lr},
+              {"momentum", momentum},
+              {"nesterov", nesterov},
+              {"weight_decay", weight_decay},
+              {"beta1", beta1},
+              {"beta2", beta2},
+              {"schedule", schedule},
+              {"milestones", milestones},
+              {"step_size", step_size},
+              {"gamma", gamma},
+              {"warmup_epochs", warmup_epochs},
+              {"min_lr", min_lr},
+              {"grad_clip", grad_clip}};
 }
 
 Recipe parse_recipe(const json& j, const std::string& path, const Recipe& base) {

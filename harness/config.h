@@ -1,9 +1,8 @@
 // Sweep configuration: JSON parsing with line/column errors, and a validating reader that names
 // every bad key by its path and rejects unknown keys.
 #pragma once
-#include <nlohmann/json.hpp>
-
 #include <cstdint>
+#include <nlohmann/json.hpp>
 #include <optional>
 #include <set>
 #include <string>

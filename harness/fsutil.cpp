@@ -68,7 +68,9 @@ void crash_point(const std::string& point) {
   if (hook_fires("KDBENCH_CRASH_AT", point)) ::kill(::getpid(), SIGKILL);
 }
 
-bool injected_write_failure(const std::string& point) { return hook_fires("KDBENCH_FAIL_WRITE", point); }
+bool injected_write_failure(const std::string& point) {
+  return hook_fires("KDBENCH_FAIL_WRITE", point);
+}
 
 void write_atomically(const std::string& path, const std::function<void(const std::string& tmp)>& write,
                       const char* what) {

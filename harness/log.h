@@ -17,7 +17,9 @@ inline Level& threshold() {
   static Level level = Level::Info;
   return level;
 }
-inline void set_level(Level l) { threshold() = l; }
+inline void set_level(Level l) {
+  threshold() = l;
+}
 
 inline void write(Level l, const std::string& msg) {
   if (l < threshold()) return;
@@ -34,12 +36,20 @@ inline void write(Level l, const std::string& msg) {
 }
 
 template <typename... Args>
-void debug(fmt::format_string<Args...> f, Args&&... a) { write(Level::Debug, fmt::format(f, std::forward<Args>(a)...)); }
+void debug(fmt::format_string<Args...> f, Args&&... a) {
+  write(Level::Debug, fmt::format(f, std::forward<Args>(a)...));
+}
 template <typename... Args>
-void info(fmt::format_string<Args...> f, Args&&... a) { write(Level::Info, fmt::format(f, std::forward<Args>(a)...)); }
+void info(fmt::format_string<Args...> f, Args&&... a) {
+  write(Level::Info, fmt::format(f, std::forward<Args>(a)...));
+}
 template <typename... Args>
-void warn(fmt::format_string<Args...> f, Args&&... a) { write(Level::Warn, fmt::format(f, std::forward<Args>(a)...)); }
+void warn(fmt::format_string<Args...> f, Args&&... a) {
+  write(Level::Warn, fmt::format(f, std::forward<Args>(a)...));
+}
 template <typename... Args>
-void error(fmt::format_string<Args...> f, Args&&... a) { write(Level::Error, fmt::format(f, std::forward<Args>(a)...)); }
+void error(fmt::format_string<Args...> f, Args&&... a) {
+  write(Level::Error, fmt::format(f, std::forward<Args>(a)...));
+}
 
 }  // namespace kd::log

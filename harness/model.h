@@ -32,10 +32,10 @@ class TapModel : public torch::nn::Module {
 using ModelPtr = std::shared_ptr<TapModel>;
 
 struct ModelSpec {
-  std::string name;       // zoo name, e.g. "resnet8x4"
+  std::string name;  // zoo name, e.g. "resnet8x4"
   int num_classes = 10;
   int in_channels = 3;
-  int image_size = 32;    // input height = width
+  int image_size = 32;  // input height = width
   // K > 1: K models of this architecture horizontally fused into one (see fuse_models below).
   int fused = 1;
 };

@@ -1,11 +1,11 @@
 #include "harness/plan.h"
 
+#include <fmt/format.h>
+
 #include <algorithm>
 #include <cstdlib>
 #include <functional>
 #include <set>
-
-#include <fmt/format.h>
 
 #include "harness/errors.h"
 #include "harness/model.h"
@@ -109,18 +109,19 @@ MethodEntry parse_method_entry(const json& j, const std::string& path, const Swe
   e.teachers = rd.strings("teachers", def_teachers);
   for (size_t i = 0; i < e.teachers.size(); ++i)
     if (std::find(teacher_names.begin(), teacher_names.end(), e.teachers[i]) == teacher_names.end())
-      throw ConfigError(rd.path("teachers") + "[" + std::to_string(i) + "]",
-                        "unknown teacher '" + e.teachers[i] + "' (this sweep's teachers are declared under \"teachers\")");
+      throw ConfigError(
+          rd.path("teachers") + "[" + std::to_string(i) + "]",
+          "unknown teacher '" + e.teachers[i] + "' (this sweep's teachers are declared under \"teachers\")");
   int n = static_cast<int>(e.teachers.size());
   if (n < info.min_teachers || n > info.max_teachers)
-    throw ConfigError(rd.path("teachers"), "method '" + e.method + "' uses " + std::to_string(info.min_teachers) +
-                                               (info.min_teachers == info.max_teachers
-                                                    ? ""
-                                                    : " to " + std::to_string(info.max_teachers)) +
-                                               " teacher(s), got " + std::to_string(n));
+    throw ConfigError(rd.path("teachers"),
+                      "method '" + e.method + "' uses " + std::to_string(info.min_teachers) +
+                          (info.min_teachers == info.max_teachers ? "" : " to " + std::to_string(info.max_teachers)) +
+                          " teacher(s), got " + std::to_string(n));
   if (rd.has("params")) {
     e.params = rd.raw("params");
-    if (!e.params.is_object()) throw ConfigError(rd.path("params"), "expected an object, got " + json_type_name(e.params));
+    if (!e.params.is_object())
+      throw ConfigError(rd.path("params"), "expected an object, got " + json_type_name(e.params));
   }
   if (rd.has("grid")) {
     e.grid = rd.raw("grid");
@@ -144,7 +145,8 @@ MethodEntry parse_method_entry(const json& j, const std::string& path, const Swe
                                                      points, kMaxGridPoints));
   }
   e.students = rd.strings("students", cfg.students);
-  for (size_t i = 0; i < e.students.size(); ++i) check_model(e.students[i], rd.path("students") + "[" + std::to_string(i) + "]");
+  for (size_t i = 0; i < e.students.size(); ++i)
+    check_model(e.students[i], rd.path("students") + "[" + std::to_string(i) + "]");
   // A per-entry recipe (e.g. the published CIFAR-100 tables' lr 0.01 for MobileNetV2/ShuffleNet students):
   // its keys over the sweep's recipe; it is part of every run's resolved config, so of its id.
   e.recipe = rd.has("recipe") ? parse_recipe(rd.raw("recipe"), rd.path("recipe"), cfg.recipe) : cfg.recipe;
@@ -192,11 +194,12 @@ SweepConfig parse_sweep_config(const json& j, const std::string& file) {
   c.students = rd.strings("student", std::nullopt);
   for (size_t i = 0; i < c.students.size(); ++i) check_model(c.students[i], "student");
   c.recipe = rd.has("recipe") ? parse_recipe(rd.raw("recipe"), "recipe") : Recipe{};
-  Recipe teacher_base = rd.has("teacher_recipe") ? parse_recipe(rd.raw("teacher_recipe"), "teacher_recipe", c.recipe)
-                                                 : c.recipe;
+  Recipe teacher_base =
+      rd.has("teacher_recipe") ? parse_recipe(rd.raw("teacher_recipe"), "teacher_recipe", c.recipe) : c.recipe;
   if (rd.has("teachers")) {
     const json& t = rd.raw("teachers");
-    if (!t.is_object()) throw ConfigError("teachers", "expected an object of name -> teacher, got " + json_type_name(t));
+    if (!t.is_object())
+      throw ConfigError("teachers", "expected an object of name -> teacher, got " + json_type_name(t));
     // Keep the config's order: nlohmann's object is sorted, so read the order from the text of the raw dump
     // is not possible; teachers are ordered by name, and methods name theirs explicitly when order matters.
     for (auto it = t.begin(); it != t.end(); ++it)
@@ -218,7 +221,9 @@ SweepConfig parse_sweep_config(const json& j, const std::string& file) {
   return c;
 }
 
-SweepConfig load_sweep_config(const std::string& path) { return parse_sweep_config(load_json_file(path), path); }
+SweepConfig load_sweep_config(const std::string& path) {
+  return parse_sweep_config(load_json_file(path), path);
+}
 
 Plan plan_sweep(const SweepConfig& cfg) {
   Plan plan;
@@ -284,9 +289,9 @@ Plan plan_sweep(const SweepConfig& cfg) {
           a.teacher_ids = tids;
           a.recipe = e.recipe;
           a.level = level++;
-          a.config = json{{"role", "assistant"}, {"model", a.model}, {"method", lname}, {"params", a.params},
-                          {"teachers", a.teacher_ids}, {"seed", seed}, {"recipe", a.recipe.to_json()},
-                          {"dataset", cfg.dataset}};
+          a.config = json{{"role", "assistant"},          {"model", a.model},          {"method", lname},
+                          {"params", a.params},           {"teachers", a.teacher_ids}, {"seed", seed},
+                          {"recipe", a.recipe.to_json()}, {"dataset", cfg.dataset}};
           a.id = content_hash(a.config);
           tids = {a.id};
           add(a);
@@ -303,9 +308,9 @@ Plan plan_sweep(const SweepConfig& cfg) {
           r.teacher_ids = tids;
           r.recipe = e.recipe;
           r.level = level;
-          r.config = json{{"role", "student"}, {"model", student}, {"method", e.method}, {"params", r.params},
-                          {"teachers", tids}, {"seed", seed}, {"recipe", r.recipe.to_json()},
-                          {"dataset", cfg.dataset}};
+          r.config =
+              json{{"role", "student"}, {"model", student}, {"method", e.method},           {"params", r.params},
+                   {"teachers", tids},  {"seed", seed},     {"recipe", r.recipe.to_json()}, {"dataset", cfg.dataset}};
           r.id = content_hash(r.config);
           students.push_back(std::move(r));
         }

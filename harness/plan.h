@@ -12,33 +12,33 @@ namespace kd {
 // A teacher named in the config, and how it is obtained.
 struct TeacherSpec {
   std::string name;
-  std::string model;                // zoo name ("" for torchscript)
-  std::string obtain = "train";     // train | checkpoint | torchscript
-  std::string file;                 // checkpoint / TorchScript file
-  std::vector<std::string> taps;    // torchscript: names of its outputs
-  Recipe recipe;                    // train: its recipe
-  int64_t seed = 0;                 // train: its seed (one teacher per sweep, shared by every run)
+  std::string model;              // zoo name ("" for torchscript)
+  std::string obtain = "train";   // train | checkpoint | torchscript
+  std::string file;               // checkpoint / TorchScript file
+  std::vector<std::string> taps;  // torchscript: names of its outputs
+  Recipe recipe;                  // train: its recipe
+  int64_t seed = 0;               // train: its seed (one teacher per sweep, shared by every run)
 };
 
 // One entry of "methods": a method, its fixed params and a grid over some of them.
 struct MethodEntry {
   std::string method;
-  std::string label;                 // display name (defaults to the method name)
-  std::vector<std::string> teachers; // teacher names; default: the first (or all, for multi-teacher)
-  json params = json::object();      // fixed hyperparameters
-  json grid = json::object();        // key -> list of values; the runs are the cartesian product
-  std::vector<std::string> students; // default: the sweep's students
-  Recipe recipe;                     // the sweep's recipe with this entry's "recipe" keys over it
-  std::string path;                  // "methods[3]" for messages
+  std::string label;                  // display name (defaults to the method name)
+  std::vector<std::string> teachers;  // teacher names; default: the first (or all, for multi-teacher)
+  json params = json::object();       // fixed hyperparameters
+  json grid = json::object();         // key -> list of values; the runs are the cartesian product
+  std::vector<std::string> students;  // default: the sweep's students
+  Recipe recipe;                      // the sweep's recipe with this entry's "recipe" keys over it
+  std::string path;                   // "methods[3]" for messages
 };
 
 struct SweepConfig {
   std::string name;
-  std::string output;               // sweep folder (default results/<name>)
-  std::string cache_dir;            // teacher cache shared between sweeps
+  std::string output;     // sweep folder (default results/<name>)
+  std::string cache_dir;  // teacher cache shared between sweeps
   json dataset;
-  std::string device = "auto";      // auto | cpu | cuda
-  int64_t threads = 0;              // 0 = all cores
+  std::string device = "auto";  // auto | cpu | cuda
+  int64_t threads = 0;          // 0 = all cores
   std::vector<int64_t> seeds;
   std::vector<std::string> students;
   std::vector<TeacherSpec> teachers;
@@ -62,11 +62,11 @@ SweepConfig load_sweep_config(const std::string& path);
 
 struct RunSpec {
   std::string id;
-  std::string role;                      // teacher | assistant | student
-  std::string name;                      // teacher name, or the entry's label
-  std::string method;                    // registry name ("baseline" for trained teachers)
-  json params = json::object();          // resolved hyperparameters
-  json setting = json::object();         // what distinguishes it within its method (fixed params + grid point)
+  std::string role;               // teacher | assistant | student
+  std::string name;               // teacher name, or the entry's label
+  std::string method;             // registry name ("baseline" for trained teachers)
+  json params = json::object();   // resolved hyperparameters
+  json setting = json::object();  // what distinguishes it within its method (fixed params + grid point)
   int64_t seed = 0;
   std::string model;
   std::vector<std::string> teacher_ids;  // runs whose models are its teachers, in order

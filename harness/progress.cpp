@@ -25,7 +25,9 @@ TerminalProgress::TerminalProgress(std::string unit, bool force_plain)
   start_ = last_draw_ = std::chrono::steady_clock::now();
 }
 
-TerminalProgress::~TerminalProgress() { finish(); }
+TerminalProgress::~TerminalProgress() {
+  finish();
+}
 
 void TerminalProgress::add_work(double units) {
   std::lock_guard<std::mutex> l(mu_);

@@ -12,9 +12,9 @@
 
 #include "datasets/dataset.h"
 #include "git_commit.h"  // generated at build time (cmake/git_commit.cmake)
-#include "harness/log.h"
 #include "harness/errors.h"
 #include "harness/fsutil.h"
+#include "harness/log.h"
 #include "harness/progress.h"
 #include "harness/store.h"
 #include "harness/trainer.h"
@@ -102,15 +102,17 @@ class SweepRun {
     plan_ = plan_sweep(cfg_);
     data_ = open_dataset(cfg_.dataset, "dataset");
     log::info("data: {} ({} train / {} val / {} test, {} classes) from {}", data_.name, data_.train->size(),
-                 data_.val->size(), data_.test->size(), data_.num_classes, data_.source);
+              data_.val->size(), data_.test->size(), data_.num_classes, data_.source);
 
     fs::create_directories(out_);
     fs::create_directories(fs::path(out_) / "checkpoints");
-    write_atomically((fs::path(out_) / "sweep.json").string(), [&](const std::string& tmp) {
-      std::ofstream o(tmp);
-      o << cfg_.raw.dump(2) << "\n";
-      if (!o) throw std::runtime_error(tmp + ": write failed");
-    }, "config");
+    write_atomically((fs::path(out_) / "sweep.json").string(),
+                     [&](const std::string& tmp) {
+                       std::ofstream o(tmp);
+                       o << cfg_.raw.dump(2) << "\n";
+                       if (!o) throw std::runtime_error(tmp + ": write failed");
+                     },
+                     "config");
     remove_stale_temporaries((fs::path(out_) / "checkpoints").string());
     remove_stale_temporaries((fs::path(cfg_.cache_dir) / "teachers").string());
     store_ = std::make_unique<ResultsStore>((fs::path(out_) / "results.db").string());
@@ -222,8 +224,14 @@ class SweepRun {
     EvalMetrics t = metrics_from_logits(h.test_logits, data_.test->all_labels());
     for (const char* which : {"final", "bestval"}) {
       std::string w = which;
-      f[w + ".val.top1"] = v.top1; f[w + ".val.top5"] = v.top5; f[w + ".val.nll"] = v.nll; f[w + ".val.ece"] = v.ece;
-      f[w + ".test.top1"] = t.top1; f[w + ".test.top5"] = t.top5; f[w + ".test.nll"] = t.nll; f[w + ".test.ece"] = t.ece;
+      f[w + ".val.top1"] = v.top1;
+      f[w + ".val.top5"] = v.top5;
+      f[w + ".val.nll"] = v.nll;
+      f[w + ".val.ece"] = v.ece;
+      f[w + ".test.top1"] = t.top1;
+      f[w + ".test.top5"] = t.top5;
+      f[w + ".test.nll"] = t.nll;
+      f[w + ".test.ece"] = t.ece;
     }
     return f;
   }
@@ -314,8 +322,11 @@ class SweepRun {
       }
       if (!missing.empty()) {
         const RunSpec* dep = plan_.find(missing);
-        store_->fail_run(r.id, json{{"message", "its teacher run " + missing.substr(0, 8) + " (" +
-                                                    (dep ? dep->name : "?") + ") failed"}}.dump(), {});
+        store_->fail_run(
+            r.id,
+            json{{"message", "its teacher run " + missing.substr(0, 8) + " (" + (dep ? dep->name : "?") + ") failed"}}
+                .dump(),
+            {});
         continue;
       }
       if (r.role == "teacher" && obtain_without_training(r)) continue;
@@ -345,9 +356,8 @@ class SweepRun {
         if (!h) throw std::logic_error("teacher run " + tid + " is not available");
         m.teachers.push_back(h);
       }
-      m.checkpoint_path = r->role == "teacher"
-                              ? teacher_cache_path(r->id)
-                              : (fs::path(out_) / "checkpoints" / (r->id + ".pt")).string();
+      m.checkpoint_path = r->role == "teacher" ? teacher_cache_path(r->id)
+                                               : (fs::path(out_) / "checkpoints" / (r->id + ".pt")).string();
       members.push_back(std::move(m));
     }
     progress_->note(fmt::format("training {} run(s) in lockstep (seed {}, level {})", members.size(),
@@ -387,13 +397,19 @@ class SweepRun {
       o.finals["latency_ms"] = latency_of(r.model);
       if (r.role == "teacher") {
         // Cache the teacher's metrics beside its checkpoint, so other sweeps reuse both.
-        json meta{{"epochs", epochs_to_json(o.epochs)}, {"finals", o.finals}, {"wall_seconds", o.wall_seconds},
-                  {"images_per_second", o.images_per_second}, {"config", r.config}};
-        write_atomically(o.checkpoint + ".json", [&](const std::string& tmp) {
-          std::ofstream f(tmp);
-          f << meta.dump() << "\n";
-          if (!f) throw std::runtime_error(tmp + ": write failed");
-        }, "teacher_meta");
+        json meta{{"epochs", epochs_to_json(o.epochs)},
+                  {"finals", o.finals},
+                  {"wall_seconds", o.wall_seconds},
+                  {"images_per_second", o.images_per_second},
+                  {"config", r.config}};
+        write_atomically(
+            o.checkpoint + ".json",
+            [&](const std::string& tmp) {
+              std::ofstream f(tmp);
+              f << meta.dump() << "\n";
+              if (!f) throw std::runtime_error(tmp + ": write failed");
+            },
+            "teacher_meta");
       }
       store_->finish_run(rec, o.epochs, o.finals);
       ++summary_.trained;
@@ -423,14 +439,16 @@ class SweepRun {
   std::unique_ptr<ResultsStore> store_;
   std::unique_ptr<TerminalProgress> progress_;
   std::map<std::string, std::unique_ptr<TeacherHandle>> handles_;
-  TeacherOutputCache teacher_outputs_;  // teachers' outputs over the training split, shared by all groups
+  TeacherOutputCache teacher_outputs_;     // teachers' outputs over the training split, shared by all groups
   std::map<std::string, double> latency_;  // zoo model -> batch-1 inference milliseconds
   SweepSummary summary_;
 };
 
 }  // namespace
 
-std::string process_owner() { return hostname() + ":" + std::to_string(::getpid()); }
+std::string process_owner() {
+  return hostname() + ":" + std::to_string(::getpid());
+}
 
 std::string sweep_output_dir(const SweepConfig& cfg, const SweepOptions& opts) {
   return opts.output.empty() ? cfg.output : opts.output;

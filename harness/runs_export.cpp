@@ -1,16 +1,16 @@
 #include "harness/runs_export.h"
 
 #include <fmt/format.h>
-#include <nlohmann/json.hpp>
 
 #include <filesystem>
 #include <fstream>
 #include <iostream>
+#include <nlohmann/json.hpp>
 #include <sstream>
 
 #include "harness/errors.h"
-#include "harness/store.h"
 #include "harness/fsutil.h"
+#include "harness/store.h"
 
 namespace fs = std::filesystem;
 
@@ -61,9 +61,9 @@ int cmd_runs(const std::string& dir, const std::string& format, const std::strin
       auto num = [&](const char* k) { return f.count(k) ? fmt::format("{}", f[k]) : std::string(); };
       out << csv_field(r.id) << ',' << csv_field(r.sweep_id) << ',' << r.role << ',' << csv_field(r.name) << ','
           << r.method << ',' << csv_field(r.setting) << ',' << r.seed << ',' << csv_field(r.model) << ',' << r.status
-          << ',' << csv_field(r.error) << ',' << r.wall_seconds << ',' << r.images_per_second << ',' << r.params
-          << ',' << r.macs << ',' << r.method_params << ',' << num("final.val.top1") << ','
-          << num("final.test.top1") << ',' << num("bestval.test.top1") << ',' << csv_field(r.checkpoint) << "\n";
+          << ',' << csv_field(r.error) << ',' << r.wall_seconds << ',' << r.images_per_second << ',' << r.params << ','
+          << r.macs << ',' << r.method_params << ',' << num("final.val.top1") << ',' << num("final.test.top1") << ','
+          << num("bestval.test.top1") << ',' << csv_field(r.checkpoint) << "\n";
     }
   } else {
     for (const auto& r : runs) {
@@ -87,7 +87,8 @@ int cmd_runs(const std::string& dir, const std::string& format, const std::strin
                        {"finals", store.finals(r.id)},
                        {"checkpoint", r.checkpoint}};
       nlohmann::json ep = nlohmann::json::array();
-      for (const auto& e : store.epochs(r.id)) ep.push_back({{"stage", e.stage}, {"epoch", e.epoch}, {e.name, e.value}});
+      for (const auto& e : store.epochs(r.id))
+        ep.push_back({{"stage", e.stage}, {"epoch", e.epoch}, {e.name, e.value}});
       j["epochs"] = ep;
       out << j.dump() << "\n";
     }

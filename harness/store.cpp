@@ -2,12 +2,12 @@
 
 #include <sqlite3.h>
 
-#include "harness/fsutil.h"
-
 #include <chrono>
 #include <functional>
 #include <stdexcept>
 #include <thread>
+
+#include "harness/fsutil.h"
 
 namespace kd {
 namespace {
@@ -42,9 +42,18 @@ class Stmt {
     sqlite3_bind_text(st_, i, v.c_str(), static_cast<int>(v.size()), SQLITE_TRANSIENT);
     return *this;
   }
-  Stmt& bind(int i, double v) { sqlite3_bind_double(st_, i, v); return *this; }
-  Stmt& bind(int i, int64_t v) { sqlite3_bind_int64(st_, i, v); return *this; }
-  Stmt& bind_null(int i) { sqlite3_bind_null(st_, i); return *this; }
+  Stmt& bind(int i, double v) {
+    sqlite3_bind_double(st_, i, v);
+    return *this;
+  }
+  Stmt& bind(int i, int64_t v) {
+    sqlite3_bind_int64(st_, i, v);
+    return *this;
+  }
+  Stmt& bind_null(int i) {
+    sqlite3_bind_null(st_, i);
+    return *this;
+  }
   // Returns true while a row is available.
   bool step() {
     int rc = sqlite3_step(st_);
@@ -52,7 +61,10 @@ class Stmt {
     if (rc == SQLITE_DONE) return false;
     throw std::runtime_error(path_ + ": results store: " + sqlite3_errmsg(db_));
   }
-  void reset() { sqlite3_reset(st_); sqlite3_clear_bindings(st_); }
+  void reset() {
+    sqlite3_reset(st_);
+    sqlite3_clear_bindings(st_);
+  }
   std::string text(int c) const {
     auto* p = sqlite3_column_text(st_, c);
     return p ? reinterpret_cast<const char*>(p) : "";
@@ -74,12 +86,29 @@ const char* kRunColumns =
 
 RunRecord read_run(const Stmt& s) {
   RunRecord r;
-  r.id = s.text(0); r.sweep_id = s.text(1); r.role = s.text(2); r.name = s.text(3); r.method = s.text(4);
-  r.setting = s.text(5); r.seed = s.integer(6); r.model = s.text(7); r.teachers = s.text(8);
-  r.config = s.text(9); r.status = s.text(10); r.error = s.text(11); r.owner = s.text(12);
-  r.heartbeat = s.real(13); r.started_at = s.real(14); r.finished_at = s.real(15);
-  r.wall_seconds = s.real(16); r.images_per_second = s.real(17); r.environment = s.text(18);
-  r.checkpoint = s.text(19); r.params = s.integer(20); r.macs = s.integer(21); r.method_params = s.integer(22);
+  r.id = s.text(0);
+  r.sweep_id = s.text(1);
+  r.role = s.text(2);
+  r.name = s.text(3);
+  r.method = s.text(4);
+  r.setting = s.text(5);
+  r.seed = s.integer(6);
+  r.model = s.text(7);
+  r.teachers = s.text(8);
+  r.config = s.text(9);
+  r.status = s.text(10);
+  r.error = s.text(11);
+  r.owner = s.text(12);
+  r.heartbeat = s.real(13);
+  r.started_at = s.real(14);
+  r.finished_at = s.real(15);
+  r.wall_seconds = s.real(16);
+  r.images_per_second = s.real(17);
+  r.environment = s.text(18);
+  r.checkpoint = s.text(19);
+  r.params = s.integer(20);
+  r.macs = s.integer(21);
+  r.method_params = s.integer(22);
   return r;
 }
 
@@ -107,8 +136,7 @@ ResultsStore::ResultsStore(const std::string& path, bool read_only) : path_(path
       exec("PRAGMA synchronous=NORMAL");
       exec("BEGIN IMMEDIATE");
       exec(kSchema);
-      exec("INSERT OR IGNORE INTO meta(key, value) VALUES('schema_version', '" + std::to_string(kSchemaVersion) +
-           "')");
+      exec("INSERT OR IGNORE INTO meta(key, value) VALUES('schema_version', '" + std::to_string(kSchemaVersion) + "')");
       exec("COMMIT");
     }
     Stmt s(db_, "SELECT value FROM meta WHERE key='schema_version'", path_);
@@ -140,13 +168,17 @@ namespace {
 // BEGIN IMMEDIATE ... COMMIT, rolled back if anything throws.
 class Transaction {
  public:
-  explicit Transaction(const std::function<void(const std::string&)>& exec) : exec_(exec) {
-    exec_("BEGIN IMMEDIATE");
+  explicit Transaction(const std::function<void(const std::string&)>& exec) : exec_(exec) { exec_("BEGIN IMMEDIATE"); }
+  void commit() {
+    exec_("COMMIT");
+    done_ = true;
   }
-  void commit() { exec_("COMMIT"); done_ = true; }
   ~Transaction() {
     if (!done_) {
-      try { exec_("ROLLBACK"); } catch (...) {}
+      try {
+        exec_("ROLLBACK");
+      } catch (...) {
+      }
     }
   }
 

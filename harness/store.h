@@ -87,8 +87,7 @@ class ResultsStore {
   void finish_run(const RunRecord& run, const std::vector<EpochMetric>& epochs,
                   const std::map<std::string, double>& finals);
   // Marks the run failed with its error record (JSON) and whatever epochs it completed.
-  void fail_run(const std::string& id, const std::string& error_json,
-                const std::vector<EpochMetric>& epochs);
+  void fail_run(const std::string& id, const std::string& error_json, const std::vector<EpochMetric>& epochs);
   // Puts a failed or stale run back to pending (used by `--retry-failed`).
   void reset_run(const std::string& id);
 
@@ -97,7 +96,10 @@ class ResultsStore {
   std::vector<EpochMetric> epochs(const std::string& run_id) const;
   std::map<std::string, double> finals(const std::string& run_id) const;
   // sweep id -> (name, config JSON, environment JSON)
-  struct SweepRecord { std::string id, name, config, environment; double created_at = 0; };
+  struct SweepRecord {
+    std::string id, name, config, environment;
+    double created_at = 0;
+  };
   std::vector<SweepRecord> sweeps() const;
 
  private:

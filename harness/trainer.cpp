@@ -1,6 +1,7 @@
 #include "harness/trainer.h"
 
-#include "harness/log.h"
+#include <ATen/autocast_mode.h>
+#include <unistd.h>
 
 #include <algorithm>
 #include <chrono>
@@ -8,14 +9,12 @@
 #include <filesystem>
 #include <numeric>
 #include <optional>
-#include <tuple>
 #include <set>
 #include <thread>
-#include <unistd.h>
-
-#include <ATen/autocast_mode.h>
+#include <tuple>
 
 #include "harness/errors.h"
+#include "harness/log.h"
 #include "methods/method.h"
 
 namespace fs = std::filesystem;
@@ -173,8 +172,8 @@ double inference_latency_ms(TapModel& model, const DataSplits& data, torch::Devi
 // teacher-output cache
 
 bool TeacherOutputCache::lookup(const TeacherHandle& teacher, const std::set<std::string>& taps,
-                                const torch::Tensor& indices, const DataSplits& data, torch::Device device,
-                                TapMap* out, int lanes) {
+                                const torch::Tensor& indices, const DataSplits& data, torch::Device device, TapMap* out,
+                                int lanes) {
   auto& have = full_[teacher.run_id];
   std::vector<std::string> missing;
   for (const auto& tap : taps) {
@@ -296,10 +295,10 @@ struct RunState {
   int64_t best_epoch = -1;
   std::vector<torch::Tensor> best_state;
   EvalMetrics best_val_metrics;
-  double seconds = 0;  // training time attributed to this run
+  double seconds = 0;                      // training time attributed to this run
   std::optional<Failure> pending_failure;  // set by a lane, handled after the lanes join
   torch::Tensor val_logits;
-  EvalMetrics final_val;                          // the last epoch's validation metrics
+  EvalMetrics final_val;                           // the last epoch's validation metrics
   torch::Tensor test_logits, bestval_test_logits;  // at the end: final and best-on-validation weights
   int64_t images = 0;
   int fused_group = -1;     // index into the fused groups, or -1 (trained on a lane)
@@ -436,7 +435,8 @@ std::vector<torch::Tensor> parameters_upstream_of(TapModel& model, const std::st
   TapMap taps;
   model.forward_taps(x, &taps);
   auto it = taps.find(tap);
-  if (it == taps.end()) throw ConfigError("", "stage trains up to tap '" + tap + "', which model '" + model.arch() + "' does not have");
+  if (it == taps.end())
+    throw ConfigError("", "stage trains up to tap '" + tap + "', which model '" + model.arch() + "' does not have");
   auto params = model.parameters();
   std::vector<torch::Tensor> inputs;
   for (auto& p : params)
@@ -597,8 +597,8 @@ void train_lockstep(const std::vector<GroupMember>& members, const DataSplits& d
     rs.done = true;
     rs.outcome.ok = false;
     rs.outcome.error_json = error_record(epoch, step, stage, term, message);
-    log::warn("run {} ({} {}) failed at epoch {}, step {}, term '{}': {}", rs.spec->id.substr(0, 8),
-                 rs.spec->name, rs.spec->setting.dump(), epoch, step, term, message);
+    log::warn("run {} ({} {}) failed at epoch {}, step {}, term '{}': {}", rs.spec->id.substr(0, 8), rs.spec->name,
+              rs.spec->setting.dump(), epoch, step, term, message);
     if (opts.progress)
       opts.progress->advance(static_cast<double>(rs.total_epochs - epoch) * static_cast<double>(data.train->size()) *
                                  training_cost_per_image(rs.outcome.macs),
@@ -614,72 +614,72 @@ void train_lockstep(const std::vector<GroupMember>& members, const DataSplits& d
   // One training step of one run on the shared batch (runs on a lane thread).
   auto step_run = [&](RunState& rs, int64_t epoch, int64_t step, const torch::Tensor& x, const torch::Tensor& y,
                       const std::map<std::string, TapMap>& teacher_out) {
-        auto t0 = Clock::now();
-        auto [si, se] = rs.stage_of(epoch);
-        StageState& st = rs.stages[si];
-        set_lr(*st.optimizer, learning_rate(rs.spec->recipe, st.epochs,
-                                            static_cast<double>(se) + static_cast<double>(step) / steps_per_epoch,
-                                            steps_per_epoch));
-        std::optional<AutocastScope> autocast;
-        autocast.emplace(opts.bf16, device.type());
-        TapMap staps;
-        auto logits = rs.student->forward_taps(x, &staps);
-        staps["logits"] = logits;
-        std::vector<const TapMap*> tptrs;
-        for (const auto* t : rs.member->teachers) {
-          auto it = teacher_out.find(t->run_id);
-          tptrs.push_back(it == teacher_out.end() ? nullptr : &it->second);
+    auto t0 = Clock::now();
+    auto [si, se] = rs.stage_of(epoch);
+    StageState& st = rs.stages[si];
+    set_lr(*st.optimizer,
+           learning_rate(rs.spec->recipe, st.epochs,
+                         static_cast<double>(se) + static_cast<double>(step) / steps_per_epoch, steps_per_epoch));
+    std::optional<AutocastScope> autocast;
+    autocast.emplace(opts.bf16, device.type());
+    TapMap staps;
+    auto logits = rs.student->forward_taps(x, &staps);
+    staps["logits"] = logits;
+    std::vector<const TapMap*> tptrs;
+    for (const auto* t : rs.member->teachers) {
+      auto it = teacher_out.find(t->run_id);
+      tptrs.push_back(it == teacher_out.end() ? nullptr : &it->second);
+    }
+    static const TapMap kEmpty;
+    for (auto& p : tptrs)
+      if (!p) p = &kEmpty;
+    MethodInput in{staps, tptrs, y, static_cast<int>(si)};
+    LossTerms terms = rs.method->compute(in);
+    torch::Tensor total;
+    for (const auto& term : terms) {
+      auto w = term.value.to(torch::kFloat) * term.weight;
+      total = total.defined() ? total + w : w;
+    }
+    autocast.reset();  // backward and the update outside autocast, as torch.autocast is used
+    if (!total.defined()) {
+      rs.pending_failure = Failure{st.spec.name, "", "method returned no loss terms"};
+      return;
+    }
+    std::vector<double> values;
+    values.reserve(terms.size());
+    for (const auto& term : terms) values.push_back(term.value.item<double>());
+    const double total_v = total.item<double>();
+    if (!std::isfinite(total_v)) {
+      std::string bad = "total";
+      for (size_t k = 0; k < terms.size(); ++k)
+        if (!std::isfinite(values[k])) {
+          bad = terms[k].name;
+          break;
         }
-        static const TapMap kEmpty;
-        for (auto& p : tptrs)
-          if (!p) p = &kEmpty;
-        MethodInput in{staps, tptrs, y, static_cast<int>(si)};
-        LossTerms terms = rs.method->compute(in);
-        torch::Tensor total;
-        for (const auto& term : terms) {
-          auto w = term.value.to(torch::kFloat) * term.weight;
-          total = total.defined() ? total + w : w;
-        }
-        autocast.reset();  // backward and the update outside autocast, as torch.autocast is used
-        if (!total.defined()) {
-          rs.pending_failure = Failure{st.spec.name, "", "method returned no loss terms"};
-          return;
-        }
-        std::vector<double> values;
-        values.reserve(terms.size());
-        for (const auto& term : terms) values.push_back(term.value.item<double>());
-        const double total_v = total.item<double>();
-        if (!std::isfinite(total_v)) {
-          std::string bad = "total";
-          for (size_t k = 0; k < terms.size(); ++k)
-            if (!std::isfinite(values[k])) {
-              bad = terms[k].name;
-              break;
-            }
-          rs.pending_failure = Failure{st.spec.name, bad, "loss is " + std::string(std::isnan(total_v) ? "NaN" : "inf")};
-          return;
-        }
-        st.optimizer->zero_grad();
-        total.backward();
-        if (rs.spec->recipe.grad_clip > 0) {
-          std::vector<torch::Tensor> ps;
-          for (auto& g : st.optimizer->param_groups())
-            for (auto& p : g.params()) ps.push_back(p);
-          double norm = torch::nn::utils::clip_grad_norm_(ps, rs.spec->recipe.grad_clip);
-          if (!std::isfinite(norm)) {
-            rs.pending_failure = Failure{st.spec.name, "gradient", "gradient norm is not finite"};
-            return;
-          }
-        }
-        st.optimizer->step();
-        for (size_t k = 0; k < terms.size(); ++k) rs.term_sums[terms[k].name] += values[k];
-        rs.total_sum += total_v;
-        rs.correct += logits.argmax(1).eq(y).sum().item<int64_t>();
-        rs.seen += y.size(0);
-        rs.steps += 1;
-        rs.seconds += std::chrono::duration<double>(Clock::now() - t0).count();
-        rs.images += y.size(0);
-        };
+      rs.pending_failure = Failure{st.spec.name, bad, "loss is " + std::string(std::isnan(total_v) ? "NaN" : "inf")};
+      return;
+    }
+    st.optimizer->zero_grad();
+    total.backward();
+    if (rs.spec->recipe.grad_clip > 0) {
+      std::vector<torch::Tensor> ps;
+      for (auto& g : st.optimizer->param_groups())
+        for (auto& p : g.params()) ps.push_back(p);
+      double norm = torch::nn::utils::clip_grad_norm_(ps, rs.spec->recipe.grad_clip);
+      if (!std::isfinite(norm)) {
+        rs.pending_failure = Failure{st.spec.name, "gradient", "gradient norm is not finite"};
+        return;
+      }
+    }
+    st.optimizer->step();
+    for (size_t k = 0; k < terms.size(); ++k) rs.term_sums[terms[k].name] += values[k];
+    rs.total_sum += total_v;
+    rs.correct += logits.argmax(1).eq(y).sum().item<int64_t>();
+    rs.seen += y.size(0);
+    rs.steps += 1;
+    rs.seconds += std::chrono::duration<double>(Clock::now() - t0).count();
+    rs.images += y.size(0);
+  };
 
   // One training step of every live student of a fused group: one forward of the fused model, each
   // run's method on its student's slices of the taps, one backward of the sum of the runs' losses
@@ -775,8 +775,8 @@ void train_lockstep(const std::vector<GroupMember>& members, const DataSplits& d
         const double clip = rs->spec->recipe.grad_clip;
         if (clip <= 0) continue;
         if (!std::isfinite(n)) {
-          rs->pending_failure = Failure{rs->stages[rs->stage_of(epoch).first].spec.name, "gradient",
-                                        "gradient norm is not finite"};
+          rs->pending_failure =
+              Failure{rs->stages[rs->stage_of(epoch).first].spec.name, "gradient", "gradient norm is not finite"};
           lr[uk] = 0;
           continue;
         }
@@ -852,7 +852,7 @@ void train_lockstep(const std::vector<GroupMember>& members, const DataSplits& d
     // from the whole-split cache.
     const bool cacheable = opts.teacher_cache && !lo.augment_options.random_crop &&
                            !lo.augment_options.horizontal_flip && !lo.augment_options.random_resized_crop;
-    double teacher_seconds = 0;  // the shared teacher forward passes of this epoch
+    double teacher_seconds = 0;    // the shared teacher forward passes of this epoch
     double data_wait_seconds = 0;  // time the training thread waited for the loader
     auto epoch_start = Clock::now();
     Batch batch;
@@ -939,8 +939,8 @@ void train_lockstep(const std::vector<GroupMember>& members, const DataSplits& d
       put("val.nll", v.nll);
       put("val.ece", v.ece);
       if (v.agreement >= 0) put("val.agreement", v.agreement);
-      put("lr", learning_rate(rs.spec->recipe, rs.stages[si].epochs, static_cast<double>(se) + 1.0 - 1e-9,
-                              steps_per_epoch));
+      put("lr",
+          learning_rate(rs.spec->recipe, rs.stages[si].epochs, static_cast<double>(se) + 1.0 - 1e-9, steps_per_epoch));
       put("seconds", rs.seconds);
       put("teacher_seconds", teacher_seconds);
       put("group_seconds", group_train_seconds);
@@ -1007,11 +1007,12 @@ void train_lockstep(const std::vector<GroupMember>& members, const DataSplits& d
       if (!rs.member->checkpoint_path.empty()) {
         auto student = rs.student;
         auto module = rs.method_module;
-        write_atomically(rs.member->checkpoint_path, [&](const std::string& tmp) { save_model(*student, tmp); },
-                         "checkpoint");
+        write_atomically(
+            rs.member->checkpoint_path, [&](const std::string& tmp) { save_model(*student, tmp); }, "checkpoint");
         if (module)
-          write_atomically(rs.member->checkpoint_path + ".method",
-                           [&](const std::string& tmp) { torch::save(module, tmp); }, "checkpoint");
+          write_atomically(
+              rs.member->checkpoint_path + ".method", [&](const std::string& tmp) { torch::save(module, tmp); },
+              "checkpoint");
         rs.outcome.checkpoint = rs.member->checkpoint_path;
       }
       rs.done = true;

@@ -5,8 +5,8 @@
 
 #include <functional>
 #include <map>
-#include <set>
 #include <memory>
+#include <set>
 #include <string>
 #include <vector>
 
@@ -43,15 +43,17 @@ double learning_rate(const Recipe& r, int64_t epochs, double t, int64_t steps_pe
 class Progress {
  public:
   virtual ~Progress() = default;
-  virtual void add_work(double units) = 0;                 // more work became known
-  virtual void advance(double units, double images) = 0;   // work done, and how many images that was
+  virtual void add_work(double units) = 0;                // more work became known
+  virtual void advance(double units, double images) = 0;  // work done, and how many images that was
   virtual void note(const std::string& line) = 0;
 };
 
 // The work of training one image of a model with `macs` forward multiply-accumulates, for progress
 // estimates: forward + backward ~ 3 forwards, plus a fixed per-image cost that dominates small models on
 // a CPU (fitted to cnn_tiny and cnn_large epochs on 2 cores: 6M MAC-equivalents).
-inline double training_cost_per_image(int64_t macs) { return 3.0 * static_cast<double>(macs) + 6e6; }
+inline double training_cost_per_image(int64_t macs) {
+  return 3.0 * static_cast<double>(macs) + 6e6;
+}
 
 // A model a run uses as teacher, and its cached eval-split logits.
 struct TeacherHandle {
@@ -81,7 +83,7 @@ class TeacherOutputCache {
 
  private:
   int64_t budget_, used_ = 0;
-  std::map<std::string, TapMap> full_;           // teacher run id -> tap -> [N, ...]
+  std::map<std::string, TapMap> full_;                     // teacher run id -> tap -> [N, ...]
   std::set<std::pair<std::string, std::string>> refused_;  // (teacher, tap) over the budget
 };
 
@@ -92,8 +94,8 @@ struct RunOutcome {
   std::map<std::string, double> finals;
   double wall_seconds = 0, images_per_second = 0;
   int64_t params = 0, macs = 0, method_params = 0;
-  ModelPtr model;           // the trained student (for assistants and teachers)
-  std::string checkpoint;   // written by the trainer (absolute path)
+  ModelPtr model;          // the trained student (for assistants and teachers)
+  std::string checkpoint;  // written by the trainer (absolute path)
 };
 
 struct GroupMember {

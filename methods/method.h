@@ -6,12 +6,12 @@
 // teacher-assistant chain; it computes UNWEIGHTED named loss terms plus their weights.
 // The harness sums weight * value over terms, logs every term, and never branches on a name.
 #pragma once
-#include <nlohmann/json.hpp>
 #include <torch/torch.h>
 
 #include <functional>
 #include <map>
 #include <memory>
+#include <nlohmann/json.hpp>
 #include <string>
 #include <vector>
 
@@ -25,8 +25,8 @@ struct ParamSpec {
   std::string name;
   Kind kind = Kind::Number;
   nlohmann::json default_value;
-  double min = 0, max = 0;            // inclusive range for Number/Integer
-  std::vector<std::string> choices;   // allowed values for String (empty = any)
+  double min = 0, max = 0;           // inclusive range for Number/Integer
+  std::vector<std::string> choices;  // allowed values for String (empty = any)
   std::string doc;
 };
 
@@ -50,10 +50,10 @@ class MethodParams {
 
 // ---- what a method sees and returns --------------------------------------------------------
 struct MethodInput {
-  const TapMap& student;                      // student taps, always including "logits"
-  const std::vector<const TapMap*>& teachers; // one per teacher the run uses; detached, eval mode
-  const torch::Tensor& labels;                // int64 [B]
-  int stage = 0;                              // index into stages()
+  const TapMap& student;                       // student taps, always including "logits"
+  const std::vector<const TapMap*>& teachers;  // one per teacher the run uses; detached, eval mode
+  const torch::Tensor& labels;                 // int64 [B]
+  int stage = 0;                               // index into stages()
 };
 
 struct LossTerm {
@@ -67,8 +67,8 @@ using LossTerms = std::vector<LossTerm>;
 // only up to its guided tap on the hint term) then "kd".
 struct StageSpec {
   std::string name = "main";
-  int epochs = 0;                 // 0 = the recipe's epochs
-  std::string train_until_tap;    // empty = the whole student; else only parameters upstream of it
+  int epochs = 0;               // 0 = the recipe's epochs
+  std::string train_until_tap;  // empty = the whole student; else only parameters upstream of it
 };
 
 // One link of a teacher-assistant chain (progressive): train `model` from the previous teacher
@@ -116,8 +116,15 @@ struct MethodInfo {
   MethodFactory factory;
 
   MethodInfo(std::string n, std::string d) : name(std::move(n)), description(std::move(d)) {}
-  MethodInfo& cite(std::string r) { reference = std::move(r); return *this; }
-  MethodInfo& teachers(int lo, int hi) { min_teachers = lo; max_teachers = hi; return *this; }
+  MethodInfo& cite(std::string r) {
+    reference = std::move(r);
+    return *this;
+  }
+  MethodInfo& teachers(int lo, int hi) {
+    min_teachers = lo;
+    max_teachers = hi;
+    return *this;
+  }
   MethodInfo& number(std::string n, double def, double lo, double hi, std::string doc);
   MethodInfo& integer(std::string n, int64_t def, int64_t lo, int64_t hi, std::string doc);
   MethodInfo& boolean(std::string n, bool def, std::string doc);
@@ -139,8 +146,7 @@ class MethodRegistry {
   // Validates `values` (a JSON object of hyperparameters) against the method's declaration:
   // unknown keys, wrong types and out-of-range values throw ConfigError naming
   // "<key_path>.<param>". Missing ones take their defaults.
-  MethodParams resolve(const std::string& name, const nlohmann::json& values,
-                       const std::string& key_path) const;
+  MethodParams resolve(const std::string& name, const nlohmann::json& values, const std::string& key_path) const;
   std::unique_ptr<Method> create(const std::string& name, const MethodParams& params) const;
 
  private:
@@ -159,10 +165,9 @@ struct MethodRegistrar {
 #define KD_METHOD_CONCAT(a, b) KD_METHOD_CONCAT_INNER(a, b)
 // Registers `Class`, which must have `static kd::MethodInfo info()` and a constructor taking
 // `const kd::MethodParams&`. Put it at the end of the method's .cpp file (at namespace scope).
-#define KD_REGISTER_METHOD(Class)                                                                  \
-  static const ::kd::detail::MethodRegistrar KD_METHOD_CONCAT(kd_method_registrar_, __COUNTER__)( \
-      [] {                                                                                         \
-        ::kd::MethodInfo i = Class::info();                                                        \
-        i.factory = [](const ::kd::MethodParams& p) { return std::make_unique<Class>(p); };        \
-        return i;                                                                                  \
-      }())
+#define KD_REGISTER_METHOD(Class)                                                                     \
+  static const ::kd::detail::MethodRegistrar KD_METHOD_CONCAT(kd_method_registrar_, __COUNTER__)([] { \
+    ::kd::MethodInfo i = Class::info();                                                               \
+    i.factory = [](const ::kd::MethodParams& p) { return std::make_unique<Class>(p); };               \
+    return i;                                                                                         \
+  }())

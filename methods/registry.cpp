@@ -153,7 +153,8 @@ MethodParams MethodRegistry::resolve(const std::string& name, const nlohmann::js
   for (auto it = values.begin(); it != values.end(); ++it)
     if (!info.find(it.key()))
       throw ConfigError(join_key(key_path, it.key()), "unknown hyperparameter '" + it.key() + "' for method '" + name +
-                                                          "' (known: " + (known.empty() ? "none" : join_names(known)) + ")");
+                                                          "' (known: " + (known.empty() ? "none" : join_names(known)) +
+                                                          ")");
   using K = ParamSpec::Kind;
   for (const auto& p : info.params) {
     std::string path = join_key(key_path, p.name);
@@ -172,8 +173,8 @@ MethodParams MethodRegistry::resolve(const std::string& name, const nlohmann::js
         if (p.kind == K::Integer && std::floor(d) != d)
           throw ConfigError(path, "expected an integer, got " + format_number(d));
         if (!std::isfinite(d) || d < p.min || d > p.max)
-          throw ConfigError(
-              path, "value " + format_number(d) + " is out of range [" + format_number(p.min) + ", " + format_number(p.max) + "]");
+          throw ConfigError(path, "value " + format_number(d) + " is out of range [" + format_number(p.min) + ", " +
+                                      format_number(p.max) + "]");
         out[p.name] = p.kind == K::Integer ? nlohmann::json(static_cast<int64_t>(d)) : nlohmann::json(d);
         break;
       }

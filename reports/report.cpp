@@ -46,26 +46,39 @@ std::string setting_text(const std::string& setting_json) {
   return s;
 }
 
-std::string num(double v, int digits = 2) { return fmt::format("{:.{}f}", v, digits); }
+std::string num(double v, int digits = 2) {
+  return fmt::format("{:.{}f}", v, digits);
+}
 std::optional<double> opt_mean(const std::vector<double>& v) {
   return v.empty() ? std::optional<double>() : stats::mean(v);
 }
-json opt_json(const std::optional<double>& v) { return v ? json(*v) : json(); }
+json opt_json(const std::optional<double>& v) {
+  return v ? json(*v) : json();
+}
 json summary_json(const std::vector<double>& v) {
   auto s = stats::summarize(v);
-  return {{"n", s.n}, {"mean", v.empty() ? json() : json(s.mean)}, {"std", opt_json(s.std)},
-          {"ci95", opt_json(s.ci95)}};
+  return {
+      {"n", s.n}, {"mean", v.empty() ? json() : json(s.mean)}, {"std", opt_json(s.std)}, {"ci95", opt_json(s.ci95)}};
 }
 
 std::string html_escape(const std::string& s) {
   std::string o;
   for (char c : s) {
     switch (c) {
-      case '&': o += "&amp;"; break;
-      case '<': o += "&lt;"; break;
-      case '>': o += "&gt;"; break;
-      case '"': o += "&quot;"; break;
-      default: o += c;
+      case '&':
+        o += "&amp;";
+        break;
+      case '<':
+        o += "&lt;";
+        break;
+      case '>':
+        o += "&gt;";
+        break;
+      case '"':
+        o += "&quot;";
+        break;
+      default:
+        o += c;
     }
   }
   return o;
@@ -75,17 +88,38 @@ std::string tex_escape(const std::string& s) {
   std::string o;
   for (char c : s) {
     switch (c) {
-      case '_': o += "\\_"; break;
-      case '%': o += "\\%"; break;
-      case '&': o += "\\&"; break;
-      case '#': o += "\\#"; break;
-      case '{': o += "\\{"; break;
-      case '}': o += "\\}"; break;
-      case '$': o += "\\$"; break;
-      case '~': o += "\\textasciitilde{}"; break;
-      case '^': o += "\\textasciicircum{}"; break;
-      case '\\': o += "\\textbackslash{}"; break;
-      default: o += c;
+      case '_':
+        o += "\\_";
+        break;
+      case '%':
+        o += "\\%";
+        break;
+      case '&':
+        o += "\\&";
+        break;
+      case '#':
+        o += "\\#";
+        break;
+      case '{':
+        o += "\\{";
+        break;
+      case '}':
+        o += "\\}";
+        break;
+      case '$':
+        o += "\\$";
+        break;
+      case '~':
+        o += "\\textasciitilde{}";
+        break;
+      case '^':
+        o += "\\textasciicircum{}";
+        break;
+      case '\\':
+        o += "\\textbackslash{}";
+        break;
+      default:
+        o += c;
     }
   }
   // The one non-ASCII character the tables use.
@@ -105,9 +139,12 @@ std::string csv_escape(const std::string& s) {
 std::string md_escape(const std::string& s) {
   std::string o;
   for (char c : s) {
-    if (c == '|') o += "\\|";
-    else if (c == '\n') o += ' ';
-    else o += c;
+    if (c == '|')
+      o += "\\|";
+    else if (c == '\n')
+      o += ' ';
+    else
+      o += c;
   }
   return o;
 }
@@ -134,11 +171,11 @@ struct Table {
   std::string title;
   std::vector<std::string> header;
   std::vector<std::vector<Cell>> rows;
-  std::vector<std::string> groups;      // per row ("" = not compared)
-  std::vector<std::string> row_ids;     // HTML ids (optional)
+  std::vector<std::string> groups;   // per row ("" = not compared)
+  std::vector<std::string> row_ids;  // HTML ids (optional)
   std::set<size_t> bold_max_columns;
-  std::set<size_t> html_only_columns;   // e.g. links
-  std::set<size_t> left_columns{0};     // text columns (the others are numbers, right-aligned)
+  std::set<size_t> html_only_columns;  // e.g. links
+  std::set<size_t> left_columns{0};    // text columns (the others are numbers, right-aligned)
 
   void add(std::vector<Cell> row, std::string group = "", std::string id = "") {
     rows.push_back(std::move(row));
@@ -269,7 +306,9 @@ ReportData aggregate(const ResultsStore& store) {
   std::map<std::string, const RunRecord*> by_id;
   for (const auto& r : runs) by_id[r.id] = &r;
   for (const auto& s : store.sweeps())
-    d.sweeps.push_back({{"id", s.id}, {"name", s.name}, {"config", parse_or(s.config, json::object())},
+    d.sweeps.push_back({{"id", s.id},
+                        {"name", s.name},
+                        {"config", parse_or(s.config, json::object())},
                         {"environment", parse_or(s.environment, json::object())}});
 
   std::map<std::string, std::optional<double>> teacher_acc_by_id;
@@ -292,8 +331,8 @@ ReportData aggregate(const ResultsStore& store) {
     d.teachers.push_back(t);
   }
   // Test top-1 of the strongest teacher behind a run id (following assistant chains).
-  std::function<std::optional<double>(const std::string&, int)> teacher_acc =
-      [&](const std::string& id, int depth) -> std::optional<double> {
+  std::function<std::optional<double>(const std::string&, int)> teacher_acc = [&](const std::string& id,
+                                                                                  int depth) -> std::optional<double> {
     auto it = by_id.find(id);
     if (it == by_id.end() || depth > 64) return std::nullopt;
     if (it->second->role == "teacher") return teacher_acc_by_id[id];
@@ -315,8 +354,8 @@ ReportData aggregate(const ResultsStore& store) {
     for (const auto& u : parse_or(t.teachers, json::array()))
       if (u.is_string()) up += (up.empty() ? "" : "+") + describe(u.get<std::string>(), depth + 1);
     std::string st = setting_text(t.setting);
-    return (up.empty() ? "" : up + " -> ") + "TA " + t.name + (st == "defaults" || t.method.empty() ? "" : " (" +
-           t.method + ": " + st + ")");
+    return (up.empty() ? "" : up + " -> ") + "TA " + t.name +
+           (st == "defaults" || t.method.empty() ? "" : " (" + t.method + ": " + st + ")");
   };
 
   std::map<std::string, size_t> index;  // group key -> settings index
@@ -326,7 +365,8 @@ ReportData aggregate(const ResultsStore& store) {
     std::string teachers;
     for (const auto& tid : tj)
       if (tid.is_string()) teachers += (teachers.empty() ? "" : ", ") + describe(tid.get<std::string>(), 0);
-    std::string key = r.model + "\x1f" + teachers + "\x1f" + r.name + "\x1f" + parse_or(r.setting, json::object()).dump();
+    std::string key =
+        r.model + "\x1f" + teachers + "\x1f" + r.name + "\x1f" + parse_or(r.setting, json::object()).dump();
     if (!index.count(key)) {
       SettingStats s;
       s.model = r.model;
@@ -395,7 +435,8 @@ ReportData aggregate(const ResultsStore& store) {
   }
   std::map<std::string, size_t> baseline_of;  // student model -> row
   for (size_t i = 0; i < rows.size(); ++i)
-    if (rows[i].best.method == "baseline" && !baseline_of.count(rows[i].best.model)) baseline_of[rows[i].best.model] = i;
+    if (rows[i].best.method == "baseline" && !baseline_of.count(rows[i].best.model))
+      baseline_of[rows[i].best.model] = i;
   for (auto& row : rows) {
     auto it = baseline_of.find(row.best.model);
     if (it == baseline_of.end() || row.best.method == "baseline") continue;
@@ -533,11 +574,13 @@ ReportSummary write_report(const ResultsStore& store, const std::string& out_dir
 
   // ---- (a) main comparison
   Table main;
-  main.title = "Test top-1 (%) of each method at its best setting, chosen on the validation split; mean ± std "
-               "over seeds (final epoch)";
-  main.header = {"Student", "Method", "Teacher(s)", "Best setting (by val)", "Val top-1", "Test top-1", "95% CI",
-                 "Test top-1 (best-val epoch)", "Gain", "Gap closed", "p (Welch)", "Seeds", "Extra params", "Failed",
-                 "Runs"};
+  main.title =
+      "Test top-1 (%) of each method at its best setting, chosen on the validation split; mean ± std "
+      "over seeds (final epoch)";
+  main.header = {"Student",      "Method",     "Teacher(s)", "Best setting (by val)",
+                 "Val top-1",    "Test top-1", "95% CI",     "Test top-1 (best-val epoch)",
+                 "Gain",         "Gap closed", "p (Welch)",  "Seeds",
+                 "Extra params", "Failed",     "Runs"};
   main.bold_max_columns = {5, 7, 8, 9};
   main.html_only_columns = {14};
   main.left_columns = {0, 1, 2, 3, 14};
@@ -553,26 +596,38 @@ ReportSummary write_report(const ResultsStore& store, const std::string& out_dir
     auto ci = stats::ci_half_width(s.test);
     std::string settings_note = row.settings > 1 ? " (of " + std::to_string(row.settings) + ")" : "";
     bool base = s.method == "baseline";
-    main.add({s.model, method_text(s), s.teachers.empty() ? "-" : s.teachers, setting_text(s.setting) + settings_note,
-              format_mean_std(s.val), Cell(format_mean_std(s.test), opt_mean(s.test)), ci ? "± " + num(*ci) : "n/a",
-              Cell(format_mean_std(s.bestval_test), opt_mean(s.bestval_test)),
-              Cell(row.gain ? fmt::format("{:+.2f}", *row.gain) : (base ? "-" : "n/a"), row.gain),
-              Cell(row.gap_closed ? num(*row.gap_closed, 1) + "%" : (base ? "-" : "n/a"), row.gap_closed),
-              row.p_value ? fmt::format("{:.3g}", *row.p_value) : (base ? "-" : "n/a"), std::to_string(s.test.size()),
-              std::to_string(s.method_params), std::to_string(row.failed) + (row.incomplete ? " (+" +
-              std::to_string(row.incomplete) + " unfinished)" : ""),
-              Cell("", std::nullopt, run_links(s.run_ids, by_id))},
-             "student " + s.model, "method-" + std::to_string(row.best_index));
+    main.add(
+        {s.model, method_text(s), s.teachers.empty() ? "-" : s.teachers, setting_text(s.setting) + settings_note,
+         format_mean_std(s.val), Cell(format_mean_std(s.test), opt_mean(s.test)), ci ? "± " + num(*ci) : "n/a",
+         Cell(format_mean_std(s.bestval_test), opt_mean(s.bestval_test)),
+         Cell(row.gain ? fmt::format("{:+.2f}", *row.gain) : (base ? "-" : "n/a"), row.gain),
+         Cell(row.gap_closed ? num(*row.gap_closed, 1) + "%" : (base ? "-" : "n/a"), row.gap_closed),
+         row.p_value ? fmt::format("{:.3g}", *row.p_value) : (base ? "-" : "n/a"), std::to_string(s.test.size()),
+         std::to_string(s.method_params),
+         std::to_string(row.failed) + (row.incomplete ? " (+" + std::to_string(row.incomplete) + " unfinished)" : ""),
+         Cell("", std::nullopt, run_links(s.run_ids, by_id))},
+        "student " + s.model, "method-" + std::to_string(row.best_index));
   }
 
   // ---- (b) every setting
   std::set<size_t> selected;
   for (const auto& row : d.rows) selected.insert(row.best_index);
   Table all;
-  all.title = "Every setting: top-1 (%) mean ± std over seeds; final epoch, and the test top-1 at the "
-              "best-validation epoch";
-  all.header = {"Student", "Method", "Teacher(s)", "Setting", "Val top-1", "Test top-1", "95% CI",
-                "Test top-1 (best-val epoch)", "n", "Failed", "Selected (by val)", "Runs"};
+  all.title =
+      "Every setting: top-1 (%) mean ± std over seeds; final epoch, and the test top-1 at the "
+      "best-validation epoch";
+  all.header = {"Student",
+                "Method",
+                "Teacher(s)",
+                "Setting",
+                "Val top-1",
+                "Test top-1",
+                "95% CI",
+                "Test top-1 (best-val epoch)",
+                "n",
+                "Failed",
+                "Selected (by val)",
+                "Runs"};
   all.bold_max_columns = {4, 5, 7};
   all.html_only_columns = {11};
   all.left_columns = {0, 1, 2, 3, 10, 11};
@@ -590,8 +645,22 @@ ReportSummary write_report(const ResultsStore& store, const std::string& out_dir
   // ---- (c) every run, and the failed ones
   Table runs;
   runs.title = "Every run";
-  runs.header = {"Run", "Role", "Name", "Method", "Model", "Setting", "Seed", "Status", "Val top-1", "Test top-1",
-                 "Test top-1 (best-val epoch)", "Seconds", "Images/s", "Params", "Extra params", "Checkpoint"};
+  runs.header = {"Run",
+                 "Role",
+                 "Name",
+                 "Method",
+                 "Model",
+                 "Setting",
+                 "Seed",
+                 "Status",
+                 "Val top-1",
+                 "Test top-1",
+                 "Test top-1 (best-val epoch)",
+                 "Seconds",
+                 "Images/s",
+                 "Params",
+                 "Extra params",
+                 "Checkpoint"};
   runs.left_columns = {0, 1, 2, 3, 4, 5, 7, 15};
   Table failed;
   failed.title = "Failed runs (each is also counted in the Failed column of its rows)";
@@ -606,12 +675,12 @@ ReportSummary write_report(const ResultsStore& store, const std::string& out_dir
       return v ? num(*v) : std::string("-");
     };
     std::string id12 = r.id.substr(0, 12);
-    runs.add({Cell(id12, std::nullopt, "<a href=\"#run-" + html_escape(r.id) + "\">" + html_escape(id12) + "</a>"),
-              r.role, r.name, r.method, r.model, setting_text(r.setting), std::to_string(r.seed), r.status,
-              fin("final.val.top1"), fin("final.test.top1"), fin("bestval.test.top1"), num(r.wall_seconds, 1),
-              num(r.images_per_second, 0), std::to_string(r.params), std::to_string(r.method_params),
-              r.checkpoint.empty() ? "-" : r.checkpoint},
-             "", "row-" + r.id);
+    runs.add(
+        {Cell(id12, std::nullopt, "<a href=\"#run-" + html_escape(r.id) + "\">" + html_escape(id12) + "</a>"), r.role,
+         r.name, r.method, r.model, setting_text(r.setting), std::to_string(r.seed), r.status, fin("final.val.top1"),
+         fin("final.test.top1"), fin("bestval.test.top1"), num(r.wall_seconds, 1), num(r.images_per_second, 0),
+         std::to_string(r.params), std::to_string(r.method_params), r.checkpoint.empty() ? "-" : r.checkpoint},
+        "", "row-" + r.id);
     if (r.status == "failed") {
       json e = parse_or(r.error, json::object());
       auto field = [&](const char* k) {
@@ -648,18 +717,35 @@ ReportSummary write_report(const ResultsStore& store, const std::string& out_dir
   rj["sweeps"] = d.sweeps;
   rj["teachers"] = json::array();
   for (const auto& t : d.teachers)
-    rj["teachers"].push_back({{"run_id", t.run_id}, {"name", t.name}, {"model", t.model}, {"status", t.status},
-                              {"test", opt_json(t.test)}, {"val", opt_json(t.val)}, {"params", t.params},
+    rj["teachers"].push_back({{"run_id", t.run_id},
+                              {"name", t.name},
+                              {"model", t.model},
+                              {"status", t.status},
+                              {"test", opt_json(t.test)},
+                              {"val", opt_json(t.val)},
+                              {"params", t.params},
                               {"macs", t.macs}});
   auto setting_json = [&](const SettingStats& s) {
-    return json{{"model", s.model}, {"label", s.label}, {"method", s.method}, {"teachers", s.teachers},
-                {"teacher_ids", s.teacher_ids}, {"setting", parse_or(s.setting, json::object())},
-                {"seeds", s.seeds}, {"val", s.val}, {"test", s.test}, {"bestval_test", s.bestval_test},
-                {"val_summary", summary_json(s.val)}, {"test_summary", summary_json(s.test)},
-                {"bestval_test_summary", summary_json(s.bestval_test)}, {"failed", s.failed},
-                {"incomplete", s.incomplete}, {"params", s.params}, {"macs", s.macs},
+    return json{{"model", s.model},
+                {"label", s.label},
+                {"method", s.method},
+                {"teachers", s.teachers},
+                {"teacher_ids", s.teacher_ids},
+                {"setting", parse_or(s.setting, json::object())},
+                {"seeds", s.seeds},
+                {"val", s.val},
+                {"test", s.test},
+                {"bestval_test", s.bestval_test},
+                {"val_summary", summary_json(s.val)},
+                {"test_summary", summary_json(s.test)},
+                {"bestval_test_summary", summary_json(s.bestval_test)},
+                {"failed", s.failed},
+                {"incomplete", s.incomplete},
+                {"params", s.params},
+                {"macs", s.macs},
                 {"latency_ms", s.latency_ms.empty() ? json(nullptr) : json(stats::median(s.latency_ms))},
-                {"method_params", s.method_params}, {"run_ids", s.run_ids}};
+                {"method_params", s.method_params},
+                {"run_ids", s.run_ids}};
   };
   rj["settings"] = json::array();
   for (size_t i = 0; i < d.settings.size(); ++i) {
@@ -684,8 +770,12 @@ ReportSummary write_report(const ResultsStore& store, const std::string& out_dir
   rj["failed"] = json::array();
   for (const auto& r : all_runs)
     if (r.status == "failed")
-      rj["failed"].push_back({{"run_id", r.id}, {"role", r.role}, {"name", r.name}, {"model", r.model},
-                              {"setting", parse_or(r.setting, json::object())}, {"seed", r.seed},
+      rj["failed"].push_back({{"run_id", r.id},
+                              {"role", r.role},
+                              {"name", r.name},
+                              {"model", r.model},
+                              {"setting", parse_or(r.setting, json::object())},
+                              {"seed", r.seed},
                               {"error", parse_or(r.error, json(r.error))}});
   rj["status_counts"] = status_count;
   write("report.json", rj.dump(1));
@@ -707,14 +797,16 @@ ReportSummary write_report(const ResultsStore& store, const std::string& out_dir
       for (const auto& f : fj)
         if (f.is_object() && f.contains("name") && fs::exists(path(f["name"].get<std::string>() + ".png"))) {
           figures.push_back(f);
-          for (const char* ext : {".pdf", ".svg", ".png"}) summary.files.push_back(path(f["name"].get<std::string>() + ext));
+          for (const char* ext : {".pdf", ".svg", ".png"})
+            summary.files.push_back(path(f["name"].get<std::string>() + ext));
         }
   }
 
   // ---- index.html: one page, no network (figures are files beside it, by relative path)
   std::string h;
   h += "<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">\n<title>kdbench report: " +
-       html_escape(title) + "</title>\n<style>\n"
+       html_escape(title) +
+       "</title>\n<style>\n"
        "body{font-family:'DejaVu Sans',Helvetica,Arial,sans-serif;margin:2em;max-width:1500px;color:#222}\n"
        "table{border-collapse:collapse;margin:1em 0;font-size:13px}\n"
        "th,td{border-bottom:1px solid #ccc;padding:3px 8px;text-align:right;vertical-align:top}\n"
@@ -742,8 +834,8 @@ ReportSummary write_report(const ResultsStore& store, const std::string& out_dir
   h += failed.rows.empty() ? "<p>No run failed.</p>\n" : failed.html("table-failed");
   h += "<h2 id=\"figures\">Figures</h2>\n";
   if (figures.empty())
-    h += "<p class=\"warn\">No figures: " + html_escape(summary.figures_note.empty() ? "nothing to plot"
-                                                                                    : summary.figures_note) + "</p>\n";
+    h += "<p class=\"warn\">No figures: " +
+         html_escape(summary.figures_note.empty() ? "nothing to plot" : summary.figures_note) + "</p>\n";
   for (const auto& f : figures) {
     std::string n = html_escape(f["name"].get<std::string>());
     std::string cap = html_escape(f.value("caption", f["name"].get<std::string>()));
@@ -779,8 +871,10 @@ ReportSummary write_report(const ResultsStore& store, const std::string& out_dir
     if (r.status != "done" && r.status != "failed") continue;
     std::string e = parse_or(r.environment, json(r.environment)).dump(2);
     auto it = std::find_if(envs.begin(), envs.end(), [&](const auto& p) { return p.first == e; });
-    if (it == envs.end()) envs.push_back({e, {r.id}});
-    else it->second.push_back(r.id);
+    if (it == envs.end())
+      envs.push_back({e, {r.id}});
+    else
+      it->second.push_back(r.id);
   }
   if (envs.empty()) h += "<p>No run has finished yet.</p>\n";
   for (const auto& [e, ids] : envs)
@@ -793,17 +887,18 @@ ReportSummary write_report(const ResultsStore& store, const std::string& out_dir
   for (const auto& s : d.sweeps)
     h += "<p>" + html_escape(s.value("name", std::string()) + " (" + s.value("id", std::string()) + ")") +
          "</p>\n<pre>" + html_escape(s["config"].dump(2)) + "</pre>\n";
-  h += "<p>Tables as files: comparison (<a href=\"comparison.md\">Markdown</a>, <a href=\"comparison.csv\">CSV</a>, "
-       "<a href=\"comparison.tex\">LaTeX</a>), every setting (<a href=\"settings.md\">Markdown</a>, "
-       "<a href=\"settings.csv\">CSV</a>, <a href=\"settings.tex\">LaTeX</a>), runs (<a href=\"runs.md\">Markdown</a>, "
-       "<a href=\"runs.csv\">CSV</a>, <a href=\"runs.tex\">LaTeX</a>), failed runs (<a href=\"failed.md\">Markdown</a>, "
-       "<a href=\"failed.csv\">CSV</a>, <a href=\"failed.tex\">LaTeX</a>); all data: "
-       "<a href=\"report.json\">report.json</a>.</p>\n"
-       // Self-check (inline, no network): marks each figure loaded or not and says so on the console, so a
-       // headless browser can tell that every figure file is there and decodes.
-       "<script>window.addEventListener('load',function(){for(var i=0;i<document.images.length;i++){"
-       "var m=document.images[i],ok=m.complete&&m.naturalWidth>0;m.setAttribute('data-loaded',ok?'yes':'no');"
-       "if(!ok)console.error('figure failed to load: '+m.getAttribute('src'));}});</script>\n</body></html>\n";
+  h +=
+      "<p>Tables as files: comparison (<a href=\"comparison.md\">Markdown</a>, <a href=\"comparison.csv\">CSV</a>, "
+      "<a href=\"comparison.tex\">LaTeX</a>), every setting (<a href=\"settings.md\">Markdown</a>, "
+      "<a href=\"settings.csv\">CSV</a>, <a href=\"settings.tex\">LaTeX</a>), runs (<a href=\"runs.md\">Markdown</a>, "
+      "<a href=\"runs.csv\">CSV</a>, <a href=\"runs.tex\">LaTeX</a>), failed runs (<a href=\"failed.md\">Markdown</a>, "
+      "<a href=\"failed.csv\">CSV</a>, <a href=\"failed.tex\">LaTeX</a>); all data: "
+      "<a href=\"report.json\">report.json</a>.</p>\n"
+      // Self-check (inline, no network): marks each figure loaded or not and says so on the console, so a
+      // headless browser can tell that every figure file is there and decodes.
+      "<script>window.addEventListener('load',function(){for(var i=0;i<document.images.length;i++){"
+      "var m=document.images[i],ok=m.complete&&m.naturalWidth>0;m.setAttribute('data-loaded',ok?'yes':'no');"
+      "if(!ok)console.error('figure failed to load: '+m.getAttribute('src'));}});</script>\n</body></html>\n";
   write("index.html", h);
   return summary;
 }

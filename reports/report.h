@@ -38,20 +38,20 @@ struct SettingStats {
   std::string model, label, method, setting;  // label: the sweep's name for the method entry; setting: JSON
   std::vector<std::string> teacher_ids;       // the runs its first run distils from (teachers or assistants)
   std::string teachers;  // who it distils from, by identity: "big", "big, wide", "big -> TA cnn_medium" ("" = none)
-  std::vector<int64_t> seeds;                 // of the done runs, in store order
+  std::vector<int64_t> seeds;                   // of the done runs, in store order
   std::vector<double> val, test, bestval_test;  // final.val.top1, final.test.top1, bestval.test.top1
-  int failed = 0, incomplete = 0;             // runs failed / still pending or running
+  int failed = 0, incomplete = 0;               // runs failed / still pending or running
   int64_t method_params = 0, params = 0, macs = 0;
-  std::vector<double> latency_ms;             // batch-1 inference latency recorded by each done run
-  std::vector<std::string> run_ids;           // every run of the group, any status
-  std::vector<std::string> done_run_ids;      // parallel to seeds
+  std::vector<double> latency_ms;         // batch-1 inference latency recorded by each done run
+  std::vector<std::string> run_ids;       // every run of the group, any status
+  std::vector<std::string> done_run_ids;  // parallel to seeds
 };
 
 struct MethodRow {
-  SettingStats best;               // best setting by mean validation top-1
-  size_t best_index = 0;           // into ReportData::settings
-  int settings = 0;                // how many settings were compared
-  int failed = 0, incomplete = 0;  // over every setting of the method
+  SettingStats best;                                // best setting by mean validation top-1
+  size_t best_index = 0;                            // into ReportData::settings
+  int settings = 0;                                 // how many settings were compared
+  int failed = 0, incomplete = 0;                   // over every setting of the method
   std::optional<double> gain, gap_closed, p_value;  // gap_closed in percent
   std::optional<double> teacher_top1;               // the teacher the gap is measured to
 };
@@ -63,9 +63,9 @@ struct TeacherStats {
 };
 
 struct ReportData {
-  std::vector<SettingStats> settings;  // in store order of first appearance
-  std::vector<MethodRow> rows;         // per student model (first appearance): baseline first, then sweep order
-  std::vector<TeacherStats> teachers;  // role 'teacher' runs
+  std::vector<SettingStats> settings;          // in store order of first appearance
+  std::vector<MethodRow> rows;                 // per student model (first appearance): baseline first, then sweep order
+  std::vector<TeacherStats> teachers;          // role 'teacher' runs
   std::map<std::string, double> teacher_top1;  // teacher name -> final.test.top1 (done teachers)
   nlohmann::json sweeps = nlohmann::json::array();  // [{id, name, config, environment}]
 };

@@ -112,8 +112,9 @@ std::string cifar_record(int label_bytes, int coarse, int fine, int seed) {
 TEST(Cifar, TenAndHundredBinaryFormats) {
   std::string dir = kd::test::make_temp_dir("cifar");
   std::string root10 = dir + "/cifar-10-batches-bin";
-  for (int b = 1; b <= 5; ++b) write_file(root10 + "/data_batch_" + std::to_string(b) + ".bin",
-                                          cifar_record(1, 0, b, b) + cifar_record(1, 0, 9, 0));
+  for (int b = 1; b <= 5; ++b)
+    write_file(root10 + "/data_batch_" + std::to_string(b) + ".bin",
+               cifar_record(1, 0, b, b) + cifar_record(1, 0, 9, 0));
   write_file(root10 + "/test_batch.bin", cifar_record(1, 0, 3, 7));
   auto [train, test] = kd::read_cifar(dir, false, false);  // finds the subfolder
   EXPECT_EQ(train->size(), 10);
@@ -219,7 +220,7 @@ TEST(ImageFolder, JpegPngSubsetAndBadImages) {
   EXPECT_EQ(train->size(), 4);
   auto jpg = kd::decode_image(make_jpeg(40, 30), "x.JPEG");
   EXPECT_EQ(jpg.sizes(), (std::vector<int64_t>{3, 30, 40}));
-  EXPECT_GT(jpg[0][15][5].item<int>(), 200);   // red on the left
+  EXPECT_GT(jpg[0][15][5].item<int>(), 200);  // red on the left
   EXPECT_LT(jpg[2][15][5].item<int>(), 60);
   EXPECT_GT(jpg[2][15][35].item<int>(), 200);  // blue on the right
   // Class list file.
@@ -286,13 +287,12 @@ TEST(ImageFolder, FuzzerFindings) {
   {
     auto chunk = [](const std::string& type, const std::string& data, uint32_t declared) {
       std::string body = type + data;
-      uint32_t crc = static_cast<uint32_t>(crc32(0, reinterpret_cast<const Bytef*>(body.data()),
-                                                 static_cast<uInt>(body.size())));
+      uint32_t crc =
+          static_cast<uint32_t>(crc32(0, reinterpret_cast<const Bytef*>(body.data()), static_cast<uInt>(body.size())));
       return be32(declared) + body + be32(crc);
     };
     std::string ihdr = be32(4) + be32(4) + std::string{8, 0, 0, 0, 0};  // 4x4, 8-bit gray
-    std::string png = std::string("\x89PNG\r\n\x1a\n", 8) + chunk("IHDR", ihdr, 13) +
-                      chunk("tEXt", "k", 1700000000u);
+    std::string png = std::string("\x89PNG\r\n\x1a\n", 8) + chunk("IHDR", ihdr, 13) + chunk("tEXt", "k", 1700000000u);
     m = error_of([&] { kd::decode_image(png, "text.png"); });
     EXPECT_NE(m.find("text.png"), std::string::npos) << m;
   }
@@ -314,7 +314,9 @@ TEST(ImageFolder, FuzzerFindings) {
   EXPECT_FALSE(kd::open_image_folder(o).first->image(0).defined());
 }
 
-bool have_fashion() { return fs::exists("/usr/share/datasets/fashion-mnist/train-images-idx3-ubyte.gz"); }
+bool have_fashion() {
+  return fs::exists("/usr/share/datasets/fashion-mnist/train-images-idx3-ubyte.gz");
+}
 
 TEST(FashionMnist, RealDataAndStratifiedValidationSplit) {
   if (!have_fashion()) GTEST_SKIP() << "dataset-fashion-mnist not installed";
@@ -401,9 +403,12 @@ TEST(Loader, FlipAndPaddedCropByHand) {
     kd::Batch b;
     ASSERT_TRUE(l.next(b));
     auto x = b.x[0][0];
-    if (torch::equal(x, img[0][0].to(torch::kFloat))) ++kept;
-    else if (torch::equal(x, img[0][0].flip({1}).to(torch::kFloat))) ++flipped;
-    else ADD_FAILURE() << "neither the image nor its mirror";
+    if (torch::equal(x, img[0][0].to(torch::kFloat)))
+      ++kept;
+    else if (torch::equal(x, img[0][0].flip({1}).to(torch::kFloat)))
+      ++flipped;
+    else
+      ADD_FAILURE() << "neither the image nor its mirror";
   }
   EXPECT_GT(flipped, 5);
   EXPECT_GT(kept, 5);

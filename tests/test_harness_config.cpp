@@ -199,7 +199,8 @@ TEST(SweepConfig, FuzzerFindingsAreConfigErrors) {
   m = where(std::string(101, '[') + std::string(101, ']'));
   EXPECT_NE(m.find("nested more than 100 levels"), std::string::npos) << m;
   // A grid whose cartesian product explodes, with unknown or known keys: refused before expanding it.
-  std::string base = R"({"name": "x", "dataset": {"name": "synthetic"}, "student": "cnn_tiny", "teachers": {"t": {"model": "cnn_medium"}},
+  std::string base =
+      R"({"name": "x", "dataset": {"name": "synthetic"}, "student": "cnn_tiny", "teachers": {"t": {"model": "cnn_medium"}},
                          "methods": [{"method": "logit_kd", "grid": )";
   m = where(base + R"({"a": [0, 1]}}]})");
   EXPECT_NE(m.find("methods[0].grid.a | unknown hyperparameter of 'logit_kd'"), std::string::npos) << m;
@@ -217,8 +218,8 @@ TEST(SweepConfig, FuzzerFindingsAreConfigErrors) {
 
 TEST(SweepConfig, ReadyConfigsValidate) {
   // The CIFAR-100 and ImageNet-subset recipes validate and plan even though their data is absent.
-  for (const char* name : {"configs/cifar100.json", "configs/imagenet-subset.json", "configs/fashion-mnist.json",
-                           "configs/smoke.json"}) {
+  for (const char* name :
+       {"configs/cifar100.json", "configs/imagenet-subset.json", "configs/fashion-mnist.json", "configs/smoke.json"}) {
     SCOPED_TRACE(name);
     auto cfg = kd::load_sweep_config(kd::test::source_dir() + "/" + name);
     auto plan = kd::plan_sweep(cfg);

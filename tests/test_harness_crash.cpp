@@ -181,16 +181,16 @@ TEST_F(CrashSafety, KilledAtEveryKindOfMomentResumesToTheSameResults) {
   std::string cfg = write_config(dir, true);
   // In this order each point is reached before the sweep can finish: every attempt must die.
   const std::vector<std::string> points = {
-      "write.config:1",       // the sweep's config copy, before anything else
-      "train_step:3",         // teacher training
-      "write.checkpoint:1",   // the teacher's checkpoint (into the teacher cache)
-      "write.teacher_meta:1", // the teacher cache's metadata, checkpoint already in place
-      "store_commit:1",       // the teacher's store transaction
-      "store_commit:2",       // the first student's store transaction (the teacher is done now)
-      "train_step:10",        // student training
-      "write.checkpoint:2",   // a student checkpoint
-      "store_commit:3",       // more students done first
-      "write.report:2",       // all trained; the report's second file
+      "write.config:1",        // the sweep's config copy, before anything else
+      "train_step:3",          // teacher training
+      "write.checkpoint:1",    // the teacher's checkpoint (into the teacher cache)
+      "write.teacher_meta:1",  // the teacher cache's metadata, checkpoint already in place
+      "store_commit:1",        // the teacher's store transaction
+      "store_commit:2",        // the first student's store transaction (the teacher is done now)
+      "train_step:10",         // student training
+      "write.checkpoint:2",    // a student checkpoint
+      "store_commit:3",        // more students done first
+      "write.report:2",        // all trained; the report's second file
   };
   int kills = 0;
   for (const auto& p : points) {

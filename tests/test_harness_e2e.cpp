@@ -20,7 +20,9 @@ using nlohmann::json;
 
 namespace {
 
-bool have_fashion_mnist() { return fs::exists("/usr/share/datasets/fashion-mnist/train-images-idx3-ubyte.gz"); }
+bool have_fashion_mnist() {
+  return fs::exists("/usr/share/datasets/fashion-mnist/train-images-idx3-ubyte.gz");
+}
 
 // The smoke config with its output and teacher cache redirected into `dir`.
 std::string smoke_config(const std::string& dir, const std::string& cache) {
@@ -33,7 +35,9 @@ std::string smoke_config(const std::string& dir, const std::string& cache) {
   return path;
 }
 
-std::string cli(const std::string& args) { return kd::test::kdbench_bin() + " " + args; }
+std::string cli(const std::string& args) {
+  return kd::test::kdbench_bin() + " " + args;
+}
 
 std::map<std::string, std::pair<std::string, double>> run_table(const std::string& db) {
   kd::ResultsStore store(db, true);

@@ -67,7 +67,7 @@ std::map<std::string, std::vector<torch::Tensor>> train_group(const kd::TrainOpt
                                                               std::map<std::string, double>* val_top1,
                                                               bool augment = false) {
   kd::json dcfg = {{"name", "synthetic"}, {"num_classes", 4}, {"train_size", 400}, {"test_size", 64},
-                   {"image_size", 16}, {"channels", 1}, {"seed", 9}, {"val_fraction", 0.125}};
+                   {"image_size", 16},    {"channels", 1},    {"seed", 9},         {"val_fraction", 0.125}};
   if (augment) dcfg["augment"] = {{"random_crop", true}, {"padding", 2}, {"flip", true}};
   auto data = kd::open_dataset(dcfg);
   kd::TeacherHandle teacher;
@@ -145,8 +145,8 @@ TEST(Fusion, FusedTrainingMatchesUnfusedTraining) {
     ASSERT_EQ(f.size(), tensors.size());
     double worst = 0;
     for (size_t i = 0; i < tensors.size(); ++i)
-      worst = std::max(worst, (f[i] - tensors[i]).abs().max().item<double>() /
-                                  (1.0 + tensors[i].abs().max().item<double>()));
+      worst = std::max(worst,
+                       (f[i] - tensors[i]).abs().max().item<double>() / (1.0 + tensors[i].abs().max().item<double>()));
     EXPECT_LT(worst, 1e-5) << name << ": fused training drifted from unfused training";
     EXPECT_NEAR(val_fused.at(name), val_plain.at(name), 2.0) << name;
   }

@@ -9,8 +9,8 @@
 #include <set>
 #include <sstream>
 
-#include "harness/store.h"
 #include "harness/fsutil.h"
+#include "harness/store.h"
 #include "reports/report.h"
 #include "reports/stats.h"
 #include "test_util.h"
@@ -52,8 +52,12 @@ void add_done(kd::ResultsStore& s, const Run& x) {
   s.add_run(r);
   ASSERT_TRUE(s.claim_run(x.id, "h:1", 60));
   s.finish_run(r,
-               {{"main", 0, "val.top1", x.val - 5}, {"main", 1, "val.top1", x.val}, {"main", 0, "loss.ce", 1.0},
-                {"main", 1, "loss.ce", 0.5}, {"main", 0, "loss.total", 1.0}, {"main", 1, "loss.total", 0.5}},
+               {{"main", 0, "val.top1", x.val - 5},
+                {"main", 1, "val.top1", x.val},
+                {"main", 0, "loss.ce", 1.0},
+                {"main", 1, "loss.ce", 0.5},
+                {"main", 0, "loss.total", 1.0},
+                {"main", 1, "loss.total", 0.5}},
                {{"final.val.top1", x.val}, {"final.test.top1", x.test}, {"bestval.test.top1", x.test + 0.5}});
 }
 
@@ -86,8 +90,8 @@ std::string make_store(const std::string& dir) {
   kd::ResultsStore s(db);
   s.put_sweep("sw", "hand", R"({"name":"hand","seeds":[0,1,2]})", R"({"libtorch":"2.11.0","threads":2})");
   add_done(s, {"t", "teacher", "big", "baseline", "{}", 0, 91, 90, "[]", "cnn_large", 0, 9000, 90000});
-  const double base_val[] = {71, 73, 75}, base_test[] = {70, 72, 74}, a_test[] = {75, 77, 79},
-               b_test[] = {85, 85, 86}, c_test[] = {60, 61, 62}, d_val[] = {80, 81, 82};
+  const double base_val[] = {71, 73, 75}, base_test[] = {70, 72, 74}, a_test[] = {75, 77, 79}, b_test[] = {85, 85, 86},
+               c_test[] = {60, 61, 62}, d_val[] = {80, 81, 82};
   for (int k = 0; k < 3; ++k) {
     std::string sd = std::to_string(k);
     add_done(s, {"b" + sd, "student", "baseline", "baseline", "{}", k, base_val[k], base_test[k]});
@@ -138,7 +142,7 @@ TEST(Report, AggregationMatchesHandValues) {
   EXPECT_NEAR(kd::stats::mean(kd_row.best.bestval_test), 77.5, 1e-12);
   // CI: t_{0.975,2} * 2 / sqrt 3 = 4.302653 * 1.1547005 = 4.968276
   EXPECT_NEAR(*kd::stats::ci_half_width(kd_row.best.test), 4.968276, 1e-5);
-  EXPECT_NEAR(*kd_row.gain, 5.0, 1e-12);                         // 77 - 72
+  EXPECT_NEAR(*kd_row.gain, 5.0, 1e-12);  // 77 - 72
   EXPECT_NEAR(*kd_row.teacher_top1, 90.0, 1e-12);
   EXPECT_NEAR(*kd_row.gap_closed, 5.0 / (90 - 72) * 100, 1e-9);  // 27.78 %
   // Welch: var 4 and 4, n 3 and 3: se^2 = 4/3 + 4/3 = 8/3, t = 5 / 1.6329932 = 3.0618622,
@@ -150,8 +154,8 @@ TEST(Report, AggregationMatchesHandValues) {
   const kd::MethodRow& at = row_of(d, "attention");
   EXPECT_EQ(at.best.setting, R"({"beta":1000})") << "a tie on validation keeps the setting that comes first";
   EXPECT_EQ(at.best.method_params, 1234);
-  EXPECT_NEAR(*at.gain, -11.0, 1e-12);                                  // 61 - 72
-  EXPECT_NEAR(*at.gap_closed, -11.0 / 18 * 100, 1e-9);                  // -61.1 %
+  EXPECT_NEAR(*at.gain, -11.0, 1e-12);                  // 61 - 72
+  EXPECT_NEAR(*at.gap_closed, -11.0 / 18 * 100, 1e-9);  // -61.1 %
   // Welch: var 1 and 4: t = -11 / sqrt(5/3) = -8.52; dof = (5/3)^2 / ((1/3)^2/2 + (4/3)^2/2) = 2.94;
   // two-sided critical values at 3 dof: 5.84 (p = .01), 12.92 (p = .001) -> 0.001 < p < 0.01.
   EXPECT_GT(*at.p_value, 0.001);
@@ -170,8 +174,8 @@ TEST(Report, PairsAreSeparateRowsAndGapUsesTheirTeacher) {
     add_done(s, {"t2", "teacher", "huge", "baseline", "{}", 0, 96, 95, "[]", "cnn_huge", 0, 20000, 200000});
     const double e_test[] = {79, 80, 81};
     for (int k = 0; k < 3; ++k)
-      add_done(s, {"e" + std::to_string(k), "student", "logit_kd", "logit_kd", R"({"temperature":4})", k, 82,
-                   e_test[k], R"(["t2"])"});
+      add_done(s, {"e" + std::to_string(k), "student", "logit_kd", "logit_kd", R"({"temperature":4})", k, 82, e_test[k],
+                   R"(["t2"])"});
   }
   kd::ResultsStore store(db, true);
   kd::ReportData d = kd::aggregate(store);
@@ -194,8 +198,8 @@ TEST(Report, TablesInEveryFormat) {
   EXPECT_EQ(sum.figures_note, "figures were not requested");
   const std::string out = dir + "/report/";
   for (const char* f : {"comparison.md", "comparison.csv", "comparison.tex", "comparison.html", "settings.md",
-                        "settings.csv", "settings.tex", "settings.html", "runs.md", "runs.csv", "runs.tex",
-                        "failed.md", "failed.csv", "failed.tex", "report.json", "index.html"})
+                        "settings.csv", "settings.tex", "settings.html", "runs.md", "runs.csv", "runs.tex", "failed.md",
+                        "failed.csv", "failed.tex", "report.json", "index.html"})
     EXPECT_TRUE(fs::exists(out + f)) << f;
 
   // (a) Markdown: best in column bold within the student's rows; n/a, never 0, where undefined.
@@ -208,9 +212,10 @@ TEST(Report, TablesInEveryFormat) {
                     "61.50 ± 1.00 | -11.00 | -61.1% |"),
             std::string::npos)
       << md;
-  EXPECT_NE(md.find("| cnn_tiny | baseline | - | defaults | 73.00 ± 2.00 | 72.00 ± 2.00 | ± 4.97 | 72.50 ± 2.00 | - | - "
-                    "| - | 3 | 0 | 0 |"),
-            std::string::npos)
+  EXPECT_NE(
+      md.find("| cnn_tiny | baseline | - | defaults | 73.00 ± 2.00 | 72.00 ± 2.00 | ± 4.97 | 72.50 ± 2.00 | - | - "
+              "| - | 3 | 0 | 0 |"),
+      std::string::npos)
       << md;
   EXPECT_NE(md.find("| cnn_large | teacher big | - | - | 91.00 ± n/a | 90.00 ± n/a | n/a |"), std::string::npos) << md;
 
@@ -230,7 +235,10 @@ TEST(Report, TablesInEveryFormat) {
     while (std::getline(lines, line)) {
       if (line.empty() || line[0] == '%') continue;
       for (size_t i = 0; i < line.size(); ++i) {
-        if (line[i] == '\\') { ++i; continue; }  // skip escaped characters
+        if (line[i] == '\\') {
+          ++i;
+          continue;
+        }  // skip escaped characters
         depth += line[i] == '{' ? 1 : line[i] == '}' ? -1 : 0;
       }
       if (line.size() < 2 || line.compare(line.size() - 2, 2, "\\\\") != 0) continue;
@@ -409,9 +417,11 @@ std::string make_sweep_store(const std::string& dir) {
           ep.push_back({"main", e, "loss.total", total});
         }
         // Latency differs by seed (a timing); the report shows its median.
-        s.finish_run(r, ep, {{"final.val.top1", acc + noise + 0.3}, {"final.test.top1", acc + noise},
-                             {"bestval.test.top1", acc + noise + 0.1},
-                             {"latency_ms", static_cast<double>(macs) * 1e-7 * (1.0 + 0.1 * k * k)}});
+        s.finish_run(r, ep,
+                     {{"final.val.top1", acc + noise + 0.3},
+                      {"final.test.top1", acc + noise},
+                      {"bestval.test.top1", acc + noise + 0.1},
+                      {"latency_ms", static_cast<double>(macs) * 1e-7 * (1.0 + 0.1 * k * k)}});
       };
       add("baseline", "{}", base, "[]", {"ce"});
       for (double t : {1.0, 2.0, 4.0, 8.0})
@@ -446,17 +456,19 @@ TEST(Report, FiguresAndHtmlInHeadlessChromium) {
   auto figs = nlohmann::json::parse(slurp(out + "/figures.json"));
   std::set<std::string> names;
   for (const auto& f : figs) names.insert(f["name"].get<std::string>());
-  for (const char* f : {"accuracy_vs_temperature_cnn_tiny", "accuracy_vs_temperature_cnn_small",
-                        "heatmap_logit_kd__cnn_tiny__alpha", "training_curves", "loss_terms", "methods_bar",
-                        "accuracy_vs_cost"}) {
+  for (const char* f :
+       {"accuracy_vs_temperature_cnn_tiny", "accuracy_vs_temperature_cnn_small", "heatmap_logit_kd__cnn_tiny__alpha",
+        "training_curves", "loss_terms", "methods_bar", "accuracy_vs_cost"}) {
     EXPECT_TRUE(names.count(f)) << f;
     for (const char* ext : {".png", ".pdf", ".svg"})
       EXPECT_GT(fs::exists(out + "/" + f + ext) ? fs::file_size(out + "/" + f + ext) : 0u, 1000u) << f << ext;
   }
 
   if (kd::test::run_command("command -v chromium").exit_code != 0) GTEST_SKIP() << "chromium not installed";
-  const std::string chromium = "timeout 120 chromium --headless --no-sandbox --disable-gpu --enable-logging=stderr "
-                               "--v=0 --user-data-dir=" + dir + "/chrome ";
+  const std::string chromium =
+      "timeout 120 chromium --headless --no-sandbox --disable-gpu --enable-logging=stderr "
+      "--v=0 --user-data-dir=" +
+      dir + "/chrome ";
   auto console_errors = [](const std::string& log) {
     std::vector<std::string> errs;
     std::istringstream in(log);

@@ -8,7 +8,10 @@ std::string make_temp_dir(const std::string& tag);
 // Writes bytes to a file (creating parent dirs).
 void write_file(const std::string& path, const std::string& bytes);
 // Runs a shell command, returns {exit code, combined stdout+stderr}.
-struct CommandResult { int exit_code; std::string output; };
+struct CommandResult {
+  int exit_code;
+  std::string output;
+};
 CommandResult run_command(const std::string& cmd);
 // Path of the kdbench CLI under test (from $KDBENCH_BIN).
 std::string kdbench_bin();

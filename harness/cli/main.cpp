@@ -1,5 +1,4 @@
 // kdbench: the command-line interface.
-#include "harness/log.h"
 #include <torch/torch.h>
 
 #include <CLI/CLI.hpp>
@@ -9,6 +8,7 @@
 
 #include "datasets/dataset.h"
 #include "harness/errors.h"
+#include "harness/log.h"
 #include "harness/model.h"
 #include "harness/plan.h"
 #include "harness/runner.h"
@@ -24,17 +24,22 @@ namespace {
 std::string param_range(const kd::ParamSpec& p) {
   using K = kd::ParamSpec::Kind;
   switch (p.kind) {
-    case K::Number: return fmt::format("number in [{}, {}]", p.min, p.max);
-    case K::Integer: return fmt::format("integer in [{}, {}]", p.min, p.max);
-    case K::Bool: return "true|false";
+    case K::Number:
+      return fmt::format("number in [{}, {}]", p.min, p.max);
+    case K::Integer:
+      return fmt::format("integer in [{}, {}]", p.min, p.max);
+    case K::Bool:
+      return "true|false";
     case K::String: {
       if (p.choices.empty()) return "string";
       std::string s;
       for (const auto& c : p.choices) s += (s.empty() ? "" : "|") + c;
       return s;
     }
-    case K::StringList: return "list of strings";
-    case K::Json: return "JSON";
+    case K::StringList:
+      return "list of strings";
+    case K::Json:
+      return "JSON";
   }
   return "";
 }
@@ -72,9 +77,8 @@ int cmd_models(int input_size) {
     int channels = m.default_image_size == 28 ? 1 : 3;
     int classes = m.default_image_size == 224 ? 1000 : (m.default_image_size == 28 ? 10 : 100);
     auto model = kd::create_model({m.name, classes, channels, size});
-    std::cout << fmt::format("{:<14} {:>12} {:>14} {:>3}x{:<3} {} ({} classes)\n", m.name,
-                             kd::count_parameters(*model), kd::count_macs(*model, channels, size), size, size,
-                             m.description, classes);
+    std::cout << fmt::format("{:<14} {:>12} {:>14} {:>3}x{:<3} {} ({} classes)\n", m.name, kd::count_parameters(*model),
+                             kd::count_macs(*model, channels, size), size, size, m.description, classes);
   }
   return 0;
 }
@@ -170,7 +174,7 @@ int main(int argc, char** argv) {
       opts.workers = workers;
       kd::SweepSummary s = kd::run_sweep(cfg, opts);
       kd::log::info("sweep '{}': {} runs, {} done ({} trained now, {} already done), {} failed; results in {}",
-                   cfg.name, s.total, s.done, s.trained, s.skipped, s.failed, s.output_dir);
+                    cfg.name, s.total, s.done, s.trained, s.skipped, s.failed, s.output_dir);
       if (!no_report && cfg.report) kd::cmd_report(s.output_dir, "");
       return s.failed > 0 ? 4 : 0;
     }

@@ -210,7 +210,8 @@ ModelPtr fuse_models(const std::vector<ModelPtr>& students, const ModelSpec& spe
                                   spec.name + "' students");
     auto src = named_state(*students[static_cast<size_t>(k)]);
     if (src.size() != dst.size()) throw std::logic_error("fuse_models: state sizes differ for " + spec.name);
-    for (size_t i = 0; i < src.size(); ++i) part_of(dst[i].second, src[i].second, k, K, dst[i].first).copy_(src[i].second);
+    for (size_t i = 0; i < src.size(); ++i)
+      part_of(dst[i].second, src[i].second, k, K, dst[i].first).copy_(src[i].second);
   }
   return fused;
 }
@@ -220,7 +221,8 @@ void unfuse_into(TapModel& fused, int64_t k, int64_t K, TapModel& student) {
   auto src = named_state(fused);
   auto dst = named_state(student);
   if (src.size() != dst.size()) throw std::logic_error("unfuse_into: state sizes differ");
-  for (size_t i = 0; i < src.size(); ++i) dst[i].second.copy_(part_of(src[i].second, dst[i].second, k, K, src[i].first));
+  for (size_t i = 0; i < src.size(); ++i)
+    dst[i].second.copy_(part_of(src[i].second, dst[i].second, k, K, src[i].first));
 }
 
 torch::Tensor fused_part(const torch::Tensor& t, int64_t k, int64_t K) {
