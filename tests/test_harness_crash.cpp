@@ -16,6 +16,7 @@
 #include <chrono>
 #include <filesystem>
 #include <fstream>
+#include <iostream>
 #include <map>
 #include <nlohmann/json.hpp>
 #include <random>
@@ -202,6 +203,7 @@ TEST_F(CrashSafety, KilledAtEveryKindOfMomentResumesToTheSameResults) {
     check_after_kill(dir + "/out", before, p);
   }
   EXPECT_EQ(kills, static_cast<int>(points.size()));
+  std::cout << "[ info     ] " << kills << " kills at fixed moments, each resumed and checked\n";
   auto r = kd::test::run_command(kd::test::kdbench_bin() + " sweep " + cfg);
   ASSERT_EQ(r.exit_code, 0) << r.output;
   expect_same_as_reference(dir + "/out", *ref_);
@@ -227,6 +229,8 @@ TEST_F(CrashSafety, KilledAtRandomTimesResumesToTheSameResults) {
     if (code == 0) break;  // it finished before the kill
   }
   EXPECT_GE(kills, 4) << "too few attempts were killed mid-way to test anything";
+  std::cout << "[ info     ] " << kills << " kills at random times in " << attempts
+            << " attempts, each resumed and checked\n";
   auto r = kd::test::run_command(kd::test::kdbench_bin() + " sweep " + cfg);
   ASSERT_EQ(r.exit_code, 0) << r.output;
   expect_same_as_reference(dir + "/out", *ref_);
