@@ -222,17 +222,7 @@ class SweepRun {
     std::map<std::string, double> f;
     EvalMetrics v = metrics_from_logits(h.val_logits, data_.val->all_labels());
     EvalMetrics t = metrics_from_logits(h.test_logits, data_.test->all_labels());
-    for (const char* which : {"final", "bestval"}) {
-      std::string w = which;
-      f[w + ".val.top1"] = v.top1;
-      f[w + ".val.top5"] = v.top5;
-      f[w + ".val.nll"] = v.nll;
-      f[w + ".val.ece"] = v.ece;
-      f[w + ".test.top1"] = t.top1;
-      f[w + ".test.top5"] = t.top5;
-      f[w + ".test.nll"] = t.nll;
-      f[w + ".test.ece"] = t.ece;
-    }
+    for (const char* which : {"final", "bestval"}) record_finals(f, which, v, t);
     return f;
   }
 

@@ -58,8 +58,21 @@ EvalMetrics metrics_from_logits(const torch::Tensor& logits_in, const torch::Ten
   return m;
 }
 
-torch::Tensor predict(TapModel& model, const DatasetPtr& split, const DataSplits& data, int64_t batch_size,
-                      torch::Device device, int workers) {
+void record_finals(std::map<std::string, double>& finals, const std::string& which, const EvalMetrics& val,
+                   const EvalMetrics& test) {
+  for (const auto& [split, m] : {std::pair<const char*, const EvalMetrics&>{"val", val}, {"test", test}}) {
+    const std::string p = which + "." + split + ".";
+    finals[p + "top1"] = m.top1;
+    finals[p + "top5"] = m.top5;
+    finals[p + "nll"] = m.nll;
+    finals[p + "ece"] = m.ece;
+    if (m.agreement >= 0) finals[p + "agreement"] = m.agreement;
+  }
+}
+
+namespace {
+// A loader over a split in index order, not augmented (evaluation, teacher outputs).
+LoaderOptions in_order(const DataSplits& data, int64_t batch_size, int workers) {
   LoaderOptions lo;
   lo.batch_size = batch_size;
   lo.shuffle = false;
@@ -67,7 +80,13 @@ torch::Tensor predict(TapModel& model, const DatasetPtr& split, const DataSplits
   lo.norm = data.norm;
   lo.image_size = data.image_size;
   lo.workers = workers;
-  Loader loader(split, lo);
+  return lo;
+}
+}  // namespace
+
+torch::Tensor predict(TapModel& model, const DatasetPtr& split, const DataSplits& data, int64_t batch_size,
+                      torch::Device device, int workers) {
+  Loader loader(split, in_order(data, batch_size, workers));
   loader.start_epoch(0);
   torch::NoGradGuard ng;
   bool was_training = model.is_training();
@@ -181,14 +200,7 @@ bool TeacherOutputCache::lookup(const TeacherHandle& teacher, const std::set<std
     if (!have.count(tap)) missing.push_back(tap);
   }
   if (!missing.empty()) {
-    LoaderOptions lo;
-    lo.batch_size = kFillBatch;
-    lo.shuffle = false;
-    lo.augment = false;
-    lo.norm = data.norm;
-    lo.image_size = data.image_size;
-    lo.workers = 1;
-    Loader loader(data.train, lo);
+    Loader loader(data.train, in_order(data, kFillBatch, 1));
     loader.start_epoch(0);
     torch::NoGradGuard ng;
     const bool was_training = teacher.model->is_training();
@@ -981,17 +993,7 @@ void train_lockstep(const std::vector<GroupMember>& members, const DataSplits& d
       RunState& rs = *rsp;
       torch::Tensor ttest = rs.member->teachers.empty() ? torch::Tensor() : rs.member->teachers[0]->test_logits;
       auto record = [&](const std::string& which, const EvalMetrics& vm, const EvalMetrics& tm) {
-        auto& F = rs.outcome.finals;
-        F[which + ".val.top1"] = vm.top1;
-        F[which + ".val.top5"] = vm.top5;
-        F[which + ".val.nll"] = vm.nll;
-        F[which + ".val.ece"] = vm.ece;
-        F[which + ".test.top1"] = tm.top1;
-        F[which + ".test.top5"] = tm.top5;
-        F[which + ".test.nll"] = tm.nll;
-        F[which + ".test.ece"] = tm.ece;
-        if (vm.agreement >= 0) F[which + ".val.agreement"] = vm.agreement;
-        if (tm.agreement >= 0) F[which + ".test.agreement"] = tm.agreement;
+        record_finals(rs.outcome.finals, which, vm, tm);
       };
       record("final", rs.final_val, metrics_from_logits(rs.test_logits, data.test->all_labels(), ttest));
       if (!rs.best_state.empty()) {
