@@ -182,7 +182,7 @@ class SweepRun {
     }
     h->model->to(device_);
     h->model->eval();
-    fill_logits(*h, spec->name, spec->recipe.eval_batch_size);
+    fill_logits(*h, *spec);
     auto* raw = h.get();
     handles_[id] = std::move(h);
     return raw;
@@ -210,12 +210,14 @@ class SweepRun {
     return work;
   }
 
-  void fill_logits(TeacherHandle& h, const std::string& name, int64_t batch_size) {
+  // The val/test logits of the model of run `r` (a teacher or an assistant; teacher runs carry their name).
+  void fill_logits(TeacherHandle& h, const RunSpec& r) {
+    const int64_t batch_size = r.recipe.eval_batch_size;
     h.val_logits = predict(*h.model, data_.val, data_, batch_size, device_, opts_.workers);
     h.test_logits = predict(*h.model, data_.test, data_, batch_size, device_, opts_.workers);
     if (h.val_logits.size(1) != data_.num_classes)
-      throw ConfigError("teachers." + name, "teacher has " + std::to_string(h.val_logits.size(1)) +
-                                                " classes but the data set has " + std::to_string(data_.num_classes));
+      throw ConfigError("teachers." + r.name, "teacher has " + std::to_string(h.val_logits.size(1)) +
+                                                  " classes but the data set has " + std::to_string(data_.num_classes));
   }
 
   std::map<std::string, double> eval_finals(const TeacherHandle& h) {
@@ -272,7 +274,7 @@ class SweepRun {
     }
     h->model->to(device_);
     h->model->eval();
-    fill_logits(*h, t.name, r.recipe.eval_batch_size);
+    fill_logits(*h, r);
     finals = eval_finals(*h);
     if (meta_finals.is_object() && !meta_finals.empty()) {
       // A cached teacher's record is the one it got when trained (best-on-validation figures included);
@@ -409,7 +411,7 @@ class SweepRun {
         h->run_id = r.id;
         h->model = o.model;
         h->model->eval();
-        fill_logits(*h, r.name, r.recipe.eval_batch_size);
+        fill_logits(*h, r);
         handles_[r.id] = std::move(h);
       }
       progress_->note(fmt::format("done {:<14} {:<28} seed {}: test top-1 {:.2f}% (val {:.2f}%)", r.name,

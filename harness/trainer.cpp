@@ -16,6 +16,7 @@
 #include "harness/errors.h"
 #include "harness/log.h"
 #include "methods/method.h"
+#include "reports/stats.h"
 
 namespace fs = std::filesystem;
 
@@ -183,8 +184,7 @@ double inference_latency_ms(TapModel& model, const DataSplits& data, torch::Devi
     ms.push_back(std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count());
   }
   model.train(was_training);
-  std::nth_element(ms.begin(), ms.begin() + static_cast<long>(ms.size() / 2), ms.end());
-  return ms[ms.size() / 2];
+  return stats::median(std::move(ms));
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -194,10 +194,10 @@ bool TeacherOutputCache::lookup(const TeacherHandle& teacher, const std::set<std
                                 const torch::Tensor& indices, const DataSplits& data, torch::Device device, TapMap* out,
                                 int lanes) {
   auto& have = full_[teacher.run_id];
-  std::vector<std::string> missing;
+  std::set<std::string> missing;
   for (const auto& tap : taps) {
     if (refused_.count({teacher.run_id, tap})) return false;
-    if (!have.count(tap)) missing.push_back(tap);
+    if (!have.count(tap)) missing.insert(tap);
   }
   if (!missing.empty()) {
     Loader loader(data.train, in_order(data, kFillBatch, 1));
@@ -210,8 +210,7 @@ bool TeacherOutputCache::lookup(const TeacherHandle& teacher, const std::set<std
     bool first = true;
     while (loader.next(b)) {
       // The batch in one chunk per lane (each lane's torch runs one thread while a group trains).
-      TapMap all = forward_on_lanes(*teacher.model, b.x.to(device), std::max(1, lanes), lanes,
-                                    std::set<std::string>(missing.begin(), missing.end()), nullptr);
+      TapMap all = forward_on_lanes(*teacher.model, b.x.to(device), std::max(1, lanes), lanes, missing, nullptr);
       if (first) {
         // Refuse, before computing the rest, the taps whose whole-split size would break the budget.
         int64_t need = 0;
@@ -992,13 +991,11 @@ void train_lockstep(const std::vector<GroupMember>& members, const DataSplits& d
     for (auto* rsp : finishing) {
       RunState& rs = *rsp;
       torch::Tensor ttest = rs.member->teachers.empty() ? torch::Tensor() : rs.member->teachers[0]->test_logits;
-      auto record = [&](const std::string& which, const EvalMetrics& vm, const EvalMetrics& tm) {
-        record_finals(rs.outcome.finals, which, vm, tm);
-      };
-      record("final", rs.final_val, metrics_from_logits(rs.test_logits, data.test->all_labels(), ttest));
+      record_finals(rs.outcome.finals, "final", rs.final_val,
+                    metrics_from_logits(rs.test_logits, data.test->all_labels(), ttest));
       if (!rs.best_state.empty()) {
-        record("bestval", rs.best_val_metrics,
-               metrics_from_logits(rs.bestval_test_logits, data.test->all_labels(), ttest));
+        record_finals(rs.outcome.finals, "bestval", rs.best_val_metrics,
+                      metrics_from_logits(rs.bestval_test_logits, data.test->all_labels(), ttest));
         rs.outcome.finals["bestval.epoch"] = static_cast<double>(rs.best_epoch);
       }
       rs.test_logits = rs.bestval_test_logits = torch::Tensor();
