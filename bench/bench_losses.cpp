@@ -11,7 +11,7 @@
 #include <vector>
 
 #include "bench/bench_common.h"
-#include "harness/model.h"
+#include "models/model.h"
 #include "methods/losses.h"
 #include "methods/method.h"
 
@@ -219,7 +219,12 @@ void BM_Method(benchmark::State& state, const Variant& v, const Pairing& pr, int
   for (int t = 0; t < num_teachers; ++t)
     tshapes.push_back(tap_shapes(pr.teachers.at(static_cast<size_t>(t) % pr.teachers.size()), pr));
   torch::manual_seed(0);
-  method->prepare(sshapes, tshapes, torch::kCPU);
+  PrepareContext ctx;
+  ctx.student = sshapes;
+  ctx.teachers = tshapes;
+  ctx.train_size = 50000;
+  ctx.num_classes = pr.num_classes;
+  method->prepare(ctx);
   auto module = method->module();
   if (module) module->train();
 
@@ -240,12 +245,13 @@ void BM_Method(benchmark::State& state, const Variant& v, const Pairing& pr, int
     teacher_ptrs.push_back(&teachers[static_cast<size_t>(t)]);
   }
   const auto labels = random_labels(pr.batch, pr.num_classes);
+  const auto indices = torch::randint(50000, {pr.batch}, torch::kLong);
 
   size_t num_terms = 0;
   run_steps(state, [&] {
     for (auto& [name, t] : student) t.mutable_grad() = torch::Tensor();
     if (module) module->zero_grad();
-    MethodInput in{student, teacher_ptrs, labels, stage};
+    MethodInput in{student, teacher_ptrs, labels, indices, stage};
     LossTerms terms = method->compute(in);
     torch::Tensor total = torch::zeros({});
     for (const auto& term : terms) total = total + term.weight * term.value;

@@ -13,7 +13,7 @@
 #include <vector>
 
 #include "bench/bench_common.h"
-#include "harness/model.h"
+#include "models/model.h"
 #include "methods/losses.h"
 
 namespace kd::bench {

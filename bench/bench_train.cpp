@@ -8,7 +8,7 @@
 #include <string>
 
 #include "bench/bench_common.h"
-#include "harness/model.h"
+#include "models/model.h"
 #include "methods/losses.h"
 
 namespace kd::bench {

@@ -8,9 +8,9 @@
 #include <random>
 
 #include "datasets/readers.h"
-#include "harness/config.h"
-#include "harness/errors.h"
-#include "harness/log.h"
+#include "base/json_reader.h"
+#include "base/errors.h"
+#include "base/log.h"
 
 namespace fs = std::filesystem;
 

@@ -14,8 +14,8 @@
 #include <set>
 #include <sstream>
 
-#include "harness/errors.h"
-#include "harness/log.h"
+#include "base/errors.h"
+#include "base/log.h"
 
 namespace fs = std::filesystem;
 

@@ -15,8 +15,8 @@
 #include <string>
 
 #include "fuzz_util.h"
-#include "harness/config.h"
-#include "harness/errors.h"
+#include "base/json_reader.h"
+#include "base/errors.h"
 #include "harness/plan.h"
 
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {

@@ -23,7 +23,7 @@
 
 #include "datasets/readers.h"
 #include "fuzz_util.h"
-#include "harness/errors.h"
+#include "base/errors.h"
 
 namespace fs = std::filesystem;
 

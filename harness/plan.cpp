@@ -7,9 +7,8 @@
 #include <functional>
 #include <set>
 
-#include "harness/errors.h"
-#include "harness/model.h"
-#include "methods/method.h"
+#include "base/errors.h"
+#include "models/model.h"
 
 namespace kd {
 
@@ -225,25 +224,58 @@ SweepConfig load_sweep_config(const std::string& path) {
   return parse_sweep_config(load_json_file(path), path);
 }
 
-Plan plan_sweep(const SweepConfig& cfg) {
-  Plan plan;
-  plan.sweep_id = content_hash(json{{"name", cfg.name}, {"config", cfg.raw}});
-  std::map<std::string, std::string> teacher_id;  // teacher name -> run id
-  std::set<std::string> seen;
-  auto add = [&](RunSpec r) {
-    if (seen.insert(r.id).second) plan.runs.push_back(std::move(r));
-  };
-  for (const auto& t : cfg.teachers) {
+namespace {
+
+// Resolves a run's stages against its recipe (0 epochs = the recipe's) and sums them.
+void set_stages(RunSpec& r) {
+  r.stages = r.method_instance->stages();
+  r.total_epochs = 0;
+  for (auto& st : r.stages) {
+    if (st.epochs <= 0) st.epochs = static_cast<int>(r.recipe.epochs);
+    r.total_epochs += st.epochs;
+  }
+}
+
+// Plans the runs of a sweep in order: teachers, then every method entry's runs (per seed, grid point and
+// student), teacher-assistant links before the runs that learn from them. A run's method is made once, when
+// the run is first planned; a run planned again (the same id) is the same run.
+class Planner {
+ public:
+  explicit Planner(const SweepConfig& cfg) : cfg_(cfg), reg_(MethodRegistry::instance()) {}
+
+  Plan plan() {
+    plan_.sweep_id = content_hash(json{{"name", cfg_.name}, {"config", cfg_.raw}});
+    for (const auto& t : cfg_.teachers) add_teacher(t);
+    for (const auto& e : cfg_.methods)
+      for (int64_t seed : cfg_.seeds)
+        for (const auto& point : expand_grid(e.grid)) add_entry_point(e, seed, point);
+    for (auto& s : students_) add(std::move(s));
+    if (cfg_.precision != "fp32") rehash_for_precision();
+    return std::move(plan_);
+  }
+
+ private:
+  // Adds a run unless one with its id is planned; returns whether it was new.
+  bool add(RunSpec r) {
+    if (!seen_.insert(r.id).second) return false;
+    plan_.runs.push_back(std::move(r));
+    return true;
+  }
+  bool seen(const std::string& id) const { return seen_.count(id) > 0; }
+
+  void add_teacher(const TeacherSpec& t) {
+    const MethodInfo& ref = reg_.reference();
     RunSpec r;
-    r.role = "teacher";
+    r.role = RunRole::Teacher;
     r.name = t.name;
-    r.method = "baseline";
-    r.params = MethodRegistry::instance().resolve("baseline", json::object(), "teachers." + t.name).all();
+    r.method = ref.name;
+    MethodParams params = reg_.resolve(ref.name, json::object(), "teachers." + t.name);
+    r.params = params.all();
     r.seed = t.seed;
     r.model = t.model;
     r.recipe = t.recipe;
     r.teacher = &t;
-    r.config = json{{"role", "teacher"}, {"model", t.model}, {"obtain", t.obtain}, {"dataset", cfg.dataset}};
+    r.config = json{{"role", "teacher"}, {"model", t.model}, {"obtain", t.obtain}, {"dataset", cfg_.dataset}};
     if (t.obtain == "train") {
       r.config["recipe"] = t.recipe.to_json();
       r.config["seed"] = t.seed;
@@ -252,79 +284,88 @@ Plan plan_sweep(const SweepConfig& cfg) {
       r.config["taps"] = t.taps;
     }
     r.id = content_hash(r.config);
-    teacher_id[t.name] = r.id;
+    teacher_id_[t.name] = r.id;
+    // Only a teacher that may be trained needs a method (a cached one is loaded, but may be missing).
+    if (t.obtain == "train" && !seen(r.id)) attach_method(r);
     add(std::move(r));
   }
-  std::vector<RunSpec> students;
-  for (const auto& e : cfg.methods) {
-    for (int64_t seed : cfg.seeds) {
-      for (const auto& point : expand_grid(e.grid)) {
-        json values = e.params;
-        for (auto it = point.begin(); it != point.end(); ++it) values[it.key()] = it.value();
-        MethodParams params = MethodRegistry::instance().resolve(e.method, values, e.path + ".params");
-        std::vector<std::string> tids;
-        for (const auto& tn : e.teachers) tids.push_back(teacher_id.at(tn));
-        // Teacher-assistant chain: each link is a run of its own (shared by every setting that has it).
-        auto method = MethodRegistry::instance().create(e.method, params);
-        int level = 1;
-        const std::vector<ChainLink> chain = method->chain();
-        for (size_t li = 0; li < chain.size(); ++li) {
-          const ChainLink& link = chain[li];
-          std::string lp = e.path + ".params.assistants[" + std::to_string(li) + "]";
-          check_model(link.model, lp);
-          if (!link.method.is_object() || !link.method.contains("name") || !link.method["name"].is_string())
-            throw ConfigError(e.path + ".params.link_method", "expected an object with a \"name\"");
-          json lparams = link.method;
-          std::string lname = lparams["name"];
-          lparams.erase("name");
-          MethodParams lp_resolved = MethodRegistry::instance().resolve(lname, lparams, e.path + ".params.link_method");
-          RunSpec a;
-          a.role = "assistant";
-          a.name = link.model;
-          a.method = lname;
-          a.params = lp_resolved.all();
-          a.setting = lparams;
-          a.seed = seed;
-          a.model = link.model;
-          a.teacher_ids = tids;
-          a.recipe = e.recipe;
-          a.level = level++;
-          a.config = json{{"role", "assistant"},          {"model", a.model},          {"method", lname},
-                          {"params", a.params},           {"teachers", a.teacher_ids}, {"seed", seed},
-                          {"recipe", a.recipe.to_json()}, {"dataset", cfg.dataset}};
-          a.id = content_hash(a.config);
-          tids = {a.id};
-          add(a);
-        }
-        for (const auto& student : e.students) {
-          RunSpec r;
-          r.role = "student";
-          r.name = e.label;
-          r.method = e.method;
-          r.params = params.all();
-          r.setting = values;
-          r.seed = seed;
-          r.model = student;
-          r.teacher_ids = tids;
-          r.recipe = e.recipe;
-          r.level = level;
-          r.config =
-              json{{"role", "student"}, {"model", student}, {"method", e.method},           {"params", r.params},
-                   {"teachers", tids},  {"seed", seed},     {"recipe", r.recipe.to_json()}, {"dataset", cfg.dataset}};
-          r.id = content_hash(r.config);
-          students.push_back(std::move(r));
-        }
-      }
+
+  // One grid point of a method entry for one seed: its chain's assistant runs, then a run per student.
+  void add_entry_point(const MethodEntry& e, int64_t seed, const json& point) {
+    json values = e.params;
+    for (auto it = point.begin(); it != point.end(); ++it) values[it.key()] = it.value();
+    MethodParams params = reg_.resolve(e.method, values, e.path + ".params");
+    std::vector<std::string> tids;
+    for (const auto& tn : e.teachers) tids.push_back(teacher_id_.at(tn));
+    // The first student's method declares the chain (every student of the point has the same parameters).
+    std::unique_ptr<Method> first = reg_.create(e.method, params);
+    int level = 1;
+    const std::vector<ChainLink> chain = first->chain();
+    for (const auto& link : chain) {
+      tids = {add_assistant(e, seed, link, tids, level)};
+      ++level;
+    }
+    const bool reference = reg_.get(e.method).reference;
+    for (const auto& student : e.students) {
+      RunSpec r;
+      r.role = RunRole::Student;
+      r.name = e.label;
+      r.method = e.method;
+      r.reference = reference;
+      r.params = params.all();
+      r.setting = values;
+      r.seed = seed;
+      r.model = student;
+      r.teacher_ids = tids;
+      r.recipe = e.recipe;
+      r.level = level;
+      r.config =
+          json{{"role", "student"}, {"model", student}, {"method", e.method},           {"params", r.params},
+               {"teachers", tids},  {"seed", seed},     {"recipe", r.recipe.to_json()}, {"dataset", cfg_.dataset}};
+      r.id = content_hash(r.config);
+      if (seen(r.id) || std::any_of(students_.begin(), students_.end(), [&](const RunSpec& s) { return s.id == r.id; }))
+        continue;
+      r.method_instance = first ? std::shared_ptr<Method>(std::move(first)) : reg_.create(e.method, params);
+      set_stages(r);
+      students_.push_back(std::move(r));
     }
   }
-  for (auto& s : students) add(std::move(s));
+
+  // A teacher-assistant run (shared by every setting and student that has the same link); returns its id.
+  std::string add_assistant(const MethodEntry& e, int64_t seed, const ChainLink& link,
+                            const std::vector<std::string>& tids, int level) {
+    const std::string key = e.path + ".params." + link.key;
+    check_model(link.model, key);
+    MethodParams lp = reg_.resolve(link.method, link.params, key);
+    RunSpec a;
+    a.role = RunRole::Assistant;
+    a.name = link.model;
+    a.method = link.method;
+    a.params = lp.all();
+    a.setting = link.params;
+    a.seed = seed;
+    a.model = link.model;
+    a.teacher_ids = tids;
+    a.recipe = e.recipe;
+    a.level = level;
+    a.config = json{{"role", "assistant"},          {"model", a.model},          {"method", link.method},
+                    {"params", a.params},           {"teachers", a.teacher_ids}, {"seed", seed},
+                    {"recipe", a.recipe.to_json()}, {"dataset", cfg_.dataset}};
+    a.id = content_hash(a.config);
+    if (!seen(a.id)) attach_method(a);
+    const std::string id = a.id;
+    add(std::move(a));
+    return id;
+  }
+
   // Mixed precision changes the numbers, so it is part of what a trained run's id hashes (fp32 adds nothing,
   // keeping the ids of fp32 sweeps as they were).
-  if (cfg.precision != "fp32") {
+  void rehash_for_precision() {
     std::map<std::string, std::string> renamed;  // old id -> new id; runs come in level order
-    for (auto& r : plan.runs) {
+    for (auto& r : plan_.runs) {
       const std::string old = r.id;
-      if (!(r.role == "teacher" && r.teacher && r.teacher->obtain != "train")) r.config["precision"] = cfg.precision;
+      if (!(r.role == RunRole::Teacher && r.teacher && r.teacher->obtain != "train"))
+        r.config["precision"] = cfg_.precision;
       for (auto& t : r.teacher_ids)
         if (renamed.count(t)) t = renamed[t];
       if (r.config.contains("teachers")) r.config["teachers"] = r.teacher_ids;
@@ -332,7 +373,40 @@ Plan plan_sweep(const SweepConfig& cfg) {
       renamed[old] = r.id;
     }
   }
-  return plan;
+
+  const SweepConfig& cfg_;
+  const MethodRegistry& reg_;
+  Plan plan_;
+  std::map<std::string, std::string> teacher_id_;  // teacher name -> run id
+  std::set<std::string> seen_;
+  std::vector<RunSpec> students_;  // added after every teacher and assistant
+};
+
+}  // namespace
+
+void attach_method(RunSpec& r) {
+  r.method_instance = MethodRegistry::instance().create(r.method, MethodParams(r.params));
+  set_stages(r);
+}
+
+Plan plan_sweep(const SweepConfig& cfg) {
+  return Planner(cfg).plan();
+}
+
+RunRecord make_run_record(const RunSpec& r, const std::string& sweep_id) {
+  RunRecord rec;
+  rec.id = r.id;
+  rec.sweep_id = sweep_id;
+  rec.role = r.role;
+  rec.name = r.name;
+  rec.method = r.method;
+  rec.reference = r.reference;
+  rec.setting = r.setting.dump();
+  rec.seed = r.seed;
+  rec.model = r.model.empty() && r.teacher ? "torchscript:" + r.teacher->file : r.model;
+  rec.teachers = json(r.teacher_ids).dump();
+  rec.config = r.config.dump();
+  return rec;
 }
 
 }  // namespace kd

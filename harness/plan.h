@@ -1,11 +1,15 @@
-// Sweep configs and their expansion into runs (SweepPlanner). Plans are data: a run's id is a
-// stable hash of its fully resolved config, so re-running a sweep finds what is already done.
+// Sweep configs and their expansion into runs. Plans are data: a run's id is a stable hash of its
+// fully resolved config, so re-running a sweep finds what is already done. Each planned run carries
+// the one method instance that will train it, with what that method declared (stages, chain).
 #pragma once
 #include <map>
+#include <memory>
 #include <string>
 #include <vector>
 
-#include "harness/config.h"
+#include "harness/recipe.h"
+#include "methods/method.h"
+#include "store/store.h"
 
 namespace kd {
 
@@ -50,7 +54,7 @@ struct SweepConfig {
   bool channels_last = false;       // NHWC convolutions (faster on GPUs with tensor cores)
   bool cudnn_benchmark = false;     // let cuDNN time its algorithms (faster; not bit-reproducible)
   int64_t teacher_cache_mb = 2048;  // memory for teacher outputs shared across seeds/epochs (0 = off)
-  bool report = true;               // write the report when the sweep ends
+  bool report = true;               // write the report when the sweep ends (`kdbench sweep --no-report` skips it)
   json raw;                         // the config as given
   std::string file;                 // where it was read from
 };
@@ -62,9 +66,10 @@ SweepConfig load_sweep_config(const std::string& path);
 
 struct RunSpec {
   std::string id;
-  std::string role;               // teacher | assistant | student
+  RunRole role = RunRole::Student;
   std::string name;               // teacher name, or the entry's label
-  std::string method;             // registry name ("baseline" for trained teachers)
+  std::string method;             // registry name (teachers: the reference method's)
+  bool reference = false;         // a student of the reference method (the from-scratch student)
   json params = json::object();   // resolved hyperparameters
   json setting = json::object();  // what distinguishes it within its method (fixed params + grid point)
   int64_t seed = 0;
@@ -74,7 +79,21 @@ struct RunSpec {
   const TeacherSpec* teacher = nullptr;  // for role teacher
   json config;                           // the resolved config that the id hashes
   int level = 0;                         // 0 = teachers; a run's level is 1 + its teachers' max level
+  // The method instance that trains this run, made once when the run is planned (none for teachers that
+  // are loaded rather than trained), and what it declared: its stages (epochs resolved against the recipe).
+  std::shared_ptr<Method> method_instance;
+  std::vector<StageSpec> stages;
+  int64_t total_epochs = 0;
 };
+
+// Makes the run's method from its method name and resolved params (the registry's factory: the one
+// instance that trains the run) and resolves its stages against its recipe. The planner calls it once per
+// run; tests that build a RunSpec by hand call it too.
+void attach_method(RunSpec& r);
+
+// The store's record of a planned run (pending; what training adds is filled in later). The one place a
+// run record is built from a plan.
+RunRecord make_run_record(const RunSpec& r, const std::string& sweep_id);
 
 struct Plan {
   std::string sweep_id;

@@ -12,13 +12,13 @@
 
 #include "datasets/dataset.h"
 #include "git_commit.h"  // generated at build time (cmake/git_commit.cmake)
-#include "harness/errors.h"
-#include "harness/fsutil.h"
-#include "harness/log.h"
+#include "base/errors.h"
+#include "base/fsutil.h"
+#include "base/log.h"
 #include "harness/progress.h"
-#include "harness/store.h"
 #include "harness/trainer.h"
-#include "methods/method.h"
+#include "store/store.h"
+#include "store/sweep_layout.h"
 
 namespace fs = std::filesystem;
 
@@ -53,21 +53,6 @@ bool owner_is_dead(const std::string& owner) {
 }
 
 constexpr double kStaleSeconds = 15 * 60;  // a run whose heartbeat is older than this is orphaned
-
-RunRecord record_of(const RunSpec& r, const std::string& sweep_id) {
-  RunRecord rec;
-  rec.id = r.id;
-  rec.sweep_id = sweep_id;
-  rec.role = r.role;
-  rec.name = r.name;
-  rec.method = r.method;
-  rec.setting = r.setting.dump();
-  rec.seed = r.seed;
-  rec.model = r.model.empty() && r.teacher ? "torchscript:" + r.teacher->file : r.model;
-  rec.teachers = json(r.teacher_ids).dump();
-  rec.config = r.config.dump();
-  return rec;
-}
 
 std::vector<EpochMetric> epochs_from_json(const json& j) {
   std::vector<EpochMetric> v;
@@ -104,29 +89,24 @@ class SweepRun {
     log::info("data: {} ({} train / {} val / {} test, {} classes) from {}", data_.name, data_.train->size(),
               data_.val->size(), data_.test->size(), data_.num_classes, data_.source);
 
+    const SweepLayout layout(out_);
     fs::create_directories(out_);
-    fs::create_directories(fs::path(out_) / "checkpoints");
-    write_atomically((fs::path(out_) / "sweep.json").string(),
-                     [&](const std::string& tmp) {
-                       std::ofstream o(tmp);
-                       o << cfg_.raw.dump(2) << "\n";
-                       if (!o) throw std::runtime_error(tmp + ": write failed");
-                     },
-                     "config");
-    remove_stale_temporaries((fs::path(out_) / "checkpoints").string());
+    fs::create_directories(layout.checkpoints());
+    write_text_atomically(layout.config_copy(), cfg_.raw.dump(2) + "\n", "config");
+    remove_stale_temporaries(layout.checkpoints());
     remove_stale_temporaries((fs::path(cfg_.cache_dir) / "teachers").string());
-    store_ = std::make_unique<ResultsStore>((fs::path(out_) / "results.db").string());
+    store_ = open_store(layout.store());
     store_->put_sweep(plan_.sweep_id, cfg_.name, cfg_.raw.dump(), env_);
-    for (const auto& r : plan_.runs) store_->add_run(record_of(r, plan_.sweep_id));
+    for (const auto& r : plan_.runs) store_->add_run(make_run_record(r, plan_.sweep_id));
     owner_ = process_owner();
     for (const auto& r : plan_.runs) {
       auto rec = store_->run(r.id);
       if (!rec) continue;
-      if (rec->status == "running" && owner_is_dead(rec->owner)) {
+      if (rec->status == RunStatus::Running && owner_is_dead(rec->owner)) {
         log::info("run {} was left running by {} (gone): restarting it", r.id.substr(0, 8), rec->owner);
         store_->reset_run(r.id);
       }
-      if (rec->status == "failed" && opts_.retry_failed) store_->reset_run(r.id);
+      if (rec->status == RunStatus::Failed && opts_.retry_failed) store_->reset_run(r.id);
     }
     summary_.output_dir = out_;
     summary_.total = static_cast<int>(plan_.runs.size());
@@ -139,8 +119,8 @@ class SweepRun {
     progress_->finish();
     for (const auto& r : plan_.runs) {
       auto rec = store_->run(r.id);
-      if (rec && rec->status == "done") ++summary_.done;
-      if (rec && rec->status == "failed") ++summary_.failed;
+      if (rec && rec->status == RunStatus::Done) ++summary_.done;
+      if (rec && rec->status == RunStatus::Failed) ++summary_.failed;
     }
     return summary_;
   }
@@ -153,8 +133,8 @@ class SweepRun {
       bool all = true;
       for (const auto& id : ids) {
         auto rec = store_->run(id);
-        if (rec && (rec->status == "running" || rec->status == "pending")) {
-          if (rec->status == "running" && owner_is_dead(rec->owner)) store_->reset_run(id);
+        if (rec && !is_finished(rec->status)) {
+          if (rec->status == RunStatus::Running && owner_is_dead(rec->owner)) store_->reset_run(id);
           all = false;
         }
       }
@@ -171,7 +151,7 @@ class SweepRun {
     if (it != handles_.end()) return it->second.get();
     const RunSpec* spec = plan_.find(id);
     auto rec = store_->run(id);
-    if (!spec || !rec || rec->status != "done") return nullptr;
+    if (!spec || !rec || rec->status != RunStatus::Done) return nullptr;
     auto h = std::make_unique<TeacherHandle>();
     h->run_id = id;
     if (spec->teacher && spec->teacher->obtain == "torchscript") {
@@ -195,11 +175,9 @@ class SweepRun {
     std::map<std::string, int64_t> macs;
     for (const auto& r : plan_.runs) {
       auto rec = store_->run(r.id);
-      if (!rec || rec->status == "done" || rec->status == "failed") continue;
+      if (!rec || is_finished(rec->status)) continue;
       if (r.teacher && (r.teacher->obtain != "train" || fs::exists(teacher_cache_path(r.id) + ".json"))) continue;
-      int64_t epochs = 0;
-      for (const auto& st : MethodRegistry::instance().create(r.method, MethodParams(r.params))->stages())
-        epochs += st.epochs > 0 ? st.epochs : r.recipe.epochs;
+      const int64_t epochs = r.total_epochs;
       if (!macs.count(r.model)) {
         ModelPtr m = create_model(ModelSpec{r.model, data_.num_classes, data_.channels, data_.image_size});
         macs[r.model] = count_macs(*m, data_.channels, data_.image_size);
@@ -244,7 +222,7 @@ class SweepRun {
 
   // Teachers that are loaded (checkpoint / TorchScript) or found in the cache need no training.
   bool obtain_without_training(const RunSpec& r) {
-    RunRecord rec = record_of(r, plan_.sweep_id);
+    RunRecord rec = make_run_record(r, plan_.sweep_id);
     rec.environment = env_;
     auto h = std::make_unique<TeacherHandle>();
     h->run_id = r.id;
@@ -296,12 +274,12 @@ class SweepRun {
 
   void run_level(int level) {
     // Runs of this level this process claims; the rest are done or owned by another process.
-    std::vector<const RunSpec*> mine;
-    for (const auto& r : plan_.runs) {
+    std::vector<RunSpec*> mine;
+    for (auto& r : plan_.runs) {
       if (r.level != level) continue;
       auto rec = store_->run(r.id);
-      if (!rec || rec->status == "done" || rec->status == "failed") {
-        if (rec && rec->status == "done") ++summary_.skipped;
+      if (!rec || is_finished(rec->status)) {
+        if (rec && rec->status == RunStatus::Done) ++summary_.skipped;
         continue;
       }
       if (!store_->claim_run(r.id, owner_, kStaleSeconds)) continue;
@@ -310,7 +288,7 @@ class SweepRun {
       wait_for(r.teacher_ids);
       for (const auto& tid : r.teacher_ids) {
         auto trec = store_->run(tid);
-        if (!trec || trec->status != "done") missing = tid;
+        if (!trec || trec->status != RunStatus::Done) missing = tid;
       }
       if (!missing.empty()) {
         const RunSpec* dep = plan_.find(missing);
@@ -321,35 +299,36 @@ class SweepRun {
             {});
         continue;
       }
-      if (r.role == "teacher" && obtain_without_training(r)) continue;
+      if (r.role == RunRole::Teacher && obtain_without_training(r)) continue;
       mine.push_back(&r);
     }
     for (const auto* r : mine) latency_of(r->model);
     // Group by (seed, batch size); each group trains in lockstep behind one teacher forward per batch.
-    std::map<std::pair<int64_t, int64_t>, std::vector<const RunSpec*>> groups;
-    for (const auto* r : mine) groups[{r->seed, r->recipe.batch_size}].push_back(r);
+    std::map<std::pair<int64_t, int64_t>, std::vector<RunSpec*>> groups;
+    for (auto* r : mine) groups[{r->seed, r->recipe.batch_size}].push_back(r);
     for (auto& [key, runs] : groups) {
       size_t chunk = cfg_.lockstep > 0 ? static_cast<size_t>(cfg_.lockstep) : runs.size();
       for (size_t i = 0; i < runs.size(); i += chunk) {
-        std::vector<const RunSpec*> part(runs.begin() + static_cast<long>(i),
+        std::vector<RunSpec*> part(runs.begin() + static_cast<long>(i),
                                          runs.begin() + static_cast<long>(std::min(runs.size(), i + chunk)));
         train_group(part);
       }
     }
   }
 
-  void train_group(const std::vector<const RunSpec*>& runs) {
+  void train_group(const std::vector<RunSpec*>& runs) {
+    const SweepLayout layout(out_);
     std::vector<GroupMember> members;
-    for (const auto* r : runs) {
+    for (auto* r : runs) {
       GroupMember m;
       m.spec = r;
+      m.method = r->method_instance;
       for (const auto& tid : r->teacher_ids) {
         const TeacherHandle* h = handle(tid);
         if (!h) throw std::logic_error("teacher run " + tid + " is not available");
         m.teachers.push_back(h);
       }
-      m.checkpoint_path = r->role == "teacher" ? teacher_cache_path(r->id)
-                                               : (fs::path(out_) / "checkpoints" / (r->id + ".pt")).string();
+      m.checkpoint_path = r->role == RunRole::Teacher ? teacher_cache_path(r->id) : layout.checkpoint(r->id);
       members.push_back(std::move(m));
     }
     progress_->note(fmt::format("training {} run(s) in lockstep (seed {}, level {})", members.size(),
@@ -378,7 +357,7 @@ class SweepRun {
         store_->fail_run(r.id, o.error_json, o.epochs);
         return;
       }
-      RunRecord rec = record_of(r, plan_.sweep_id);
+      RunRecord rec = make_run_record(r, plan_.sweep_id);
       rec.wall_seconds = o.wall_seconds;
       rec.images_per_second = o.images_per_second;
       rec.environment = env_;
@@ -387,25 +366,18 @@ class SweepRun {
       rec.macs = o.macs;
       rec.method_params = o.method_params;
       o.finals["latency_ms"] = latency_of(r.model);
-      if (r.role == "teacher") {
+      if (r.role == RunRole::Teacher) {
         // Cache the teacher's metrics beside its checkpoint, so other sweeps reuse both.
         json meta{{"epochs", epochs_to_json(o.epochs)},
                   {"finals", o.finals},
                   {"wall_seconds", o.wall_seconds},
                   {"images_per_second", o.images_per_second},
                   {"config", r.config}};
-        write_atomically(
-            o.checkpoint + ".json",
-            [&](const std::string& tmp) {
-              std::ofstream f(tmp);
-              f << meta.dump() << "\n";
-              if (!f) throw std::runtime_error(tmp + ": write failed");
-            },
-            "teacher_meta");
+        write_text_atomically(o.checkpoint + ".json", meta.dump() + "\n", "teacher_meta");
       }
       store_->finish_run(rec, o.epochs, o.finals);
       ++summary_.trained;
-      if (r.role != "student") {
+      if (r.role != RunRole::Student) {
         // Keep the model for the runs that learn from it.
         auto h = std::make_unique<TeacherHandle>();
         h->run_id = r.id;
@@ -418,6 +390,8 @@ class SweepRun {
                                   r.setting.dump(), r.seed, o.finals["final.test.top1"], o.finals["final.val.top1"]));
     };
     train_lockstep(members, data_, to);
+    members.clear();
+    for (auto* r : runs) r->method_instance.reset();  // trained (or failed): its method is no longer needed
     torch::set_num_threads(threads_);
   }
 

@@ -13,7 +13,6 @@ struct SweepOptions {
   std::string device;         // overrides the config's device ("" = config)
   int64_t threads = -1;       // overrides the config's threads (-1 = config)
   bool retry_failed = false;  // put failed runs back to pending first
-  bool report = true;         // write the report at the end (if the config also asks for it)
   int workers = 1;            // loader worker threads
 };
 

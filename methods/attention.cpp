@@ -5,7 +5,7 @@
 // RepDistiller use the same form with beta = 1000). Taps of different spatial size: the student's 2-D
 // map is bilinearly resized to the teacher's before flattening (losses::attention_loss).
 // Terms: ce (1 - alpha), at (beta), kd (alpha, only when alpha > 0: the paper's AT + KD).
-#include "harness/errors.h"
+#include "base/errors.h"
 #include "methods/losses.h"
 #include "methods/method.h"
 
@@ -13,29 +13,39 @@ namespace kd {
 
 class Attention final : public Method {
  public:
+  struct Options {
+    std::vector<std::string> student_taps{"block1", "block2", "block3"};
+    std::vector<std::string> teacher_taps{"block1", "block2", "block3"};
+    double p = 2.0;
+    double beta = 1000.0;
+    double alpha = 0.0;
+    double temperature = 4.0;
+    void validate() const {
+      if (student_taps.size() != teacher_taps.size() || student_taps.empty())
+        throw ConfigError("teacher_taps", "needs as many taps as student_taps (" +
+                                              std::to_string(student_taps.size()) + "), got " +
+                                              std::to_string(teacher_taps.size()));
+    }
+  };
   static MethodInfo info() {
-    return MethodInfo("attention",
+    return MethodInfo::of<Attention>("attention",
                       "Zagoruyko & Komodakis 2017: match L2-normalised spatial attention maps at several depths")
         .cite("Zagoruyko & Komodakis 2017, Sec. 3.1, Eq. 2 (p = 2)")
         .teachers(1, 1)
-        .strings("student_taps", {"block1", "block2", "block3"}, "student taps, paired in order")
-        .strings("teacher_taps", {"block1", "block2", "block3"}, "teacher taps, paired in order")
-        .number("p", 2.0, 1.0, 8.0, "exponent of |A|^p")
-        .number("beta", 1000.0, 0.0, 1e7, "weight of the attention term")
-        .number("alpha", 0.0, 0.0, 1.0, "weight of an added KD term; CE gets 1 - alpha")
-        .number("temperature", 4.0, 0.05, 100.0, "KD temperature when alpha > 0");
+        .strings("student_taps", &Options::student_taps, "student taps, paired in order")
+        .strings("teacher_taps", &Options::teacher_taps, "teacher taps, paired in order")
+        .number("p", &Options::p, 1.0, 8.0, "exponent of |A|^p")
+        .number("beta", &Options::beta, 0.0, 1e7, "weight of the attention term")
+        .number("alpha", &Options::alpha, 0.0, 1.0, "weight of an added KD term; CE gets 1 - alpha")
+        .number("temperature", &Options::temperature, 0.05, 100.0, "KD temperature when alpha > 0");
   }
-  explicit Attention(const MethodParams& p)
-      : s_taps_(p.strings("student_taps")),
-        t_taps_(p.strings("teacher_taps")),
-        p_(p.number("p")),
-        beta_(p.number("beta")),
-        alpha_(p.number("alpha")),
-        T_(p.number("temperature")) {
-    if (s_taps_.size() != t_taps_.size() || s_taps_.empty())
-      throw ConfigError("teacher_taps", "needs as many taps as student_taps (" + std::to_string(s_taps_.size()) +
-                                            "), got " + std::to_string(t_taps_.size()));
-  }
+  explicit Attention(const Options& o)
+      : s_taps_(o.student_taps),
+        t_taps_(o.teacher_taps),
+        p_(o.p),
+        beta_(o.beta),
+        alpha_(o.alpha),
+        T_(o.temperature) {}
   std::vector<std::string> student_taps() const override {
     auto v = s_taps_;
     v.push_back("logits");

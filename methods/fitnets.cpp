@@ -12,7 +12,7 @@
 //   two_stage: stage "hint" trains only the student's layers up to its guided layer (and r) on the hint
 //              alone (paper Sec. 2.3, Fig. 1 (b)) for hint_epochs; stage "kd" then trains the whole
 //              student with ce (1 - alpha) + kd (alpha), the paper's KD stage (Fig. 1 (c), Eq. 2).
-#include "harness/errors.h"
+#include "base/errors.h"
 #include "methods/losses.h"
 #include "methods/method.h"
 
@@ -20,38 +20,48 @@ namespace kd {
 
 class FitNets final : public Method {
  public:
+  struct Options {
+    std::string mode = "two_stage";
+    std::string student_tap = "block2";
+    std::string teacher_tap = "block2";
+    std::string regressor = "conv";
+    int64_t hint_epochs = 1;
+    double beta = 1.0;
+    double temperature = 4.0;
+    double alpha = 0.9;
+  };
   static MethodInfo info() {
-    return MethodInfo("fitnets",
+    return MethodInfo::of<FitNets>("fitnets",
                       "Romero et al. 2015: hint from a teacher layer through a learned regressor; "
                       "one-stage or two-stage")
         .cite("Romero et al. 2015, Sec. 2.2 (Eq. 3, hint loss) and 2.3 (stage-wise training)")
         .teachers(1, 1)
-        .string("mode", "two_stage", {"one_stage", "two_stage"}, "two_stage: hint pre-training then KD")
-        .string("student_tap", "block2", {}, "student guided layer")
-        .string("teacher_tap", "block2", {}, "teacher hint layer")
-        .string("regressor", "conv", {"conv", "linear"},
+        .string("mode", &Options::mode, {"one_stage", "two_stage"}, "two_stage: hint pre-training then KD")
+        .string("student_tap", &Options::student_tap, {}, "student guided layer")
+        .string("teacher_tap", &Options::teacher_tap, {}, "teacher hint layer")
+        .string("regressor", &Options::regressor, {"conv", "linear"},
                 "conv: 1x1 conv + BN (the larger map pooled to the smaller); linear: on flattened features")
-        .integer("hint_epochs", 1, 1, 10000, "two_stage: epochs of stage 1")
-        .number("beta", 1.0, 0.0, 1e6, "one_stage: weight of the hint term")
-        .number("temperature", 4.0, 0.05, 100.0, "KD temperature T")
-        .number("alpha", 0.9, 0.0, 1.0, "weight of the KD term; CE gets 1 - alpha");
+        .integer("hint_epochs", &Options::hint_epochs, 1, 10000, "two_stage: epochs of stage 1")
+        .number("beta", &Options::beta, 0.0, 1e6, "one_stage: weight of the hint term")
+        .number("temperature", &Options::temperature, 0.05, 100.0, "KD temperature T")
+        .number("alpha", &Options::alpha, 0.0, 1.0, "weight of the KD term; CE gets 1 - alpha");
   }
-  explicit FitNets(const MethodParams& p)
-      : two_stage_(p.string("mode") == "two_stage"),
-        s_tap_(p.string("student_tap")),
-        t_tap_(p.string("teacher_tap")),
-        linear_(p.string("regressor") == "linear"),
-        hint_epochs_(p.integer("hint_epochs")),
-        beta_(p.number("beta")),
-        T_(p.number("temperature")),
-        alpha_(p.number("alpha")) {}
+  explicit FitNets(const Options& o)
+      : two_stage_(o.mode == "two_stage"),
+        s_tap_(o.student_tap),
+        t_tap_(o.teacher_tap),
+        linear_(o.regressor == "linear"),
+        hint_epochs_(o.hint_epochs),
+        beta_(o.beta),
+        T_(o.temperature),
+        alpha_(o.alpha) {}
 
   std::vector<std::string> student_taps() const override { return {"logits", s_tap_}; }
   std::vector<std::string> teacher_taps(int) const override { return {"logits", t_tap_}; }
 
-  void prepare(const TapShapes& s, const std::vector<TapShapes>& t, torch::Device device) override {
-    const auto& ss = s.at(s_tap_);
-    const auto& ts = t.at(0).at(t_tap_);
+  void prepare(const PrepareContext& ctx) override {
+    const auto& ss = ctx.student.at(s_tap_);
+    const auto& ts = ctx.teachers.at(0).at(t_tap_);
     regressor_ = std::make_shared<torch::nn::Module>("FitNetsRegressor");
     if (linear_) {
       int64_t in = 1, out = 1;
@@ -65,7 +75,7 @@ class FitNets final : public Method {
           regressor_->register_module("conv", torch::nn::Conv2d(torch::nn::Conv2dOptions(ss[1], ts[1], 1).bias(false)));
       bn_ = regressor_->register_module("bn", torch::nn::BatchNorm2d(ts[1]));
     }
-    regressor_->to(device);
+    regressor_->to(ctx.device);
   }
   std::shared_ptr<torch::nn::Module> module() override { return regressor_; }
 

@@ -8,14 +8,18 @@ namespace kd {
 
 class LogitKD final : public Method {
  public:
+  struct Options {
+    double temperature = 4.0;
+    double alpha = 0.9;
+  };
   static MethodInfo info() {
-    return MethodInfo("logit_kd", "Hinton et al. 2015: alpha * T^2 * KL(p_t^T || p_s^T) + (1 - alpha) * CE")
+    return MethodInfo::of<LogitKD>("logit_kd", "Hinton et al. 2015: alpha * T^2 * KL(p_t^T || p_s^T) + (1 - alpha) * CE")
         .cite("Hinton, Vinyals & Dean 2015, Sec. 2 (T^2 scaling: end of Sec. 2)")
         .teachers(1, 1)
-        .number("temperature", 4.0, 0.05, 100.0, "softmax temperature T")
-        .number("alpha", 0.9, 0.0, 1.0, "weight of the KD term; CE gets 1 - alpha");
+        .number("temperature", &Options::temperature, 0.05, 100.0, "softmax temperature T")
+        .number("alpha", &Options::alpha, 0.0, 1.0, "weight of the KD term; CE gets 1 - alpha");
   }
-  explicit LogitKD(const MethodParams& p) : T_(p.number("temperature")), alpha_(p.number("alpha")) {}
+  explicit LogitKD(const Options& o) : T_(o.temperature), alpha_(o.alpha) {}
   std::vector<std::string> teacher_taps(int) const override { return {"logits"}; }
   LossTerms compute(const MethodInput& in) override {
     const auto& s = in.student.at("logits");

@@ -1,9 +1,25 @@
 // The method plugin contract (see DESIGN.md, "The method plugin contract").
 //
-// A method is one class in methods/<name>.cpp ending with KD_REGISTER_METHOD(Class).
-// It declares its hyperparameters (with defaults and ranges), the taps it needs, how many
-// teachers it uses, optional trainable parameters of its own, optional stages and an optional
-// teacher-assistant chain; it computes UNWEIGHTED named loss terms plus their weights.
+// A method is one class in methods/<name>.cpp ending with KD_REGISTER_METHOD(Class). It has an
+// options struct (`Class::Options`) whose fields hold its hyperparameters with their defaults, and a
+// `static MethodInfo info()` that binds each field ONCE to its config name, range and doc, as LibTorch's
+// TORCH_ARG keeps a field and its setter together:
+//
+//   struct Options { double temperature = 4.0; double alpha = 0.9; };
+//   static MethodInfo info() {
+//     return MethodInfo::of<LogitKD>("logit_kd", "Hinton et al. 2015 ...")
+//         .teachers(1, 1)
+//         .number("temperature", &Options::temperature, 0.05, 100.0, "softmax temperature T")
+//         .number("alpha", &Options::alpha, 0.0, 1.0, "weight of the KD term");
+//   }
+//   explicit LogitKD(const Options& o);
+//
+// A field bound with the wrong type does not compile; a field bound twice, or a name used twice, fails
+// at start-up (registration), never mid-sweep. An Options struct may have `void validate() const` that
+// checks relations between values (throwing ConfigError naming the key); it runs when a config is read.
+//
+// A method declares the taps it needs, how many teachers it uses, trainable parameters of its own,
+// stages and a teacher-assistant chain; it computes UNWEIGHTED named loss terms plus their weights.
 // The harness sums weight * value over terms, logs every term, and never branches on a name.
 #pragma once
 #include <torch/torch.h>
@@ -12,10 +28,13 @@
 #include <map>
 #include <memory>
 #include <nlohmann/json.hpp>
+#include <stdexcept>
 #include <string>
+#include <type_traits>
+#include <typeindex>
 #include <vector>
 
-#include "harness/model.h"
+#include "base/taps.h"
 
 namespace kd {
 
@@ -30,21 +49,15 @@ struct ParamSpec {
   std::string doc;
 };
 
-// Fully resolved hyperparameters of one method instance (defaults filled in, validated).
+// The resolved hyperparameters of one method instance as JSON (defaults filled in, validated): what a
+// run's id hashes and its record shows. Methods receive their typed Options, never this.
 class MethodParams {
  public:
   MethodParams() = default;
   explicit MethodParams(nlohmann::json values) : values_(std::move(values)) {}
-  double number(const std::string& name) const;
-  int64_t integer(const std::string& name) const;
-  bool boolean(const std::string& name) const;
-  const std::string& string(const std::string& name) const;
-  std::vector<std::string> strings(const std::string& name) const;
-  const nlohmann::json& json(const std::string& name) const;
   const nlohmann::json& all() const { return values_; }
 
  private:
-  const nlohmann::json& at(const std::string& name) const;
   nlohmann::json values_ = nlohmann::json::object();
 };
 
@@ -53,7 +66,12 @@ struct MethodInput {
   const TapMap& student;                       // student taps, always including "logits"
   const std::vector<const TapMap*>& teachers;  // one per teacher the run uses; detached, eval mode
   const torch::Tensor& labels;                 // int64 [B]
+  const torch::Tensor& indices;                // int64 [B]: the samples' indices in the training split
   int stage = 0;                               // index into stages()
+  int64_t epoch = 0;                           // the run's epoch, 0-based, counted over all stages
+  int64_t stage_epoch = 0;                     // the epoch within the stage, 0-based
+  int64_t step = 0;                            // the step within the epoch, 0-based
+  int64_t steps_per_epoch = 1;
 };
 
 struct LossTerm {
@@ -63,24 +81,35 @@ struct LossTerm {
 };
 using LossTerms = std::vector<LossTerm>;
 
-// A training stage. Most methods have one. FitNets two-stage has "hint" (trains the student
-// only up to its guided tap on the hint term) then "kd".
+// A training stage. Most methods have one. FitNets two-stage has "hint" (trains the student only up
+// to its guided tap on the hint term) then "kd".
 struct StageSpec {
   std::string name = "main";
   int epochs = 0;               // 0 = the recipe's epochs
   std::string train_until_tap;  // empty = the whole student; else only parameters upstream of it
+  bool train_student = true;    // false: only the method's own parameters train (e.g. a paraphraser)
 };
 
-// One link of a teacher-assistant chain (progressive): train `model` from the previous teacher
-// with `method` (a method config: {"name": ..., hyperparameters...}); it becomes the next teacher.
+// One link of a teacher-assistant chain: train zoo model `model` from the previous teacher with method
+// `method` and hyperparameters `params`; it becomes the next teacher. `key` names where the link comes
+// from in the method's hyperparameters (for messages), e.g. "assistants[0]".
 struct ChainLink {
   std::string model;
-  nlohmann::json method;
+  std::string method;
+  nlohmann::json params = nlohmann::json::object();
+  std::string key;
 };
 
-// Shapes of the taps, from one dry forward pass, given to prepare() so a method can size its
-// own modules (regressors). Each entry is the full tensor shape including the batch dimension.
-using TapShapes = std::map<std::string, std::vector<int64_t>>;
+// What prepare() is given, once per run before training, on the device training runs on.
+struct PrepareContext {
+  TapShapes student;               // shapes of every student tap
+  std::vector<TapShapes> teachers;  // shapes of every tap of each teacher the run uses
+  torch::Device device = torch::kCPU;
+  int64_t train_size = 0;   // samples in the training split
+  int64_t num_classes = 0;  // classes of the data set
+  // The run's teachers (frozen, eval mode), e.g. to read batch-norm statistics; never to train.
+  std::vector<std::shared_ptr<torch::nn::Module>> teacher_modules;
+};
 
 class Method {
  public:
@@ -89,11 +118,11 @@ class Method {
   virtual std::vector<std::string> student_taps() const { return {"logits"}; }
   // Taps needed from teacher `i` (empty = that teacher is not run at all).
   virtual std::vector<std::string> teacher_taps(int /*teacher_index*/) const { return {}; }
-  // Called once before training, with tap shapes, on the device training runs on.
-  virtual void prepare(const TapShapes& /*student*/, const std::vector<TapShapes>& /*teachers*/,
-                       torch::Device /*device*/) {}
-  // Trainable parameters the method owns (e.g. FitNets regressors); added to the optimizer,
-  // saved with the student, switched between train/eval with it. nullptr = none.
+  // Called once before training.
+  virtual void prepare(const PrepareContext& /*ctx*/) {}
+  // Trainable parameters (and buffers) the method owns (e.g. FitNets regressors); added to the
+  // optimizer, counted as its extra parameters, saved beside the student's checkpoint, switched
+  // between train/eval with it. nullptr = none.
   virtual std::shared_ptr<torch::nn::Module> module() { return nullptr; }
   virtual std::vector<StageSpec> stages() const { return {StageSpec{}}; }
   virtual std::vector<ChainLink> chain() const { return {}; }
@@ -101,23 +130,59 @@ class Method {
   virtual LossTerms compute(const MethodInput& in) = 0;
 };
 
-// ---- registry --------------------------------------------------------------------------------
-using MethodFactory = std::function<std::unique_ptr<Method>(const MethodParams&)>;
+// ---- declaration ---------------------------------------------------------------------------
+namespace detail {
+template <class O, class = void>
+struct HasValidate : std::false_type {};
+template <class O>
+struct HasValidate<O, std::void_t<decltype(std::declval<const O&>().validate())>> : std::true_type {};
 
-// What a method declares about itself, built in one chain:
-//   MethodInfo("logit_kd", "Hinton et al. 2015 ...").teachers(1, 1)
-//       .number("temperature", 4.0, 0.1, 100.0, "softmax temperature T")
+// The fields of one Options struct bound to their config names: reads resolved JSON into the struct.
+template <class O>
+struct OptionsBinding {
+  std::vector<std::pair<std::string, std::function<void(O&, const nlohmann::json&)>>> setters;
+  O read(const nlohmann::json& values) const {
+    O o;
+    for (const auto& [name, set] : setters) set(o, values.at(name));
+    return o;
+  }
+};
+}  // namespace detail
+
+class Method;
+// What a method declares about itself, built in one chain (see the top of this file).
 struct MethodInfo {
   std::string name;
   std::string description;
-  std::string reference;  // paper and equation/section the formula comes from
+  std::string citation;  // paper and equation/section the formula comes from; the reference code
   int min_teachers = 0, max_teachers = 0;
+  bool reference = false;  // the from-scratch student every method is compared with (also trains teachers)
   std::vector<ParamSpec> params;
-  MethodFactory factory;
+  // Builds the method from resolved hyperparameters (every declared name present).
+  std::function<std::unique_ptr<Method>(const nlohmann::json&)> factory;
+  // Checks relations between resolved values (Options::validate), without building the method.
+  std::function<void(const nlohmann::json&)> validate;
 
-  MethodInfo(std::string n, std::string d) : name(std::move(n)), description(std::move(d)) {}
+  template <class M>
+  static MethodInfo of(std::string name, std::string description) {
+    using O = typename M::Options;
+    static_assert(std::is_constructible_v<M, const O&>, "a method is constructed from its Options");
+    MethodInfo i(std::move(name), std::move(description));
+    auto binding = std::make_shared<detail::OptionsBinding<O>>();
+    i.options_type_ = std::type_index(typeid(O));
+    i.binding_ = binding;
+    i.factory = [binding](const nlohmann::json& v) -> std::unique_ptr<Method> {
+      return std::make_unique<M>(binding->read(v));
+    };
+    i.validate = [binding](const nlohmann::json& v) {
+      O o = binding->read(v);
+      if constexpr (detail::HasValidate<O>::value) o.validate();
+    };
+    return i;
+  }
+
   MethodInfo& cite(std::string r) {
-    reference = std::move(r);
+    citation = std::move(r);
     return *this;
   }
   MethodInfo& teachers(int lo, int hi) {
@@ -125,28 +190,104 @@ struct MethodInfo {
     max_teachers = hi;
     return *this;
   }
-  MethodInfo& number(std::string n, double def, double lo, double hi, std::string doc);
-  MethodInfo& integer(std::string n, int64_t def, int64_t lo, int64_t hi, std::string doc);
-  MethodInfo& boolean(std::string n, bool def, std::string doc);
-  MethodInfo& string(std::string n, std::string def, std::vector<std::string> choices, std::string doc);
-  MethodInfo& strings(std::string n, std::vector<std::string> def, std::string doc);
-  MethodInfo& json(std::string n, nlohmann::json def, std::string doc);
+  // Declares this method the reference: the student trained from the labels alone. Reports measure
+  // every method's gain against it, and teachers are trained with it. One method declares it.
+  MethodInfo& reference_student() {
+    reference = true;
+    return *this;
+  }
+  template <class O>
+  MethodInfo& number(std::string n, double O::*field, double lo, double hi, std::string doc) {
+    auto& p = add<O>(std::move(n), ParamSpec::Kind::Number, O{}.*field, std::move(doc), field);
+    p.min = lo;
+    p.max = hi;
+    return *this;
+  }
+  template <class O>
+  MethodInfo& integer(std::string n, int64_t O::*field, int64_t lo, int64_t hi, std::string doc) {
+    auto& p = add<O>(std::move(n), ParamSpec::Kind::Integer, O{}.*field, std::move(doc), field);
+    p.min = static_cast<double>(lo);
+    p.max = static_cast<double>(hi);
+    return *this;
+  }
+  template <class O>
+  MethodInfo& boolean(std::string n, bool O::*field, std::string doc) {
+    add<O>(std::move(n), ParamSpec::Kind::Bool, O{}.*field, std::move(doc), field);
+    return *this;
+  }
+  // A string; `choices` empty = any string.
+  template <class O>
+  MethodInfo& string(std::string n, std::string O::*field, std::vector<std::string> choices, std::string doc) {
+    auto& p = add<O>(std::move(n), ParamSpec::Kind::String, O{}.*field, std::move(doc), field);
+    p.choices = std::move(choices);
+    return *this;
+  }
+  template <class O>
+  MethodInfo& strings(std::string n, std::vector<std::string> O::*field, std::string doc) {
+    add<O>(std::move(n), ParamSpec::Kind::StringList, O{}.*field, std::move(doc), field);
+    return *this;
+  }
+  template <class O>
+  MethodInfo& json(std::string n, nlohmann::json O::*field, std::string doc) {
+    add<O>(std::move(n), ParamSpec::Kind::Json, O{}.*field, std::move(doc), field);
+    return *this;
+  }
   const ParamSpec* find(const std::string& param) const;
+
+ private:
+  MethodInfo(std::string n, std::string d) : name(std::move(n)), description(std::move(d)) {}
+  template <class O, class T>
+  ParamSpec& add(std::string n, ParamSpec::Kind kind, const T& def, std::string doc, T O::*field) {
+    if (!binding_ || options_type_ != std::type_index(typeid(O)))
+      throw std::logic_error("method '" + name + "': hyperparameter '" + n +
+                             "' is bound to a field of another struct than the method's Options");
+    if (find(n)) throw std::logic_error("method '" + name + "': hyperparameter '" + n + "' is declared twice");
+    auto* binding = static_cast<detail::OptionsBinding<O>*>(binding_.get());
+    for (const auto& p : params)
+      if (bound_fields_.count(p.name) && bound_fields_.at(p.name) == field_id(field))
+        throw std::logic_error("method '" + name + "': field of '" + p.name + "' is bound again as '" + n + "'");
+    bound_fields_[n] = field_id(field);
+    binding->setters.emplace_back(n, [field](O& o, const nlohmann::json& v) { o.*field = v.template get<T>(); });
+    ParamSpec p;
+    p.name = std::move(n);
+    p.kind = kind;
+    p.default_value = def;
+    p.doc = std::move(doc);
+    params.push_back(std::move(p));
+    return params.back();
+  }
+  // The byte offset of a field in its struct: identifies it without needing a comparison of member pointers
+  // of different types.
+  template <class O, class T>
+  static size_t field_id(T O::*field) {
+    static const O probe{};
+    return static_cast<size_t>(reinterpret_cast<const char*>(&(probe.*field)) -
+                               reinterpret_cast<const char*>(&probe));
+  }
+  std::type_index options_type_ = std::type_index(typeid(void));
+  std::shared_ptr<void> binding_;
+  std::map<std::string, size_t> bound_fields_;
 };
 
+// ---- registry --------------------------------------------------------------------------------
 class MethodRegistry {
  public:
   static MethodRegistry& instance();
-  // Adds a method; a duplicate name throws (fails at start-up).
+  // Adds a method; a duplicate name, a second reference method or a declaration without a factory
+  // throws (fails at start-up).
   void add(MethodInfo info);
   const MethodInfo* find(const std::string& name) const;
   // Throws ConfigError("<key_path>", "unknown method 'x' (known: ...)").
   const MethodInfo& get(const std::string& name, const std::string& key_path = "") const;
+  // The method that declared itself the reference (the from-scratch student).
+  const MethodInfo& reference() const;
   std::vector<std::string> names() const;  // sorted
   // Validates `values` (a JSON object of hyperparameters) against the method's declaration:
   // unknown keys, wrong types and out-of-range values throw ConfigError naming
-  // "<key_path>.<param>". Missing ones take their defaults.
+  // "<key_path>.<param>"; then the Options' own validate(). Missing ones take their defaults.
+  // Builds no method.
   MethodParams resolve(const std::string& name, const nlohmann::json& values, const std::string& key_path) const;
+  // Builds a method from resolved hyperparameters: the one place a method instance is made.
   std::unique_ptr<Method> create(const std::string& name, const MethodParams& params) const;
 
  private:
@@ -163,11 +304,7 @@ struct MethodRegistrar {
 
 #define KD_METHOD_CONCAT_INNER(a, b) a##b
 #define KD_METHOD_CONCAT(a, b) KD_METHOD_CONCAT_INNER(a, b)
-// Registers `Class`, which must have `static kd::MethodInfo info()` and a constructor taking
-// `const kd::MethodParams&`. Put it at the end of the method's .cpp file (at namespace scope).
-#define KD_REGISTER_METHOD(Class)                                                                     \
-  static const ::kd::detail::MethodRegistrar KD_METHOD_CONCAT(kd_method_registrar_, __COUNTER__)([] { \
-    ::kd::MethodInfo i = Class::info();                                                               \
-    i.factory = [](const ::kd::MethodParams& p) { return std::make_unique<Class>(p); };               \
-    return i;                                                                                         \
-  }())
+// Registers `Class`, which must have `static kd::MethodInfo info()` (made with MethodInfo::of<Class>) and a
+// constructor taking `const Class::Options&`. Put it at the end of the method's .cpp file (namespace scope).
+#define KD_REGISTER_METHOD(Class)                                  \
+  static const ::kd::detail::MethodRegistrar KD_METHOD_CONCAT(kd_method_registrar_, __COUNTER__)(Class::info())

@@ -11,7 +11,7 @@
 //               (CA-MKD's own intermediate term weighs every teacher's feature; this is a single-teacher hint.)
 #include <cmath>
 
-#include "harness/errors.h"
+#include "base/errors.h"
 #include "methods/losses.h"
 #include "methods/method.h"
 
@@ -19,47 +19,63 @@ namespace kd {
 
 class MultiTeacher final : public Method {
  public:
-  static MethodInfo info() {
-    return MethodInfo("multi_teacher",
-                      "several teachers: average, fixed-weight or confidence-adaptive (CA-MKD) logit aggregation")
-        .cite("average: You et al. 2017 (KDD); confidence: Zhang, Chen & Wang 2022 (CA-MKD, ICASSP), Sec. 2.1, Eq. 1-3")
-        .teachers(2, 8)
-        .string("aggregation", "average", {"average", "weighted", "confidence"}, "how the teachers are combined")
-        .json("teacher_weights", nlohmann::json::array(), "weighted: one non-negative weight per teacher")
-        .number("temperature", 4.0, 0.05, 100.0, "softmax temperature T")
-        .number("alpha", 0.9, 0.0, 1.0, "weight of the KD term; CE gets 1 - alpha")
-        .number("beta", 0.0, 0.0, 1e6, "weight of the feature term (0 = none)")
-        .integer("feature_teacher", 0, 0, 7, "teacher whose feature the student matches")
-        .string("student_tap", "block2", {}, "student feature tap")
-        .string("teacher_tap", "block2", {}, "teacher feature tap");
-  }
-  explicit MultiTeacher(const MethodParams& p)
-      : agg_(p.string("aggregation")),
-        T_(p.number("temperature")),
-        alpha_(p.number("alpha")),
-        beta_(p.number("beta")),
-        feature_teacher_(static_cast<int>(p.integer("feature_teacher"))),
-        s_tap_(p.string("student_tap")),
-        t_tap_(p.string("teacher_tap")) {
-    const auto& w = p.json("teacher_weights");
-    if (!w.is_array()) throw ConfigError("teacher_weights", "expected an array of numbers, one per teacher");
-    for (size_t i = 0; i < w.size(); ++i) {
-      if (!w[i].is_number() || w[i].get<double>() < 0 || !std::isfinite(w[i].get<double>()))
-        throw ConfigError("teacher_weights[" + std::to_string(i) + "]", "expected a non-negative number");
-      weights_.push_back(w[i].get<double>());
-    }
-    if (agg_ == "weighted") {
+  struct Options {
+    std::string aggregation = "average";
+    nlohmann::json teacher_weights = nlohmann::json::array();
+    double temperature = 4.0;
+    double alpha = 0.9;
+    double beta = 0.0;
+    int64_t feature_teacher = 0;
+    std::string student_tap = "block2";
+    std::string teacher_tap = "block2";
+    // The weights normalised to sum 1 (throws ConfigError naming the bad entry).
+    std::vector<double> normalised_weights() const {
+      std::vector<double> w;
+      if (!teacher_weights.is_array()) throw ConfigError("teacher_weights", "expected an array of numbers, one per teacher");
+      for (size_t i = 0; i < teacher_weights.size(); ++i) {
+        const auto& v = teacher_weights[i];
+        if (!v.is_number() || v.get<double>() < 0 || !std::isfinite(v.get<double>()))
+          throw ConfigError("teacher_weights[" + std::to_string(i) + "]", "expected a non-negative number");
+        w.push_back(v.get<double>());
+      }
+      if (aggregation != "weighted") return w;
       // The number of teachers is checked against the run's teachers in prepare(); here, what the
       // declaration allows (2 to 8 teachers).
-      if (weights_.size() < 2 || weights_.size() > 8)
+      if (w.size() < 2 || w.size() > 8)
         throw ConfigError("teacher_weights", "aggregation 'weighted' needs one weight per teacher (2 to 8), got " +
-                                                 std::to_string(weights_.size()));
+                                                 std::to_string(w.size()));
       double sum = 0;
-      for (double x : weights_) sum += x;
+      for (double x : w) sum += x;
       if (sum <= 0) throw ConfigError("teacher_weights", "the weights are all zero");
-      for (double& x : weights_) x /= sum;
+      for (double& x : w) x /= sum;
+      return w;
     }
+    void validate() const { normalised_weights(); }
+  };
+  static MethodInfo info() {
+    return MethodInfo::of<MultiTeacher>(
+               "multi_teacher", "several teachers: average, fixed-weight or confidence-adaptive (CA-MKD) logit aggregation")
+        .cite("average: You et al. 2017 (KDD); confidence: Zhang, Chen & Wang 2022 (CA-MKD, ICASSP), Sec. 2.1, Eq. 1-3")
+        .teachers(2, 8)
+        .string("aggregation", &Options::aggregation, {"average", "weighted", "confidence"},
+                "how the teachers are combined")
+        .json("teacher_weights", &Options::teacher_weights, "weighted: one non-negative weight per teacher")
+        .number("temperature", &Options::temperature, 0.05, 100.0, "softmax temperature T")
+        .number("alpha", &Options::alpha, 0.0, 1.0, "weight of the KD term; CE gets 1 - alpha")
+        .number("beta", &Options::beta, 0.0, 1e6, "weight of the feature term (0 = none)")
+        .integer("feature_teacher", &Options::feature_teacher, 0, 7, "teacher whose feature the student matches")
+        .string("student_tap", &Options::student_tap, {}, "student feature tap")
+        .string("teacher_tap", &Options::teacher_tap, {}, "teacher feature tap");
   }
+  explicit MultiTeacher(const Options& o)
+      : agg_(o.aggregation),
+        weights_(o.normalised_weights()),
+        T_(o.temperature),
+        alpha_(o.alpha),
+        beta_(o.beta),
+        feature_teacher_(static_cast<int>(o.feature_teacher)),
+        s_tap_(o.student_tap),
+        t_tap_(o.teacher_tap) {}
   std::vector<std::string> student_taps() const override {
     if (beta_ > 0) return {"logits", s_tap_};
     return {"logits"};
@@ -68,7 +84,9 @@ class MultiTeacher final : public Method {
     if (beta_ > 0 && i == feature_teacher_) return {"logits", t_tap_};
     return {"logits"};
   }
-  void prepare(const TapShapes& s, const std::vector<TapShapes>& t, torch::Device device) override {
+  void prepare(const PrepareContext& ctx) override {
+    const auto& s = ctx.student;
+    const auto& t = ctx.teachers;
     const int K = static_cast<int>(t.size());
     if (agg_ == "weighted" && static_cast<int>(weights_.size()) != K)
       throw ConfigError("teacher_weights",
@@ -85,7 +103,7 @@ class MultiTeacher final : public Method {
       reg_ = std::make_shared<torch::nn::Module>("MultiTeacherRegressor");
       conv_ = reg_->register_module("conv", torch::nn::Conv2d(torch::nn::Conv2dOptions(ss[1], ts[1], 1).bias(false)));
       bn_ = reg_->register_module("bn", torch::nn::BatchNorm2d(ts[1]));
-      reg_->to(device);
+      reg_->to(ctx.device);
     }
   }
   std::shared_ptr<torch::nn::Module> module() override { return reg_; }

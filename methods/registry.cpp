@@ -3,63 +3,13 @@
 #include <sstream>
 #include <stdexcept>
 
-#include "harness/errors.h"
+#include "base/errors.h"
 #include "methods/method.h"
 
 namespace kd {
 
-// ---- MethodParams ---------------------------------------------------------------------------
-const nlohmann::json& MethodParams::at(const std::string& name) const {
-  auto it = values_.find(name);
-  if (it == values_.end()) throw std::logic_error("method parameter '" + name + "' was not declared");
-  return *it;
-}
-double MethodParams::number(const std::string& name) const {
-  const auto& v = at(name);
-  if (!v.is_number()) throw std::logic_error("method parameter '" + name + "' is not a number");
-  return v.get<double>();
-}
-int64_t MethodParams::integer(const std::string& name) const {
-  const auto& v = at(name);
-  if (v.is_number_integer()) return v.get<int64_t>();
-  if (!v.is_number() || std::floor(v.get<double>()) != v.get<double>())
-    throw std::logic_error("method parameter '" + name + "' is not an integer");
-  return static_cast<int64_t>(v.get<double>());
-}
-bool MethodParams::boolean(const std::string& name) const {
-  const auto& v = at(name);
-  if (!v.is_boolean()) throw std::logic_error("method parameter '" + name + "' is not a boolean");
-  return v.get<bool>();
-}
-const std::string& MethodParams::string(const std::string& name) const {
-  const auto& v = at(name);
-  if (!v.is_string()) throw std::logic_error("method parameter '" + name + "' is not a string");
-  return v.get_ref<const std::string&>();
-}
-std::vector<std::string> MethodParams::strings(const std::string& name) const {
-  const auto& v = at(name);
-  if (!v.is_array()) throw std::logic_error("method parameter '" + name + "' is not a list");
-  std::vector<std::string> out;
-  for (const auto& e : v) {
-    if (!e.is_string()) throw std::logic_error("method parameter '" + name + "' is not a list of strings");
-    out.push_back(e.get<std::string>());
-  }
-  return out;
-}
-const nlohmann::json& MethodParams::json(const std::string& name) const {
-  return at(name);
-}
-
 // ---- MethodInfo builder ----------------------------------------------------------------------
 namespace {
-ParamSpec make_spec(std::string n, ParamSpec::Kind k, nlohmann::json def, std::string doc) {
-  ParamSpec p;
-  p.name = std::move(n);
-  p.kind = k;
-  p.default_value = std::move(def);
-  p.doc = std::move(doc);
-  return p;
-}
 std::string join_key(const std::string& prefix, const std::string& key) {
   return prefix.empty() ? key : prefix + "." + key;
 }
@@ -74,38 +24,6 @@ std::string type_name(const nlohmann::json& j) {
 }
 }  // namespace
 
-MethodInfo& MethodInfo::number(std::string n, double def, double lo, double hi, std::string doc) {
-  auto p = make_spec(std::move(n), ParamSpec::Kind::Number, def, std::move(doc));
-  p.min = lo;
-  p.max = hi;
-  params.push_back(std::move(p));
-  return *this;
-}
-MethodInfo& MethodInfo::integer(std::string n, int64_t def, int64_t lo, int64_t hi, std::string doc) {
-  auto p = make_spec(std::move(n), ParamSpec::Kind::Integer, def, std::move(doc));
-  p.min = static_cast<double>(lo);
-  p.max = static_cast<double>(hi);
-  params.push_back(std::move(p));
-  return *this;
-}
-MethodInfo& MethodInfo::boolean(std::string n, bool def, std::string doc) {
-  params.push_back(make_spec(std::move(n), ParamSpec::Kind::Bool, def, std::move(doc)));
-  return *this;
-}
-MethodInfo& MethodInfo::string(std::string n, std::string def, std::vector<std::string> choices, std::string doc) {
-  auto p = make_spec(std::move(n), ParamSpec::Kind::String, def, std::move(doc));
-  p.choices = std::move(choices);
-  params.push_back(std::move(p));
-  return *this;
-}
-MethodInfo& MethodInfo::strings(std::string n, std::vector<std::string> def, std::string doc) {
-  params.push_back(make_spec(std::move(n), ParamSpec::Kind::StringList, def, std::move(doc)));
-  return *this;
-}
-MethodInfo& MethodInfo::json(std::string n, nlohmann::json def, std::string doc) {
-  params.push_back(make_spec(std::move(n), ParamSpec::Kind::Json, std::move(def), std::move(doc)));
-  return *this;
-}
 const ParamSpec* MethodInfo::find(const std::string& param) const {
   for (const auto& p : params)
     if (p.name == param) return &p;
@@ -121,6 +39,12 @@ MethodRegistry& MethodRegistry::instance() {
 void MethodRegistry::add(MethodInfo info) {
   if (info.name.empty()) throw std::logic_error("a method registered with an empty name");
   if (methods_.count(info.name)) throw std::logic_error("method '" + info.name + "' is registered twice");
+  if (!info.factory || !info.validate)
+    throw std::logic_error("method '" + info.name + "' was declared without MethodInfo::of<Class>");
+  if (info.reference)
+    for (const auto& [other, m] : methods_)
+      if (m.reference)
+        throw std::logic_error("methods '" + other + "' and '" + info.name + "' both declare themselves the reference");
   std::string name = info.name;
   methods_.emplace(name, std::move(info));
 }
@@ -134,6 +58,12 @@ const MethodInfo& MethodRegistry::get(const std::string& name, const std::string
   const MethodInfo* m = find(name);
   if (!m) throw ConfigError(key_path, "unknown method '" + name + "' (known: " + join_names(names()) + ")");
   return *m;
+}
+
+const MethodInfo& MethodRegistry::reference() const {
+  for (const auto& [name, m] : methods_)
+    if (m.reference) return m;
+  throw std::logic_error("no registered method declares itself the reference student");
 }
 
 std::vector<std::string> MethodRegistry::names() const {
@@ -206,7 +136,7 @@ MethodParams MethodRegistry::resolve(const std::string& name, const nlohmann::js
   MethodParams params(out);
   // Let the method check relations between values (e.g. list lengths) now, not mid-sweep.
   try {
-    if (info.factory) info.factory(params);
+    info.validate(out);
   } catch (const ConfigError& e) {
     throw ConfigError(e.key_path().empty() ? key_path : join_key(key_path, e.key_path()), e.message());
   }
@@ -214,7 +144,7 @@ MethodParams MethodRegistry::resolve(const std::string& name, const nlohmann::js
 }
 
 std::unique_ptr<Method> MethodRegistry::create(const std::string& name, const MethodParams& params) const {
-  return get(name).factory(params);
+  return get(name).factory(params.all());
 }
 
 }  // namespace kd

@@ -6,7 +6,7 @@ usage: figures.py REPORT_DIR
 Reads REPORT_DIR/report.json (written by `kdbench report`, which runs this script) and writes each
 figure as PDF, SVG and PNG, plus figures.json ([{"name", "caption"}], read by index.html's writer).
 Sizes fit a two-column paper (3.3 in for one column, 7 in for two), one font family and size
-everywhere, and every method keeps one colour in every figure (baseline grey, teachers black).
+everywhere, and every method keeps one colour in every figure (the reference method, i.e. the student alone, grey; teachers black).
 Selection rules follow the tables: wherever one setting must stand for several, it is the one with
 the best mean VALIDATION top-1; the plotted value is the test top-1.
 Exits non-zero with one line on stderr saying why when it cannot run (e.g. matplotlib missing).
@@ -52,11 +52,11 @@ def std(v):
 
 
 def colours(rep):
-    labels = sorted({s["label"] for s in rep["settings"] if s["method"] != "baseline"})
+    labels = sorted({s["label"] for s in rep["settings"] if not s["reference"]})
     cmap = plt.get_cmap("tab10" if len(labels) <= 10 else "tab20")
     col = {lab: cmap(i % cmap.N) for i, lab in enumerate(labels)}
     for s in rep["settings"]:
-        if s["method"] == "baseline":
+        if s["reference"]:
             col[s["label"]] = BASELINE_COLOUR
     return col
 
@@ -99,7 +99,7 @@ def save(fig, out, name, caption, made):
 def references(ax, rep, model):
     """Baseline (same student) and teacher test top-1 as horizontal lines."""
     for row in rep["rows"]:
-        if row["method"] == "baseline" and row["model"] == model and row["test"]:
+        if row["reference"] and row["model"] == model and row["test"]:
             ax.axhline(mean(row["test"]), color=BASELINE_COLOUR, ls="--", lw=0.9, label=f"{row['label']} (student alone)")
     for t in rep["teachers"]:
         if t["test"] is not None:

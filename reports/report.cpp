@@ -14,8 +14,8 @@
 #include <set>
 #include <sstream>
 
-#include "harness/fsutil.h"
-#include "harness/log.h"
+#include "base/fsutil.h"
+#include "base/log.h"
 #include "reports/stats.h"
 
 namespace fs = std::filesystem;
@@ -313,15 +313,15 @@ ReportData aggregate(const ResultsStore& store) {
 
   std::map<std::string, std::optional<double>> teacher_acc_by_id;
   for (const auto& r : runs) {
-    if (r.role != "teacher") continue;
+    if (r.role != RunRole::Teacher) continue;
     TeacherStats t;
     t.run_id = r.id;
     t.name = r.name;
     t.model = r.model;
-    t.status = r.status;
+    t.status = to_string(r.status);
     t.params = r.params;
     t.macs = r.macs;
-    if (r.status == "done") {
+    if (r.status == RunStatus::Done) {
       auto f = store.finals(r.id);
       t.test = get(f, "final.test.top1");
       t.val = get(f, "final.val.top1");
@@ -335,7 +335,7 @@ ReportData aggregate(const ResultsStore& store) {
                                                                                   int depth) -> std::optional<double> {
     auto it = by_id.find(id);
     if (it == by_id.end() || depth > 64) return std::nullopt;
-    if (it->second->role == "teacher") return teacher_acc_by_id[id];
+    if (it->second->role == RunRole::Teacher) return teacher_acc_by_id[id];
     std::optional<double> best;
     for (const auto& t : parse_or(it->second->teachers, json::array()))
       if (t.is_string())
@@ -349,7 +349,7 @@ ReportData aggregate(const ResultsStore& store) {
     auto it = by_id.find(id);
     if (it == by_id.end()) return id.substr(0, 12);
     const RunRecord& t = *it->second;
-    if (t.role != "assistant" || depth > 64) return t.name;
+    if (t.role != RunRole::Assistant || depth > 64) return t.name;
     std::string up;
     for (const auto& u : parse_or(t.teachers, json::array()))
       if (u.is_string()) up += (up.empty() ? "" : "+") + describe(u.get<std::string>(), depth + 1);
@@ -360,7 +360,7 @@ ReportData aggregate(const ResultsStore& store) {
 
   std::map<std::string, size_t> index;  // group key -> settings index
   for (const auto& r : runs) {
-    if (r.role != "student") continue;
+    if (r.role != RunRole::Student) continue;
     json tj = parse_or(r.teachers, json::array());
     std::string teachers;
     for (const auto& tid : tj)
@@ -372,6 +372,7 @@ ReportData aggregate(const ResultsStore& store) {
       s.model = r.model;
       s.label = r.name;
       s.method = r.method;
+      s.reference = r.reference;
       s.setting = r.setting;
       s.teachers = teachers;
       for (const auto& tid : tj)
@@ -384,11 +385,11 @@ ReportData aggregate(const ResultsStore& store) {
     s.method_params = std::max(s.method_params, r.method_params);
     if (r.params) s.params = r.params;
     if (r.macs) s.macs = r.macs;
-    if (r.status == "failed") {
+    if (r.status == RunStatus::Failed) {
       ++s.failed;
       continue;
     }
-    if (r.status != "done") {
+    if (r.status != RunStatus::Done) {
       ++s.incomplete;
       continue;
     }
@@ -435,11 +436,11 @@ ReportData aggregate(const ResultsStore& store) {
   }
   std::map<std::string, size_t> baseline_of;  // student model -> row
   for (size_t i = 0; i < rows.size(); ++i)
-    if (rows[i].best.method == "baseline" && !baseline_of.count(rows[i].best.model))
+    if (rows[i].best.reference && !baseline_of.count(rows[i].best.model))
       baseline_of[rows[i].best.model] = i;
   for (auto& row : rows) {
     auto it = baseline_of.find(row.best.model);
-    if (it == baseline_of.end() || row.best.method == "baseline") continue;
+    if (it == baseline_of.end() || row.best.reference) continue;
     const auto& b = rows[it->second].best.test;
     if (row.best.test.empty() || b.empty()) continue;
     double mb = stats::mean(b);
@@ -453,9 +454,9 @@ ReportData aggregate(const ResultsStore& store) {
     if (std::find(models.begin(), models.end(), s.model) == models.end()) models.push_back(s.model);
   for (const auto& m : models) {
     for (const auto& r : rows)
-      if (r.best.model == m && r.best.method == "baseline") d.rows.push_back(r);
+      if (r.best.model == m && r.best.reference) d.rows.push_back(r);
     for (const auto& r : rows)
-      if (r.best.model == m && r.best.method != "baseline") d.rows.push_back(r);
+      if (r.best.model == m && !r.best.reference) d.rows.push_back(r);
   }
   return d;
 }
@@ -511,7 +512,7 @@ json curves_for(const ResultsStore& store, const SettingStats& s) {
 }
 
 std::string row_link(const RunRecord& r) {
-  std::string t = "s" + std::to_string(r.seed) + (r.status == "done" ? "" : " (" + r.status + ")");
+  std::string t = "s" + std::to_string(r.seed) + (r.status == RunStatus::Done ? "" : std::string(" (") + to_string(r.status) + ")");
   return "<a href=\"#row-" + html_escape(r.id) + "\">" + html_escape(t) + "</a>";
 }
 
@@ -595,7 +596,7 @@ ReportSummary write_report(const ResultsStore& store, const std::string& out_dir
     const auto& s = row.best;
     auto ci = stats::ci_half_width(s.test);
     std::string settings_note = row.settings > 1 ? " (of " + std::to_string(row.settings) + ")" : "";
-    bool base = s.method == "baseline";
+    bool base = s.reference;
     main.add(
         {s.model, method_text(s), s.teachers.empty() ? "-" : s.teachers, setting_text(s.setting) + settings_note,
          format_mean_std(s.val), Cell(format_mean_std(s.test), opt_mean(s.test)), ci ? "± " + num(*ci) : "n/a",
@@ -668,7 +669,7 @@ ReportSummary write_report(const ResultsStore& store, const std::string& out_dir
   failed.left_columns = {0, 1, 2, 3, 4, 8, 9};
   std::map<std::string, int> status_count;
   for (const auto& r : all_runs) {
-    ++status_count[r.status];
+    ++status_count[to_string(r.status)];
     auto f = store.finals(r.id);
     auto fin = [&](const char* k) {
       auto v = get(f, k);
@@ -676,12 +677,12 @@ ReportSummary write_report(const ResultsStore& store, const std::string& out_dir
     };
     std::string id12 = r.id.substr(0, 12);
     runs.add(
-        {Cell(id12, std::nullopt, "<a href=\"#run-" + html_escape(r.id) + "\">" + html_escape(id12) + "</a>"), r.role,
-         r.name, r.method, r.model, setting_text(r.setting), std::to_string(r.seed), r.status, fin("final.val.top1"),
+        {Cell(id12, std::nullopt, "<a href=\"#run-" + html_escape(r.id) + "\">" + html_escape(id12) + "</a>"), to_string(r.role),
+         r.name, r.method, r.model, setting_text(r.setting), std::to_string(r.seed), to_string(r.status), fin("final.val.top1"),
          fin("final.test.top1"), fin("bestval.test.top1"), num(r.wall_seconds, 1), num(r.images_per_second, 0),
          std::to_string(r.params), std::to_string(r.method_params), r.checkpoint.empty() ? "-" : r.checkpoint},
         "", "row-" + r.id);
-    if (r.status == "failed") {
+    if (r.status == RunStatus::Failed) {
       json e = parse_or(r.error, json::object());
       auto field = [&](const char* k) {
         if (!e.is_object() || !e.contains(k) || e[k].is_null()) return std::string("-");
@@ -689,7 +690,7 @@ ReportSummary write_report(const ResultsStore& store, const std::string& out_dir
       };
       std::string msg = e.is_object() && e.contains("message") ? field("message") : (r.error.empty() ? "-" : r.error);
       failed.add({Cell(id12, std::nullopt, "<a href=\"#row-" + html_escape(r.id) + "\">" + html_escape(id12) + "</a>"),
-                  r.role, r.name, r.model, setting_text(r.setting), std::to_string(r.seed), field("epoch"),
+                  to_string(r.role), r.name, r.model, setting_text(r.setting), std::to_string(r.seed), field("epoch"),
                   field("step"), field("term"), msg},
                  "", "failed-" + r.id);
     }
@@ -729,6 +730,7 @@ ReportSummary write_report(const ResultsStore& store, const std::string& out_dir
     return json{{"model", s.model},
                 {"label", s.label},
                 {"method", s.method},
+                {"reference", s.reference},
                 {"teachers", s.teachers},
                 {"teacher_ids", s.teacher_ids},
                 {"setting", parse_or(s.setting, json::object())},
@@ -769,9 +771,9 @@ ReportSummary write_report(const ResultsStore& store, const std::string& out_dir
   }
   rj["failed"] = json::array();
   for (const auto& r : all_runs)
-    if (r.status == "failed")
+    if (r.status == RunStatus::Failed)
       rj["failed"].push_back({{"run_id", r.id},
-                              {"role", r.role},
+                              {"role", to_string(r.role)},
                               {"name", r.name},
                               {"model", r.model},
                               {"setting", parse_or(r.setting, json::object())},
@@ -847,8 +849,8 @@ ReportSummary write_report(const ResultsStore& store, const std::string& out_dir
   h += "<h2 id=\"run-details\">Run details</h2>\n";
   for (const auto& r : all_runs) {
     json details = {{"id", r.id},
-                    {"role", r.role},
-                    {"status", r.status},
+                    {"role", to_string(r.role)},
+                    {"status", to_string(r.status)},
                     {"owner", r.owner},
                     {"started_at", r.started_at},
                     {"finished_at", r.finished_at},
@@ -859,8 +861,8 @@ ReportSummary write_report(const ResultsStore& store, const std::string& out_dir
                     {"error", parse_or(r.error, json(r.error.empty() ? json() : json(r.error)))},
                     {"config", parse_or(r.config, json(r.config))}};
     h += "<details id=\"run-" + html_escape(r.id) + "\"><summary>" +
-         html_escape(r.id.substr(0, 12) + " " + r.role + " " + r.name + " " + r.model + " " + setting_text(r.setting) +
-                     " seed " + std::to_string(r.seed) + ": " + r.status) +
+         html_escape(r.id.substr(0, 12) + " " + to_string(r.role) + " " + r.name + " " + r.model + " " + setting_text(r.setting) +
+                     " seed " + std::to_string(r.seed) + ": " + to_string(r.status)) +
          " (<a href=\"#row-" + html_escape(r.id) + "\">row</a>)</summary>\n<pre>" + html_escape(details.dump(2)) +
          "</pre></details>\n";
   }
@@ -868,7 +870,7 @@ ReportSummary write_report(const ResultsStore& store, const std::string& out_dir
   h += "<h2 id=\"environment\">Software and hardware</h2>\n";
   std::vector<std::pair<std::string, std::vector<std::string>>> envs;
   for (const auto& r : all_runs) {
-    if (r.status != "done" && r.status != "failed") continue;
+    if (!is_finished(r.status)) continue;
     std::string e = parse_or(r.environment, json(r.environment)).dump(2);
     auto it = std::find_if(envs.begin(), envs.end(), [&](const auto& p) { return p.first == e; });
     if (it == envs.end())

@@ -20,7 +20,7 @@
 #include <string>
 #include <vector>
 
-#include "harness/store.h"
+#include "store/store.h"
 
 namespace kd {
 
@@ -36,6 +36,7 @@ struct ReportOptions {
 // One (pair, method entry, setting) over its seeds.
 struct SettingStats {
   std::string model, label, method, setting;  // label: the sweep's name for the method entry; setting: JSON
+  bool reference = false;                     // the reference method's runs (the from-scratch student)
   std::vector<std::string> teacher_ids;       // the runs its first run distils from (teachers or assistants)
   std::string teachers;  // who it distils from, by identity: "big", "big, wide", "big -> TA cnn_medium" ("" = none)
   std::vector<int64_t> seeds;                   // of the done runs, in store order

@@ -1,8 +1,8 @@
 // Sweep-config validation: every error names the key path and what was expected.
 #include <gtest/gtest.h>
 
-#include "harness/config.h"
-#include "harness/errors.h"
+#include "base/json_reader.h"
+#include "base/errors.h"
 #include "harness/plan.h"
 #include "test_util.h"
 
@@ -40,7 +40,7 @@ TEST(SweepConfig, ValidConfigExpandsToRuns) {
   kd::Plan plan = kd::plan_sweep(cfg);
   // 2 teachers + 2 seeds x (1 baseline + 4 logit_kd)
   EXPECT_EQ(plan.runs.size(), 2u + 2u * 5u);
-  EXPECT_EQ(plan.runs[0].role, "teacher");
+  EXPECT_EQ(plan.runs[0].role, kd::RunRole::Teacher);
   // Ids are stable (content hashes) and unique.
   kd::Plan again = kd::plan_sweep(kd::parse_sweep_config(base_config(), "test.json"));
   std::set<std::string> ids;
@@ -51,7 +51,7 @@ TEST(SweepConfig, ValidConfigExpandsToRuns) {
   EXPECT_EQ(ids.size(), plan.runs.size());
   // logit_kd defaults to the first teacher; baseline has none.
   for (const auto& r : plan.runs) {
-    if (r.method == "baseline" && r.role == "student") {
+    if (r.method == "baseline" && r.role == kd::RunRole::Student) {
       EXPECT_TRUE(r.teacher_ids.empty());
     }
     if (r.method == "logit_kd") {
@@ -239,7 +239,7 @@ TEST(SweepConfig, ProgressiveChainBecomesAssistantRuns) {
   auto plan = kd::plan_sweep(cfg);
   int assistants = 0;
   for (const auto& r : plan.runs) {
-    if (r.role == "assistant") {
+    if (r.role == kd::RunRole::Assistant) {
       ++assistants;
       EXPECT_EQ(r.model, "cnn_medium");
       EXPECT_EQ(r.level, 1);
@@ -248,7 +248,7 @@ TEST(SweepConfig, ProgressiveChainBecomesAssistantRuns) {
       ASSERT_EQ(r.teacher_ids.size(), 1u);
       const kd::RunSpec* ta = plan.find(r.teacher_ids[0]);
       ASSERT_NE(ta, nullptr);
-      EXPECT_EQ(ta->role, "assistant");
+      EXPECT_EQ(ta->role, kd::RunRole::Assistant);
       EXPECT_EQ(r.level, 2);
     }
   }

@@ -10,7 +10,7 @@
 #include <set>
 
 #include "datasets/dataset.h"
-#include "harness/model.h"
+#include "models/model.h"
 #include "harness/plan.h"
 #include "harness/trainer.h"
 #include "methods/method.h"
@@ -92,7 +92,7 @@ std::map<std::string, std::vector<torch::Tensor>> train_group(const kd::TrainOpt
   for (size_t i = 0; i < defs.size(); ++i) {
     auto& s = specs[i];
     s.id = s.name = defs[i].name;
-    s.role = "student";
+    s.role = kd::RunRole::Student;
     s.method = defs[i].method;
     s.params = kd::MethodRegistry::instance().resolve(s.method, defs[i].params, "test").all();
     s.seed = 0;
@@ -105,10 +105,12 @@ std::map<std::string, std::vector<torch::Tensor>> train_group(const kd::TrainOpt
     s.recipe.weight_decay = defs[i].weight_decay;
     s.recipe.grad_clip = defs[i].clip;
     if (s.method != "baseline") s.teacher_ids = {"teacher"};
+    kd::attach_method(s);
   }
   std::vector<kd::GroupMember> members(specs.size());
   for (size_t i = 0; i < specs.size(); ++i) {
     members[i].spec = &specs[i];
+    members[i].method = specs[i].method_instance;
     if (!specs[i].teacher_ids.empty()) members[i].teachers = {&teacher};
   }
   std::map<std::string, std::vector<torch::Tensor>> out;

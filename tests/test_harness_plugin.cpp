@@ -4,9 +4,9 @@
 
 #include <filesystem>
 
-#include "harness/errors.h"
+#include "base/errors.h"
 #include "harness/runner.h"
-#include "harness/store.h"
+#include "store/store.h"
 #include "methods/method.h"
 #include "test_util.h"
 
@@ -15,12 +15,16 @@ namespace {
 // CE plus an L2 penalty on the logits (a made-up method, only to prove the plugin path).
 class PluginLogitPenalty : public kd::Method {
  public:
+  struct Options {
+    double beta = 0.01;
+  };
   static kd::MethodInfo info() {
-    return kd::MethodInfo("test_logit_penalty", "test plugin: CE + beta * mean(logits^2)")
+    return kd::MethodInfo::of<PluginLogitPenalty>("test_logit_penalty", "test plugin: CE + beta * mean(logits^2)")
+        .cite("none (test)")
         .teachers(0, 0)
-        .number("beta", 0.01, 0, 10, "weight of the logit penalty");
+        .number("beta", &Options::beta, 0, 10, "weight of the logit penalty");
   }
-  explicit PluginLogitPenalty(const kd::MethodParams& p) : beta_(p.number("beta")) {}
+  explicit PluginLogitPenalty(const Options& o) : beta_(o.beta) {}
   kd::LossTerms compute(const kd::MethodInput& in) override {
     const auto& s = in.student.at("logits");
     return {{"ce", torch::cross_entropy_loss(s, in.labels), 1.0}, {"penalty", s.pow(2).mean(), beta_}};
@@ -34,8 +38,11 @@ KD_REGISTER_METHOD(PluginLogitPenalty);
 // Returns NaN in term "boom" from its 4th step (step index 3) on.
 class PluginNaN : public kd::Method {
  public:
-  static kd::MethodInfo info() { return kd::MethodInfo("test_nan", "test plugin: NaN at step 3").teachers(1, 1); }
-  explicit PluginNaN(const kd::MethodParams&) {}
+  struct Options {};
+  static kd::MethodInfo info() {
+    return kd::MethodInfo::of<PluginNaN>("test_nan", "test plugin: NaN at step 3").cite("none (test)").teachers(1, 1);
+  }
+  explicit PluginNaN(const Options&) {}
   std::vector<std::string> teacher_taps(int) const override { return {"logits"}; }
   kd::LossTerms compute(const kd::MethodInput& in) override {
     const auto& s = in.student.at("logits");
@@ -50,11 +57,72 @@ class PluginNaN : public kd::Method {
 };
 KD_REGISTER_METHOD(PluginNaN);
 
+// Counts how often its factory runs: a run's method is made once, when the run is planned, and that
+// instance trains it.
+class PluginCounted : public kd::Method {
+ public:
+  struct Options {
+    double beta = 0.0;
+  };
+  static int& made() {
+    static int n = 0;
+    return n;
+  }
+  static int& computed_by_others() {
+    static int n = 0;
+    return n;
+  }
+  static kd::MethodInfo info() {
+    return kd::MethodInfo::of<PluginCounted>("test_counted", "test plugin: CE, counting its instances")
+        .cite("none (test)")
+        .teachers(1, 1)
+        .number("beta", &Options::beta, 0, 10, "unused weight");
+  }
+  explicit PluginCounted(const Options&) { ++made(); }
+  std::vector<std::string> teacher_taps(int) const override { return {"logits"}; }
+  void prepare(const kd::PrepareContext&) override { prepared_ = true; }
+  kd::LossTerms compute(const kd::MethodInput& in) override {
+    if (!prepared_) ++computed_by_others();  // an instance that was not the prepared one
+    return {{"ce", torch::cross_entropy_loss(in.student.at("logits"), in.labels), 1.0}};
+  }
+
+ private:
+  bool prepared_ = false;
+};
+KD_REGISTER_METHOD(PluginCounted);
+
+TEST(Plugin, EachRunsMethodIsMadeOnceWhenPlannedAndTrainsIt) {
+  std::string dir = kd::test::make_temp_dir("counted");
+  kd::json j = kd::json::parse(R"({
+    "name": "counted",
+    "dataset": {"name": "synthetic", "num_classes": 3, "train_size": 96, "test_size": 48, "image_size": 12,
+                "channels": 1, "seed": 1},
+    "student": ["cnn_tiny", "cnn_small"], "seeds": [0, 1], "threads": 1,
+    "teachers": {"t": {"model": "cnn_medium", "recipe": {"epochs": 1}}},
+    "recipe": {"epochs": 1, "batch_size": 32, "lr": 0.05},
+    "methods": [{"method": "test_counted", "grid": {"beta": [0.0, 1.0, 2.0]}}]
+  })");
+  j["output"] = dir + "/out";
+  j["cache_dir"] = dir + "/cache";
+  auto cfg = kd::parse_sweep_config(j, "counted.json");  // validates every grid point: makes no method
+  EXPECT_EQ(PluginCounted::made(), 0);
+  kd::Plan plan = kd::plan_sweep(cfg);
+  int counted_runs = 0;
+  for (const auto& r : plan.runs) counted_runs += r.method == "test_counted";
+  EXPECT_EQ(counted_runs, 12);  // 3 settings x 2 seeds x 2 students
+  EXPECT_EQ(PluginCounted::made(), 12);
+  PluginCounted::made() = 0;
+  kd::SweepSummary s = kd::run_sweep(cfg, kd::SweepOptions{});
+  EXPECT_EQ(s.done, s.total);
+  EXPECT_EQ(PluginCounted::made(), 12) << "planning and training make one instance per run";
+  EXPECT_EQ(PluginCounted::computed_by_others(), 0);
+}
+
 TEST(Plugin, RegisteredFromATestFile) {
   auto& reg = kd::MethodRegistry::instance();
   ASSERT_NE(reg.find("test_logit_penalty"), nullptr);
   auto p = reg.resolve("test_logit_penalty", {{"beta", 0.5}}, "methods[0].params");
-  EXPECT_DOUBLE_EQ(p.number("beta"), 0.5);
+  EXPECT_DOUBLE_EQ(p.all()["beta"].get<double>(), 0.5);
   try {
     reg.resolve("test_logit_penalty", {{"beta", 50}}, "methods[0].params");
     FAIL();
@@ -86,17 +154,17 @@ TEST(Plugin, RunsThroughTheHarnessAndNaNFailsOnlyItsRun) {
   EXPECT_EQ(s.total, 5);
   EXPECT_EQ(s.failed, 1);
   EXPECT_EQ(s.done, 4);
-  kd::ResultsStore store(dir + "/out/results.db", true);
+  kd::SqliteStore store(dir + "/out/results.db", true);
   int penalty_runs = 0;
   for (const auto& r : store.runs()) {
     if (r.method == "test_nan") {
-      EXPECT_EQ(r.status, "failed");
+      EXPECT_EQ(r.status, kd::RunStatus::Failed);
       auto e = kd::json::parse(r.error);
       EXPECT_EQ(e["epoch"], 0);
       EXPECT_EQ(e["step"], 3);
       EXPECT_EQ(e["term"], "boom");
     } else {
-      EXPECT_EQ(r.status, "done") << r.name;
+      EXPECT_EQ(r.status, kd::RunStatus::Done) << r.name;
       auto f = store.finals(r.id);
       EXPECT_GT(f["final.test.top1"], 25.0 + 10.0) << r.name << ": should learn the synthetic data above chance";
     }
@@ -140,14 +208,14 @@ TEST(AllMethods, TrainEndToEndWithoutNaN) {
   kd::SweepSummary s = kd::run_sweep(kd::parse_sweep_config(j, "all.json"), kd::SweepOptions{});
   EXPECT_EQ(s.failed, 0);
   EXPECT_EQ(s.done, s.total);
-  kd::ResultsStore store(dir + "/out/results.db", true);
+  kd::SqliteStore store(dir + "/out/results.db", true);
   for (const auto& r : store.runs()) {
-    ASSERT_EQ(r.status, "done") << r.name << " " << r.error;
+    ASSERT_EQ(r.status, kd::RunStatus::Done) << r.name << " " << r.error;
     for (const auto& e : store.epochs(r.id))
       if (e.name.rfind("loss.", 0) == 0) {
         EXPECT_TRUE(std::isfinite(e.value)) << r.name << " " << e.name;
       }
-    if (r.role == "student") {
+    if (r.role == kd::RunRole::Student) {
       EXPECT_GT(store.finals(r.id)["final.test.top1"], 30.0) << r.name;
     }
     if (r.name == "fitnets2") {

@@ -3,7 +3,7 @@
 
 #include <cmath>
 
-#include "harness/config.h"
+#include "base/json_reader.h"
 #include "harness/trainer.h"
 
 namespace {

@@ -5,7 +5,7 @@
 #include <gtest/gtest.h>
 #include <torch/torch.h>
 
-#include "harness/errors.h"
+#include "base/errors.h"
 #include "methods/losses.h"
 #include "methods/method.h"
 
@@ -55,8 +55,12 @@ LossTerms run(const std::string& method, const nlohmann::json& params, const Tap
     for (auto& [k, v] : t) s[k] = v.sizes().vec();
     ts.push_back(s);
   }
-  m->prepare(ss, ts, torch::kCPU);
-  MethodInput in{student, tp, labels, stage};
+  kd::PrepareContext ctx;
+  ctx.student = ss;
+  ctx.teachers = ts;
+  m->prepare(ctx);
+  const auto indices = torch::arange(labels.size(0), torch::kLong);
+  MethodInput in{student, tp, labels, indices, stage};
   auto out = m->compute(in);
   if (keep) *keep = std::move(m);
   return out;
@@ -278,7 +282,8 @@ TEST(Methods, FitNetsHintStagesAndTerms) {
   auto sv = s.at("block2").clone().requires_grad_(true);
   TapMap s2{{"logits", s.at("logits")}, {"block2", sv}};
   std::vector<const TapMap*> tp{&t};
-  MethodInput in{s2, tp, labels, 0};
+  const auto indices = torch::arange(labels.size(0), torch::kLong);
+  MethodInput in{s2, tp, labels, indices, 0};
   auto h = keep->compute(in);
   for (auto& x : h)
     if (x.name == "hint") x.value.backward();
@@ -297,14 +302,18 @@ TEST(Methods, FitNetsHintThroughAKnownRegressorPoolsTheLargerMap) {
     TapMap t{{"logits", torch::zeros({1, 2})}, {"block2", u}};
     auto& reg = MethodRegistry::instance();
     auto m = reg.create("fitnets", reg.resolve("fitnets", {{"mode", "one_stage"}}, "t"));
-    m->prepare({{"block2", v.sizes().vec()}}, {{{"block2", u.sizes().vec()}}}, torch::kCPU);
+    kd::PrepareContext ctx;
+    ctx.student = {{"block2", v.sizes().vec()}};
+    ctx.teachers = {{{"block2", u.sizes().vec()}}};
+    m->prepare(ctx);
     torch::NoGradGuard ng;
     for (auto& p : m->module()->named_parameters())
       if (p.key() == "conv.weight") p.value().fill_(1.0);
     m->module()->eval();
     std::vector<const TapMap*> tp{&t};
     auto labels = torch::tensor({0}, torch::kLong);
-    return term(m->compute(MethodInput{s, tp, labels, 0}), "hint");
+    auto indices = torch::tensor({0}, torch::kLong);
+    return term(m->compute(MethodInput{s, tp, labels, indices, 0}), "hint");
   };
   // Student map larger: r(v) pooled to 1x1 -> 2.5 c; teacher 2: hint = (2.5 c - 2)^2 = 0.24998750.
   EXPECT_NEAR(hint_of(grid, one(2.0)), std::pow(2.5 * c - 2.0, 2), 1e-6);
@@ -321,7 +330,10 @@ TEST(Methods, ProgressiveDeclaresItsChain) {
   ASSERT_EQ(chain.size(), 2u);
   EXPECT_EQ(chain[0].model, "cnn_large");
   EXPECT_EQ(chain[1].model, "cnn_medium");
-  EXPECT_EQ(chain[0].method["name"], "logit_kd");
+  EXPECT_EQ(chain[0].method, "logit_kd");
+  EXPECT_EQ(chain[0].key, "assistants[0]");
+  EXPECT_EQ(chain[1].key, "assistants[1]");
+  EXPECT_FALSE(chain[0].params.contains("name"));
   auto terms = run("progressive", {{"temperature", 2.0}, {"alpha", 0.5}}, {{"logits", mat(kS)}},
                    {{{"logits", mat(kT)}}}, torch::tensor({1, 2}, torch::kLong));
   EXPECT_NEAR(term(terms, "kd"), 1.8264308963508862, 1e-9);

@@ -8,8 +8,8 @@
 #include <string>
 #include <vector>
 
-#include "harness/errors.h"
-#include "harness/model.h"
+#include "base/errors.h"
+#include "models/model.h"
 #include "methods/method.h"
 
 namespace {
@@ -97,7 +97,11 @@ Setup make_setup(const std::string& name, const json& params, int n_teachers) {
     torch::NoGradGuard ng;
     s.student->forward_taps(s.x, &probe);
   }
-  s.method->prepare(shapes(probe), tshapes, torch::kCPU);
+  kd::PrepareContext ctx;
+  ctx.student = shapes(probe);
+  ctx.teachers = tshapes;
+  ctx.train_size = s.y.size(0);
+  s.method->prepare(ctx);
   return s;
 }
 
@@ -106,7 +110,8 @@ kd::LossTerms step_terms(Setup& s, int stage) {
   s.student->forward_taps(s.x, &taps);
   std::vector<const TapMap*> tp;
   for (const auto& t : s.teacher_taps) tp.push_back(&t);
-  return s.method->compute(kd::MethodInput{taps, tp, s.y, stage});
+  const auto indices = torch::arange(s.y.size(0), torch::kLong);
+  return s.method->compute(kd::MethodInput{taps, tp, s.y, indices, stage});
 }
 
 // Five SGD steps of stage `stage`; returns the weighted total before each step.

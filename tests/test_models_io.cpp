@@ -5,8 +5,8 @@
 #include <fstream>
 #include <functional>
 
-#include "harness/errors.h"
-#include "harness/model.h"
+#include "base/errors.h"
+#include "models/model.h"
 #include "test_util.h"
 
 namespace {

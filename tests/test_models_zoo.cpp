@@ -6,8 +6,8 @@
 #include <algorithm>
 #include <set>
 
-#include "harness/errors.h"
-#include "harness/model.h"
+#include "base/errors.h"
+#include "models/model.h"
 
 namespace {
 

@@ -9,8 +9,8 @@
 #include <set>
 #include <sstream>
 
-#include "harness/fsutil.h"
-#include "harness/store.h"
+#include "base/fsutil.h"
+#include "store/store.h"
 #include "reports/report.h"
 #include "reports/stats.h"
 #include "test_util.h"
@@ -38,7 +38,8 @@ void add_done(kd::ResultsStore& s, const Run& x) {
   kd::RunRecord r;
   r.id = x.id;
   r.sweep_id = "sw";
-  r.role = x.role;
+  r.role = kd::parse_role(x.role);
+  r.reference = x.role == "student" && x.method == "baseline";  // the fixtures' reference method
   r.name = x.name;
   r.method = x.method;
   r.setting = x.setting;
@@ -66,7 +67,7 @@ void add_failed(kd::ResultsStore& s, const std::string& id, const std::string& n
   kd::RunRecord f;
   f.id = id;
   f.sweep_id = "sw";
-  f.role = "student";
+  f.role = kd::RunRole::Student;
   f.name = name;
   f.method = name;
   f.setting = setting;
@@ -87,7 +88,7 @@ void add_failed(kd::ResultsStore& s, const std::string& id, const std::string& n
 // bestval.test.top1 is always test + 0.5.
 std::string make_store(const std::string& dir) {
   std::string db = dir + "/results.db";
-  kd::ResultsStore s(db);
+  kd::SqliteStore s(db);
   s.put_sweep("sw", "hand", R"({"name":"hand","seeds":[0,1,2]})", R"({"libtorch":"2.11.0","threads":2})");
   add_done(s, {"t", "teacher", "big", "baseline", "{}", 0, 91, 90, "[]", "cnn_large", 0, 9000, 90000});
   const double base_val[] = {71, 73, 75}, base_test[] = {70, 72, 74}, a_test[] = {75, 77, 79}, b_test[] = {85, 85, 86},
@@ -126,7 +127,7 @@ const kd::MethodRow& row_of(const kd::ReportData& d, const std::string& label, c
 
 TEST(Report, AggregationMatchesHandValues) {
   std::string dir = kd::test::make_temp_dir("report");
-  kd::ResultsStore store(make_store(dir), true);
+  kd::SqliteStore store(make_store(dir), true);
   kd::ReportData d = kd::aggregate(store);
   ASSERT_EQ(d.rows.size(), 3u);
   EXPECT_EQ(d.rows[0].best.method, "baseline") << "baseline row first";
@@ -170,14 +171,14 @@ TEST(Report, PairsAreSeparateRowsAndGapUsesTheirTeacher) {
   std::string dir = kd::test::make_temp_dir("report");
   std::string db = make_store(dir);
   {
-    kd::ResultsStore s(db);
+    kd::SqliteStore s(db);
     add_done(s, {"t2", "teacher", "huge", "baseline", "{}", 0, 96, 95, "[]", "cnn_huge", 0, 20000, 200000});
     const double e_test[] = {79, 80, 81};
     for (int k = 0; k < 3; ++k)
       add_done(s, {"e" + std::to_string(k), "student", "logit_kd", "logit_kd", R"({"temperature":4})", k, 82, e_test[k],
                    R"(["t2"])"});
   }
-  kd::ResultsStore store(db, true);
+  kd::SqliteStore store(db, true);
   kd::ReportData d = kd::aggregate(store);
   ASSERT_EQ(d.rows.size(), 4u) << "logit_kd from 'big' and from 'huge' are two teacher-student pairs";
   const kd::MethodRow& a = row_of(d, "logit_kd", "big");
@@ -193,7 +194,7 @@ TEST(Report, PairsAreSeparateRowsAndGapUsesTheirTeacher) {
 
 TEST(Report, TablesInEveryFormat) {
   std::string dir = kd::test::make_temp_dir("report");
-  kd::ResultsStore store(make_store(dir), true);
+  kd::SqliteStore store(make_store(dir), true);
   kd::ReportSummary sum = kd::write_report(store, dir + "/report", no_figures());
   EXPECT_EQ(sum.figures_note, "figures were not requested");
   const std::string out = dir + "/report/";
@@ -290,7 +291,7 @@ TEST(Report, TablesInEveryFormat) {
 
 TEST(Report, FailedRunsAreVisibleEverywhere) {
   std::string dir = kd::test::make_temp_dir("report");
-  kd::ResultsStore store(make_store(dir), true);
+  kd::SqliteStore store(make_store(dir), true);
   kd::write_report(store, dir + "/report", no_figures());
   std::string md = slurp(dir + "/report/failed.md");
   EXPECT_NE(md.find("| x3 | student | logit_kd | cnn_tiny | temperature=8 | 3 | 1 | 4 | kd | loss is NaN |"),
@@ -308,13 +309,13 @@ TEST(Report, OneSeedShowsNotAvailableNeverZero) {
   std::string dir = kd::test::make_temp_dir("report");
   std::string db = dir + "/results.db";
   {
-    kd::ResultsStore s(db);
+    kd::SqliteStore s(db);
     s.put_sweep("sw", "one", "{}", "{}");
     add_done(s, {"t", "teacher", "big", "baseline", "{}", 0, 91, 90, "[]", "cnn_large"});
     add_done(s, {"b0", "student", "baseline", "baseline", "{}", 0, 71, 70});
     add_done(s, {"a0", "student", "logit_kd", "logit_kd", R"({"temperature":4})", 0, 80, 76, R"(["t"])"});
   }
-  kd::ResultsStore store(db, true);
+  kd::SqliteStore store(db, true);
   kd::write_report(store, dir + "/report", no_figures());
   std::string md = slurp(dir + "/report/comparison.md");
   // gain = 76 - 70 = 6 and gap = 6/20 = 30% are defined; std, CI and Welch's p are not.
@@ -346,13 +347,13 @@ TEST(Report, AtomicWrite) {
     EXPECT_EQ(e.path().filename().string().find(".tmp"), std::string::npos) << e.path();
   // A report folder that cannot be created is named in the error.
   kd::test::write_file(dir + "/file", "x");
-  kd::ResultsStore store(make_store(dir), true);
+  kd::SqliteStore store(make_store(dir), true);
   EXPECT_THROW(kd::write_report(store, dir + "/file/report", no_figures()), std::runtime_error);
 }
 
 TEST(Report, MissingPythonSkipsFiguresWithOneReason) {
   std::string dir = kd::test::make_temp_dir("report");
-  kd::ResultsStore store(make_store(dir), true);
+  kd::SqliteStore store(make_store(dir), true);
   kd::ReportOptions o;
   o.python = dir + "/no-such-python";
   kd::ReportSummary s = kd::write_report(store, dir + "/report", o);
@@ -367,7 +368,7 @@ TEST(Report, MissingMatplotlibSkipsFiguresWithOneReason) {
   if (kd::test::run_command(py + " -c 'import matplotlib'").exit_code == 0)
     GTEST_SKIP() << "the system python has matplotlib: nothing to check here";
   std::string dir = kd::test::make_temp_dir("report");
-  kd::ResultsStore store(make_store(dir), true);
+  kd::SqliteStore store(make_store(dir), true);
   kd::ReportOptions o;
   o.python = py;
   kd::ReportSummary s = kd::write_report(store, dir + "/report", o);
@@ -380,7 +381,7 @@ TEST(Report, MissingMatplotlibSkipsFiguresWithOneReason) {
 // for attention, three seeds, several epochs with loss terms.
 std::string make_sweep_store(const std::string& dir) {
   std::string db = dir + "/results.db";
-  kd::ResultsStore s(db);
+  kd::SqliteStore s(db);
   s.put_sweep("sw", "figures", R"({"name":"figures"})", R"({"libtorch":"2.11.0"})");
   add_done(s, {"t", "teacher", "resnet", "baseline", "{}", 0, 93, 92, "[]", "resnet_small", 0, 270000, 40000000});
   int n = 0;
@@ -393,9 +394,10 @@ std::string make_sweep_store(const std::string& dir) {
         r = {};
         r.id = "r" + std::to_string(n++);
         r.sweep_id = "sw";
-        r.role = "student";
+        r.role = kd::RunRole::Student;
         r.name = label;
         r.method = label;
+        r.reference = label == "baseline";
         r.setting = setting;
         r.seed = k;
         r.model = model;
@@ -443,7 +445,7 @@ std::string make_sweep_store(const std::string& dir) {
 
 TEST(Report, FiguresAndHtmlInHeadlessChromium) {
   std::string dir = kd::test::make_temp_dir("report");
-  kd::ResultsStore store(make_sweep_store(dir), true);
+  kd::SqliteStore store(make_sweep_store(dir), true);
   const std::string out = dir + "/report";
   kd::ReportSummary s = kd::write_report(store, out);
   // Each row carries its student's latency for the cost figure: the median over seeds (factors 1, 1.1, 1.4).

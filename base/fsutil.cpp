@@ -1,0 +1,134 @@
+#include "base/fsutil.h"
+
+#include <fcntl.h>
+#include <signal.h>
+#include <sys/statvfs.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstdlib>
+#include <cstring>
+#include <filesystem>
+#include <fstream>
+#include <map>
+#include <mutex>
+#include <stdexcept>
+
+namespace fs = std::filesystem;
+
+namespace kd {
+
+namespace {
+
+// Counts how often each point was reached; true when `env` names this point and this is its n-th time.
+bool hook_fires(const char* env, const std::string& point) {
+  const char* spec = std::getenv(env);
+  if (!spec || !*spec) return false;
+  std::string s(spec);
+  auto colon = s.rfind(':');
+  if (s.substr(0, colon) != point) return false;
+  long n = colon == std::string::npos ? 1 : std::strtol(s.c_str() + colon + 1, nullptr, 10);
+  static std::mutex mu;
+  static std::map<std::string, long> counts;
+  std::lock_guard<std::mutex> l(mu);
+  return ++counts[std::string(env) + "|" + point] == n;
+}
+
+// Why a write into `dir` may have failed, from the file system's own figures.
+std::string disk_hint(const fs::path& dir) {
+  struct statvfs st {};
+  if (::statvfs(dir.empty() ? "." : dir.c_str(), &st) == 0) {
+    if (st.f_flag & ST_RDONLY) return "read-only file system";
+    if (st.f_bavail == 0) return "no space left on device";
+  }
+  if (::access(dir.empty() ? "." : dir.c_str(), W_OK) != 0) return "folder not writable";
+  return "";
+}
+
+void fsync_path(const std::string& path, bool directory) {
+  int fd = ::open(path.c_str(), directory ? (O_RDONLY | O_DIRECTORY) : O_RDONLY);
+  if (fd < 0) return;
+  ::fsync(fd);
+  ::close(fd);
+}
+
+}  // namespace
+
+bool process_alive(long pid) {
+  if (pid <= 0) return false;
+  if (::kill(static_cast<pid_t>(pid), 0) != 0) return errno != ESRCH;
+  std::ifstream stat("/proc/" + std::to_string(pid) + "/stat");
+  std::string text((std::istreambuf_iterator<char>(stat)), std::istreambuf_iterator<char>());
+  auto close = text.rfind(')');
+  if (close == std::string::npos || close + 2 >= text.size()) return true;
+  return text[close + 2] != 'Z' && text[close + 2] != 'X';
+}
+
+void crash_point(const std::string& point) {
+  if (hook_fires("KDBENCH_CRASH_AT", point)) ::kill(::getpid(), SIGKILL);
+}
+
+bool injected_write_failure(const std::string& point) {
+  return hook_fires("KDBENCH_FAIL_WRITE", point);
+}
+
+void write_atomically(const std::string& path, const std::function<void(const std::string& tmp)>& write,
+                      const char* what) {
+  fs::path p(path);
+  fs::path dir = p.parent_path();
+  std::error_code ec;
+  if (!dir.empty()) fs::create_directories(dir, ec);
+  if (ec) throw std::runtime_error(path + ": cannot create the folder " + dir.string() + ": " + ec.message());
+  const std::string tmp = path + ".tmp." + std::to_string(::getpid());
+  const std::string point = std::string("write.") + what;
+  try {
+    if (injected_write_failure(point)) throw std::runtime_error("write failed: No space left on device (injected)");
+    write(tmp);
+    std::error_code sz;
+    if (!fs::exists(tmp, sz)) throw std::runtime_error("the temporary file was not written");
+    fsync_path(tmp, false);
+  } catch (const std::exception& e) {
+    fs::remove(tmp, ec);
+    std::string hint = disk_hint(dir);
+    throw std::runtime_error(path + ": cannot write the " + what + " file: " + e.what() +
+                             (hint.empty() ? "" : " (" + hint + ")"));
+  }
+  crash_point(point);
+  fs::rename(tmp, path, ec);
+  if (ec) {
+    std::error_code ec2;
+    fs::remove(tmp, ec2);
+    throw std::runtime_error(path + ": cannot replace the file: " + ec.message());
+  }
+  if (!dir.empty()) fsync_path(dir.string(), true);
+}
+
+void write_text_atomically(const std::string& path, const std::string& text, const char* what) {
+  write_atomically(
+      path,
+      [&](const std::string& tmp) {
+        std::ofstream o(tmp, std::ios::binary | std::ios::trunc);
+        if (!o) throw std::runtime_error("cannot create " + tmp + ": " + std::strerror(errno));
+        o << text;
+        o.flush();
+        if (!o) throw std::runtime_error("write of " + std::to_string(text.size()) + " bytes failed");
+      },
+      what);
+}
+
+void remove_stale_temporaries(const std::string& dir) {
+  std::error_code ec;
+  for (fs::directory_iterator it(dir, ec), end; !ec && it != end; it.increment(ec)) {
+    const std::string name = it->path().filename().string();
+    auto at = name.rfind(".tmp.");
+    if (at == std::string::npos) continue;
+    char* stop = nullptr;
+    long pid = std::strtol(name.c_str() + at + 5, &stop, 10);
+    if (stop && *stop == '\0' && pid != ::getpid() && !process_alive(pid)) {
+      std::error_code rm;
+      fs::remove(it->path(), rm);
+    }
+  }
+}
+
+}  // namespace kd

@@ -1,0 +1,84 @@
+// Internal to the trainer: the state of one run while its lockstep group trains, and of a fused model.
+#pragma once
+#include <torch/torch.h>
+
+#include <map>
+#include <memory>
+#include <optional>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "harness/metrics.h"
+#include "harness/trainer.h"
+
+namespace kd {
+
+struct StageState {
+  StageSpec spec;
+  int64_t epochs = 0;
+  std::unique_ptr<torch::optim::Optimizer> optimizer;
+};
+
+// Why a run failed in a step; handled after the lanes joined.
+struct Failure {
+  std::string stage, term, message;
+};
+
+// What one epoch of a run adds up (means are taken at the epoch's end).
+struct EpochAccumulators {
+  std::map<std::string, double> term_sums;
+  double total_sum = 0;
+  int64_t correct = 0, seen = 0, steps = 0;
+};
+
+struct RunState {
+  const GroupMember* member = nullptr;
+  const RunSpec* spec = nullptr;
+  ModelPtr student;
+  std::shared_ptr<Method> method;
+  std::shared_ptr<torch::nn::Module> method_module;
+  std::vector<StageState> stages;
+  int64_t total_epochs = 0;
+  std::vector<std::string> student_taps;
+  std::vector<std::vector<std::string>> teacher_taps;  // per teacher of this run
+  bool done = false, failed = false;
+  RunOutcome outcome;
+  EpochAccumulators acc;
+  // best-on-validation
+  double best_val = -1;
+  int64_t best_epoch = -1;
+  std::vector<torch::Tensor> best_state;
+  EvalMetrics best_val_metrics;
+  double seconds = 0;                      // training time attributed to this run
+  std::optional<Failure> pending_failure;  // set by a lane, handled after the lanes join
+  torch::Tensor val_logits;
+  EvalMetrics final_val;                           // the last epoch's validation metrics
+  torch::Tensor test_logits, bestval_test_logits;  // at the end: final and best-on-validation weights
+  int64_t images = 0;
+  int fused_group = -1;     // index into the fused groups, or -1 (trained on a lane)
+  int64_t fused_index = 0;  // which student of its fused group
+
+  // Stage index and epoch within it, for the run's epoch e.
+  std::pair<size_t, int64_t> stage_of(int64_t e) const {
+    for (size_t i = 0; i < stages.size(); ++i) {
+      if (e < stages[i].epochs) return {i, e};
+      e -= stages[i].epochs;
+    }
+    return {stages.size() - 1, stages.back().epochs - 1};
+  }
+  std::vector<torch::Tensor> method_parameters() const {
+    return method_module ? method_module->parameters() : std::vector<torch::Tensor>{};
+  }
+};
+
+// Runs trained as ONE horizontally fused model; student k of the fused model is runs[k].
+struct FusedGroup {
+  std::vector<RunState*> runs;
+  ModelPtr model;
+  std::vector<torch::Tensor> params, momentum;  // the fused parameters and their momentum buffers
+  double momentum_coef = 0;
+  bool nesterov = false;
+};
+
+}  // namespace kd
