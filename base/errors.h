@@ -45,10 +45,4 @@ class DataError : public std::runtime_error {
   std::string file_;
 };
 
-// A numeric fault during training (NaN/inf loss or gradient).
-class NumericError : public std::runtime_error {
- public:
-  using std::runtime_error::runtime_error;
-};
-
 }  // namespace kd

@@ -11,9 +11,9 @@
 #include <vector>
 
 #include "bench/bench_common.h"
-#include "models/model.h"
 #include "methods/losses.h"
 #include "methods/method.h"
+#include "models/model.h"
 
 namespace kd::bench {
 namespace {

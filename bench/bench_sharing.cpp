@@ -13,8 +13,8 @@
 #include <vector>
 
 #include "bench/bench_common.h"
-#include "models/model.h"
 #include "methods/losses.h"
+#include "models/model.h"
 
 namespace kd::bench {
 namespace {

@@ -8,8 +8,8 @@
 #include <string>
 
 #include "bench/bench_common.h"
-#include "models/model.h"
 #include "methods/losses.h"
+#include "models/model.h"
 
 namespace kd::bench {
 namespace {

@@ -4,7 +4,7 @@
 It trains each run of a logit-KD grid one after another and runs the teacher's forward pass in
 every step of every run, as RepDistiller and mdistiller do. Models, data, batch size, optimizer,
 schedule, epochs and threads are the same as kdbench's (cnn_tiny student, cnn_large teacher: the
-same layers as harness/models/zoo.cpp). The teacher's weights are random: only speed is measured.
+same layers as models/zoo.cpp). The teacher's weights are random: only speed is measured.
 It does the same bookkeeping and evaluation work as a kdbench run: the loss and train accuracy of
 every step, top-1 on N_VAL held-out training images after every epoch and on the test split at the
 end (eval mode, no grad, batches of 256, as kdbench's default eval_batch_size).

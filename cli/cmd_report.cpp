@@ -4,9 +4,9 @@
 
 #include "base/log.h"
 #include "cli/commands.h"
+#include "reports/report.h"
 #include "store/store.h"
 #include "store/sweep_layout.h"
-#include "reports/report.h"
 
 namespace kd {
 

@@ -1,5 +1,3 @@
-#include "cli/commands.h"
-
 #include <fmt/format.h>
 
 #include <filesystem>
@@ -10,6 +8,7 @@
 
 #include "base/errors.h"
 #include "base/fsutil.h"
+#include "cli/commands.h"
 #include "store/store.h"
 #include "store/sweep_layout.h"
 
@@ -46,8 +45,8 @@ int cmd_runs(const std::string& dir, const std::string& format, const std::strin
       auto f = store.finals(r.id);
       auto num = [&](const char* k) { return f.count(k) ? fmt::format("{:.2f}", f[k]) : std::string("-"); };
       out << fmt::format("{:<12} {:<9} {:<8} {:<14} {:<12} {:>4} {:>8} {:>8} {:>8.1f}  {}\n", r.id.substr(0, 12),
-                         to_string(r.role), to_string(r.status), r.name, r.model, r.seed, num("final.val.top1"), num("final.test.top1"),
-                         r.wall_seconds, r.setting);
+                         to_string(r.role), to_string(r.status), r.name, r.model, r.seed, num("final.val.top1"),
+                         num("final.test.top1"), r.wall_seconds, r.setting);
       if (r.status == RunStatus::Failed && !r.error.empty()) out << "             error: " << r.error << "\n";
       done += r.status == RunStatus::Done;
       failed += r.status == RunStatus::Failed;
@@ -60,11 +59,11 @@ int cmd_runs(const std::string& dir, const std::string& format, const std::strin
     for (const auto& r : runs) {
       auto f = store.finals(r.id);
       auto num = [&](const char* k) { return f.count(k) ? fmt::format("{}", f[k]) : std::string(); };
-      out << csv_field(r.id) << ',' << csv_field(r.sweep_id) << ',' << to_string(r.role) << ',' << csv_field(r.name) << ','
-          << r.method << ',' << csv_field(r.setting) << ',' << r.seed << ',' << csv_field(r.model) << ',' << to_string(r.status)
-          << ',' << csv_field(r.error) << ',' << r.wall_seconds << ',' << r.images_per_second << ',' << r.params << ','
-          << r.macs << ',' << r.method_params << ',' << num("final.val.top1") << ',' << num("final.test.top1") << ','
-          << num("bestval.test.top1") << ',' << csv_field(r.checkpoint) << "\n";
+      out << csv_field(r.id) << ',' << csv_field(r.sweep_id) << ',' << to_string(r.role) << ',' << csv_field(r.name)
+          << ',' << r.method << ',' << csv_field(r.setting) << ',' << r.seed << ',' << csv_field(r.model) << ','
+          << to_string(r.status) << ',' << csv_field(r.error) << ',' << r.wall_seconds << ',' << r.images_per_second
+          << ',' << r.params << ',' << r.macs << ',' << r.method_params << ',' << num("final.val.top1") << ','
+          << num("final.test.top1") << ',' << num("bestval.test.top1") << ',' << csv_field(r.checkpoint) << "\n";
     }
   } else {
     for (const auto& r : runs) {

@@ -50,7 +50,8 @@ int cmd_methods() {
   for (const auto& name : reg.names()) {
     const auto& info = reg.get(name);
     std::cout << name << "  —  " << info.description << "\n";
-    if (info.reference) std::cout << "    the reference student: gains are measured against it; teachers train with it\n";
+    if (info.reference)
+      std::cout << "    the reference student: gains are measured against it; teachers train with it\n";
     if (!info.citation.empty()) std::cout << "    source: " << info.citation << "\n";
     std::cout << "    teachers: " << info.min_teachers;
     if (info.max_teachers != info.min_teachers) std::cout << " to " << info.max_teachers;
@@ -110,8 +111,8 @@ int cmd_plan(const std::string& config, const std::string& output) {
   for (const auto& r : plan.runs) {
     std::string s = status.count(r.id) ? status[r.id] : "new";
     done += s == "done";
-    std::cout << fmt::format("{:<12} {:<9} {:<8} {:<14} {:<12} {:>4}  {}\n", r.id.substr(0, 12), kd::to_string(r.role), s, r.name,
-                             r.model.empty() ? "torchscript" : r.model, r.seed, r.setting.dump());
+    std::cout << fmt::format("{:<12} {:<9} {:<8} {:<14} {:<12} {:>4}  {}\n", r.id.substr(0, 12), kd::to_string(r.role),
+                             s, r.name, r.model.empty() ? "torchscript" : r.model, r.seed, r.setting.dump());
   }
   std::cout << fmt::format("{} of {} runs done\n", done, plan.runs.size());
   return 0;

@@ -7,10 +7,10 @@
 #include <map>
 #include <random>
 
-#include "datasets/readers.h"
-#include "base/json_reader.h"
 #include "base/errors.h"
+#include "base/json_reader.h"
 #include "base/log.h"
+#include "datasets/readers.h"
 
 namespace fs = std::filesystem;
 

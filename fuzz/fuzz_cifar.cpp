@@ -9,9 +9,9 @@
 #include <cstdint>
 #include <string>
 
+#include "base/errors.h"
 #include "datasets/readers.h"
 #include "fuzz_util.h"
-#include "base/errors.h"
 
 namespace {
 

@@ -14,9 +14,9 @@
 #include <set>
 #include <string>
 
-#include "fuzz_util.h"
-#include "base/json_reader.h"
 #include "base/errors.h"
+#include "base/json_reader.h"
+#include "fuzz_util.h"
 #include "harness/plan.h"
 
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {

@@ -21,9 +21,9 @@
 #include <fstream>
 #include <string>
 
+#include "base/errors.h"
 #include "datasets/readers.h"
 #include "fuzz_util.h"
-#include "base/errors.h"
 
 namespace fs = std::filesystem;
 

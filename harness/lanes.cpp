@@ -5,8 +5,7 @@
 namespace kd {
 
 TapMap forward_on_lanes(TapModel& model, const torch::Tensor& x, int64_t chunks, int lanes,
-                        const std::set<std::string>& taps,
-                        const AroundFn& around) {
+                        const std::set<std::string>& taps, const AroundFn& around) {
   std::vector<torch::Tensor> xs = x.chunk(std::max<int64_t>(1, std::min<int64_t>(chunks, x.size(0))), 0);
   std::vector<TapMap> outs(xs.size());
   std::vector<size_t> order(xs.size());
@@ -34,6 +33,5 @@ TapMap forward_on_lanes(TapModel& model, const torch::Tensor& x, int64_t chunks,
   }
   return out;
 }
-
 
 }  // namespace kd

@@ -10,11 +10,11 @@
 #include <set>
 #include <thread>
 
-#include "datasets/dataset.h"
-#include "git_commit.h"  // generated at build time (cmake/git_commit.cmake)
 #include "base/errors.h"
 #include "base/fsutil.h"
 #include "base/log.h"
+#include "datasets/dataset.h"
+#include "git_commit.h"  // generated at build time (cmake/git_commit.cmake)
 #include "harness/progress.h"
 #include "harness/trainer.h"
 #include "store/store.h"
@@ -310,7 +310,7 @@ class SweepRun {
       size_t chunk = cfg_.lockstep > 0 ? static_cast<size_t>(cfg_.lockstep) : runs.size();
       for (size_t i = 0; i < runs.size(); i += chunk) {
         std::vector<RunSpec*> part(runs.begin() + static_cast<long>(i),
-                                         runs.begin() + static_cast<long>(std::min(runs.size(), i + chunk)));
+                                   runs.begin() + static_cast<long>(std::min(runs.size(), i + chunk)));
         train_group(part);
       }
     }

@@ -36,8 +36,7 @@ std::optional<StepLoss> run_loss(RunState& rs, const TapMap& student_taps, const
     auto it = b.teacher_out.find(t->run_id);
     teachers.push_back(it == b.teacher_out.end() ? &kNone : &it->second);
   }
-  MethodInput in{student_taps, teachers, b.y, b.indices, static_cast<int>(si), b.epoch, se, b.step,
-                 b.steps_per_epoch};
+  MethodInput in{student_taps, teachers, b.y, b.indices, static_cast<int>(si), b.epoch, se, b.step, b.steps_per_epoch};
   StepLoss loss;
   loss.terms = rs.method->compute(in);
   for (const auto& term : loss.terms) {
@@ -114,8 +113,7 @@ void clip_fused(FusedGroup& g, const std::vector<RunState*>& live, int64_t epoch
   if (!any_clip) return;
   const auto K = static_cast<int64_t>(g.runs.size());
   torch::NoGradGuard ng;
-  auto norm2 =
-      torch::zeros({K}, torch::TensorOptions().dtype(torch::kDouble).device(g.params.front().device()));
+  auto norm2 = torch::zeros({K}, torch::TensorOptions().dtype(torch::kDouble).device(g.params.front().device()));
   for (auto& p : g.params)
     if (p.grad().defined()) norm2 += p.grad().view({K, -1}).to(torch::kDouble).pow(2).sum(1);
   auto n2 = norm2.cpu();

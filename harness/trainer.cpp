@@ -333,8 +333,8 @@ class LockstepGroup {
     put("val.nll", v.nll);
     put("val.ece", v.ece);
     if (v.agreement >= 0) put("val.agreement", v.agreement);
-    put("lr", learning_rate(rs.spec->recipe, rs.stages[si].epochs, static_cast<double>(se) + 1.0 - 1e-9,
-                            steps_per_epoch_));
+    put("lr",
+        learning_rate(rs.spec->recipe, rs.stages[si].epochs, static_cast<double>(se) + 1.0 - 1e-9, steps_per_epoch_));
     put("seconds", rs.seconds);
     put("teacher_seconds", times.teacher);
     put("group_seconds", times.train);
@@ -392,7 +392,8 @@ class LockstepGroup {
       auto student = rs.student;
       auto module = rs.method_module;
       const std::string& path = rs.member->checkpoint_path;
-      write_atomically(path, [&](const std::string& tmp) { save_model(*student, tmp); }, "checkpoint");
+      write_atomically(
+          path, [&](const std::string& tmp) { save_model(*student, tmp); }, "checkpoint");
       if (module)
         write_atomically(
             method_checkpoint(path), [&](const std::string& tmp) { torch::save(module, tmp); }, "checkpoint");

@@ -22,14 +22,13 @@ class Attention final : public Method {
     double temperature = 4.0;
     void validate() const {
       if (student_taps.size() != teacher_taps.size() || student_taps.empty())
-        throw ConfigError("teacher_taps", "needs as many taps as student_taps (" +
-                                              std::to_string(student_taps.size()) + "), got " +
-                                              std::to_string(teacher_taps.size()));
+        throw ConfigError("teacher_taps", "needs as many taps as student_taps (" + std::to_string(student_taps.size()) +
+                                              "), got " + std::to_string(teacher_taps.size()));
     }
   };
   static MethodInfo info() {
-    return MethodInfo::of<Attention>("attention",
-                      "Zagoruyko & Komodakis 2017: match L2-normalised spatial attention maps at several depths")
+    return MethodInfo::of<Attention>(
+               "attention", "Zagoruyko & Komodakis 2017: match L2-normalised spatial attention maps at several depths")
         .cite("Zagoruyko & Komodakis 2017, Sec. 3.1, Eq. 2 (p = 2)")
         .teachers(1, 1)
         .strings("student_taps", &Options::student_taps, "student taps, paired in order")
@@ -40,12 +39,7 @@ class Attention final : public Method {
         .number("temperature", &Options::temperature, 0.05, 100.0, "KD temperature when alpha > 0");
   }
   explicit Attention(const Options& o)
-      : s_taps_(o.student_taps),
-        t_taps_(o.teacher_taps),
-        p_(o.p),
-        beta_(o.beta),
-        alpha_(o.alpha),
-        T_(o.temperature) {}
+      : s_taps_(o.student_taps), t_taps_(o.teacher_taps), p_(o.p), beta_(o.beta), alpha_(o.alpha), T_(o.temperature) {}
   std::vector<std::string> student_taps() const override {
     auto v = s_taps_;
     v.push_back("logits");

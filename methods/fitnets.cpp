@@ -32,8 +32,8 @@ class FitNets final : public Method {
   };
   static MethodInfo info() {
     return MethodInfo::of<FitNets>("fitnets",
-                      "Romero et al. 2015: hint from a teacher layer through a learned regressor; "
-                      "one-stage or two-stage")
+                                   "Romero et al. 2015: hint from a teacher layer through a learned regressor; "
+                                   "one-stage or two-stage")
         .cite("Romero et al. 2015, Sec. 2.2 (Eq. 3, hint loss) and 2.3 (stage-wise training)")
         .teachers(1, 1)
         .string("mode", &Options::mode, {"one_stage", "two_stage"}, "two_stage: hint pre-training then KD")

@@ -13,7 +13,8 @@ class LogitKD final : public Method {
     double alpha = 0.9;
   };
   static MethodInfo info() {
-    return MethodInfo::of<LogitKD>("logit_kd", "Hinton et al. 2015: alpha * T^2 * KL(p_t^T || p_s^T) + (1 - alpha) * CE")
+    return MethodInfo::of<LogitKD>("logit_kd",
+                                   "Hinton et al. 2015: alpha * T^2 * KL(p_t^T || p_s^T) + (1 - alpha) * CE")
         .cite("Hinton, Vinyals & Dean 2015, Sec. 2 (T^2 scaling: end of Sec. 2)")
         .teachers(1, 1)
         .number("temperature", &Options::temperature, 0.05, 100.0, "softmax temperature T")

@@ -102,7 +102,7 @@ struct ChainLink {
 
 // What prepare() is given, once per run before training, on the device training runs on.
 struct PrepareContext {
-  TapShapes student;               // shapes of every student tap
+  TapShapes student;                // shapes of every student tap
   std::vector<TapShapes> teachers;  // shapes of every tap of each teacher the run uses
   torch::Device device = torch::kCPU;
   int64_t train_size = 0;   // samples in the training split
@@ -261,8 +261,7 @@ struct MethodInfo {
   template <class O, class T>
   static size_t field_id(T O::*field) {
     static const O probe{};
-    return static_cast<size_t>(reinterpret_cast<const char*>(&(probe.*field)) -
-                               reinterpret_cast<const char*>(&probe));
+    return static_cast<size_t>(reinterpret_cast<const char*>(&(probe.*field)) - reinterpret_cast<const char*>(&probe));
   }
   std::type_index options_type_ = std::type_index(typeid(void));
   std::shared_ptr<void> binding_;
@@ -306,5 +305,5 @@ struct MethodRegistrar {
 #define KD_METHOD_CONCAT(a, b) KD_METHOD_CONCAT_INNER(a, b)
 // Registers `Class`, which must have `static kd::MethodInfo info()` (made with MethodInfo::of<Class>) and a
 // constructor taking `const Class::Options&`. Put it at the end of the method's .cpp file (namespace scope).
-#define KD_REGISTER_METHOD(Class)                                  \
+#define KD_REGISTER_METHOD(Class) \
   static const ::kd::detail::MethodRegistrar KD_METHOD_CONCAT(kd_method_registrar_, __COUNTER__)(Class::info())

@@ -31,7 +31,8 @@ class MultiTeacher final : public Method {
     // The weights normalised to sum 1 (throws ConfigError naming the bad entry).
     std::vector<double> normalised_weights() const {
       std::vector<double> w;
-      if (!teacher_weights.is_array()) throw ConfigError("teacher_weights", "expected an array of numbers, one per teacher");
+      if (!teacher_weights.is_array())
+        throw ConfigError("teacher_weights", "expected an array of numbers, one per teacher");
       for (size_t i = 0; i < teacher_weights.size(); ++i) {
         const auto& v = teacher_weights[i];
         if (!v.is_number() || v.get<double>() < 0 || !std::isfinite(v.get<double>()))
@@ -54,7 +55,8 @@ class MultiTeacher final : public Method {
   };
   static MethodInfo info() {
     return MethodInfo::of<MultiTeacher>(
-               "multi_teacher", "several teachers: average, fixed-weight or confidence-adaptive (CA-MKD) logit aggregation")
+               "multi_teacher",
+               "several teachers: average, fixed-weight or confidence-adaptive (CA-MKD) logit aggregation")
         .cite("average: You et al. 2017 (KDD); confidence: Zhang, Chen & Wang 2022 (CA-MKD, ICASSP), Sec. 2.1, Eq. 1-3")
         .teachers(2, 8)
         .string("aggregation", &Options::aggregation, {"average", "weighted", "confidence"},

@@ -36,9 +36,9 @@ class Progressive final : public Method {
         .cite("Mirzadeh et al. 2020, Sec. 3 (TAKD)")
         .teachers(1, 1)
         .strings("assistants", &Options::assistants, "zoo models of the assistants, largest first")
-        .json("link_method", &Options::link_method,
-              "method config that trains each assistant from the previous model")
-        .number("temperature", &Options::temperature, 0.05, 100.0, "temperature of the last link (assistant -> student)")
+        .json("link_method", &Options::link_method, "method config that trains each assistant from the previous model")
+        .number("temperature", &Options::temperature, 0.05, 100.0,
+                "temperature of the last link (assistant -> student)")
         .number("alpha", &Options::alpha, 0.0, 1.0, "weight of the KD term of the last link; CE gets 1 - alpha");
   }
   explicit Progressive(const Options& o)

@@ -11,7 +11,6 @@
 
 namespace kd {
 
-
 class TapModel : public torch::nn::Module {
  public:
   // Returns logits. If `taps` is non-null, fills every tap this model has (tensors are

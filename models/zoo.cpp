@@ -8,8 +8,8 @@
 #include <sstream>
 
 #include "base/errors.h"
-#include "models/model.h"
 #include "models/layers.h"
+#include "models/model.h"
 
 namespace kd {
 

@@ -436,8 +436,7 @@ ReportData aggregate(const ResultsStore& store) {
   }
   std::map<std::string, size_t> baseline_of;  // student model -> row
   for (size_t i = 0; i < rows.size(); ++i)
-    if (rows[i].best.reference && !baseline_of.count(rows[i].best.model))
-      baseline_of[rows[i].best.model] = i;
+    if (rows[i].best.reference && !baseline_of.count(rows[i].best.model)) baseline_of[rows[i].best.model] = i;
   for (auto& row : rows) {
     auto it = baseline_of.find(row.best.model);
     if (it == baseline_of.end() || row.best.reference) continue;
@@ -512,7 +511,8 @@ json curves_for(const ResultsStore& store, const SettingStats& s) {
 }
 
 std::string row_link(const RunRecord& r) {
-  std::string t = "s" + std::to_string(r.seed) + (r.status == RunStatus::Done ? "" : std::string(" (") + to_string(r.status) + ")");
+  std::string t =
+      "s" + std::to_string(r.seed) + (r.status == RunStatus::Done ? "" : std::string(" (") + to_string(r.status) + ")");
   return "<a href=\"#row-" + html_escape(r.id) + "\">" + html_escape(t) + "</a>";
 }
 
@@ -676,12 +676,12 @@ ReportSummary write_report(const ResultsStore& store, const std::string& out_dir
       return v ? num(*v) : std::string("-");
     };
     std::string id12 = r.id.substr(0, 12);
-    runs.add(
-        {Cell(id12, std::nullopt, "<a href=\"#run-" + html_escape(r.id) + "\">" + html_escape(id12) + "</a>"), to_string(r.role),
-         r.name, r.method, r.model, setting_text(r.setting), std::to_string(r.seed), to_string(r.status), fin("final.val.top1"),
-         fin("final.test.top1"), fin("bestval.test.top1"), num(r.wall_seconds, 1), num(r.images_per_second, 0),
-         std::to_string(r.params), std::to_string(r.method_params), r.checkpoint.empty() ? "-" : r.checkpoint},
-        "", "row-" + r.id);
+    runs.add({Cell(id12, std::nullopt, "<a href=\"#run-" + html_escape(r.id) + "\">" + html_escape(id12) + "</a>"),
+              to_string(r.role), r.name, r.method, r.model, setting_text(r.setting), std::to_string(r.seed),
+              to_string(r.status), fin("final.val.top1"), fin("final.test.top1"), fin("bestval.test.top1"),
+              num(r.wall_seconds, 1), num(r.images_per_second, 0), std::to_string(r.params),
+              std::to_string(r.method_params), r.checkpoint.empty() ? "-" : r.checkpoint},
+             "", "row-" + r.id);
     if (r.status == RunStatus::Failed) {
       json e = parse_or(r.error, json::object());
       auto field = [&](const char* k) {
@@ -861,8 +861,8 @@ ReportSummary write_report(const ResultsStore& store, const std::string& out_dir
                     {"error", parse_or(r.error, json(r.error.empty() ? json() : json(r.error)))},
                     {"config", parse_or(r.config, json(r.config))}};
     h += "<details id=\"run-" + html_escape(r.id) + "\"><summary>" +
-         html_escape(r.id.substr(0, 12) + " " + to_string(r.role) + " " + r.name + " " + r.model + " " + setting_text(r.setting) +
-                     " seed " + std::to_string(r.seed) + ": " + to_string(r.status)) +
+         html_escape(r.id.substr(0, 12) + " " + to_string(r.role) + " " + r.name + " " + r.model + " " +
+                     setting_text(r.setting) + " seed " + std::to_string(r.seed) + ": " + to_string(r.status)) +
          " (<a href=\"#row-" + html_escape(r.id) + "\">row</a>)</summary>\n<pre>" + html_escape(details.dump(2)) +
          "</pre></details>\n";
   }

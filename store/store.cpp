@@ -246,7 +246,7 @@ class Transaction {
 }  // namespace
 
 void SqliteStore::put_sweep(const std::string& id, const std::string& name, const std::string& config_json,
-                             const std::string& environment_json) {
+                            const std::string& environment_json) {
   Stmt s(db_,
          "INSERT INTO sweeps(id, name, config, created_at, environment) VALUES(?,?,?,?,?) "
          "ON CONFLICT(id) DO UPDATE SET environment=excluded.environment",
@@ -299,7 +299,7 @@ void write_epochs(sqlite3* db, const std::string& path, const std::string& run_i
 }  // namespace
 
 void SqliteStore::finish_run(const RunRecord& r, const std::vector<EpochMetric>& epochs,
-                              const std::map<std::string, double>& finals) {
+                             const std::map<std::string, double>& finals) {
   Transaction tx([this](const std::string& sql) { exec(sql); });
   write_epochs(db_, path_, r.id, epochs);
   Stmt del(db_, "DELETE FROM finals WHERE run_id=?", path_);
@@ -324,7 +324,7 @@ void SqliteStore::finish_run(const RunRecord& r, const std::vector<EpochMetric>&
 }
 
 void SqliteStore::fail_run(const std::string& id, const std::string& error_json,
-                            const std::vector<EpochMetric>& epochs) {
+                           const std::vector<EpochMetric>& epochs) {
   Transaction tx([this](const std::string& sql) { exec(sql); });
   write_epochs(db_, path_, id, epochs);
   Stmt up(db_, "UPDATE runs SET status='failed', error=?, finished_at=? WHERE id=?", path_);

@@ -3,7 +3,7 @@
 // A small synthetic sweep (a teacher, four student methods, two seeds, the report) is run once
 // uninterrupted as the reference. Then the same sweep is killed with SIGKILL again and again, at fixed
 // moments (a training step, a checkpoint write, the teacher cache, a store commit, a report write; the
-// KDBENCH_CRASH_AT hook in harness/fsutil.h) and at random times, and resumed each time. After every kill
+// KDBENCH_CRASH_AT hook in base/fsutil.h) and at random times, and resumed each time. After every kill
 // the store must open and pass SQLite's integrity check, runs that were finished must be untouched (same
 // finish time, same metrics: not repeated), and no finished-looking file may be partial. At the end the
 // resumed sweeps must hold exactly the reference's runs with exactly its metrics.

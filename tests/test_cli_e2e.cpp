@@ -129,7 +129,8 @@ TEST(Cli, SmokeSweepRunsResumesAfterKillAndMatches) {
     int done_students = 0;
     try {
       kd::SqliteStore s(dir + "/b/out/results.db", true);
-      for (const auto& run : s.runs()) done_students += run.role == kd::RunRole::Student && run.status == kd::RunStatus::Done;
+      for (const auto& run : s.runs())
+        done_students += run.role == kd::RunRole::Student && run.status == kd::RunStatus::Done;
     } catch (...) {
       continue;
     }

@@ -8,9 +8,9 @@
 #include <filesystem>
 #include <fstream>
 
+#include "base/errors.h"
 #include "datasets/dataset.h"
 #include "datasets/readers.h"
-#include "base/errors.h"
 #include "test_util.h"
 
 namespace fs = std::filesystem;

@@ -1,8 +1,8 @@
 // Sweep-config validation: every error names the key path and what was expected.
 #include <gtest/gtest.h>
 
-#include "base/json_reader.h"
 #include "base/errors.h"
+#include "base/json_reader.h"
 #include "harness/plan.h"
 #include "test_util.h"
 

@@ -1,4 +1,4 @@
-// The trainer's fast paths give the same training as the plain one. Horizontal fusion (harness/model.h):
+// The trainer's fast paths give the same training as the plain one. Horizontal fusion (models/model.h):
 // K students as one model give exactly the K independent forwards, and training a lockstep group fused
 // gives the same students as training them one by one, with per-student learning rates, weight decay,
 // gradient clipping and method hyperparameters. Channels-last and bf16 autocast (the GPU path's options)
@@ -10,10 +10,10 @@
 #include <set>
 
 #include "datasets/dataset.h"
-#include "models/model.h"
 #include "harness/plan.h"
 #include "harness/trainer.h"
 #include "methods/method.h"
+#include "models/model.h"
 
 namespace {
 

@@ -6,8 +6,8 @@
 
 #include "base/errors.h"
 #include "harness/runner.h"
-#include "store/store.h"
 #include "methods/method.h"
+#include "store/store.h"
 #include "test_util.h"
 
 namespace {
@@ -97,7 +97,7 @@ TEST(Plugin, EachRunsMethodIsMadeOnceWhenPlannedAndTrainsIt) {
     "name": "counted",
     "dataset": {"name": "synthetic", "num_classes": 3, "train_size": 96, "test_size": 48, "image_size": 12,
                 "channels": 1, "seed": 1},
-    "student": ["cnn_tiny", "cnn_small"], "seeds": [0, 1], "threads": 1,
+    "student": ["cnn_tiny", "cnn_medium"], "seeds": [0, 1], "threads": 1,
     "teachers": {"t": {"model": "cnn_medium", "recipe": {"epochs": 1}}},
     "recipe": {"epochs": 1, "batch_size": 32, "lr": 0.05},
     "methods": [{"method": "test_counted", "grid": {"beta": [0.0, 1.0, 2.0]}}]

@@ -134,8 +134,8 @@ TEST(Registry, DuplicateOrBadRegistrationThrows) {
 
 TEST(Registry, OptionsAreFilledFromTheResolvedValuesByTheirOneDeclaration) {
   auto& reg = MethodRegistry::instance();
-  auto m = reg.create("test_only_half_ce", reg.resolve("test_only_half_ce",
-                                                       {{"scale", 0.25}, {"repeats", 3}, {"names", {"x", "y"}}}, "m"));
+  auto m = reg.create("test_only_half_ce",
+                      reg.resolve("test_only_half_ce", {{"scale", 0.25}, {"repeats", 3}, {"names", {"x", "y"}}}, "m"));
   const auto& o = dynamic_cast<TestOnlyHalfCE&>(*m).options();
   EXPECT_DOUBLE_EQ(o.scale, 0.25);
   EXPECT_EQ(o.repeats, 3);

@@ -9,8 +9,8 @@
 #include <vector>
 
 #include "base/errors.h"
-#include "models/model.h"
 #include "methods/method.h"
+#include "models/model.h"
 
 namespace {
 

@@ -10,9 +10,9 @@
 #include <sstream>
 
 #include "base/fsutil.h"
-#include "store/store.h"
 #include "reports/report.h"
 #include "reports/stats.h"
+#include "store/store.h"
 #include "test_util.h"
 
 namespace fs = std::filesystem;
