@@ -1,8 +1,10 @@
 // `kdbench report DIR`: the report of a sweep folder's store.
 #include <filesystem>
 #include <iostream>
+#include <memory>
 
 #include "base/log.h"
+#include "cli/command.h"
 #include "cli/commands.h"
 #include "reports/report.h"
 #include "store/store.h"
@@ -19,3 +21,19 @@ int cmd_report(const std::string& dir, const std::string& out_dir) {
 }
 
 }  // namespace kd
+
+namespace kd::cli {
+namespace {
+struct ReportArgs {
+  std::string dir, output;
+};
+}  // namespace
+}  // namespace kd::cli
+
+KD_REGISTER_COMMAND("report", "Write tables and figures from a sweep's results store", 40,
+                    [](CLI::App& sub) -> kd::cli::CommandRun {
+                      auto a = std::make_shared<kd::cli::ReportArgs>();
+                      sub.add_option("dir", a->dir, "Sweep output folder")->required();
+                      sub.add_option("-o,--output", a->output, "Report folder (default: DIR/report)");
+                      return [a] { return kd::cmd_report(a->dir, a->output); };
+                    });

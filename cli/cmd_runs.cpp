@@ -3,11 +3,14 @@
 #include <filesystem>
 #include <fstream>
 #include <iostream>
+#include <memory>
 #include <nlohmann/json.hpp>
 #include <sstream>
 
 #include "base/errors.h"
 #include "base/fsutil.h"
+#include "cli/command.h"
+// `kdbench runs DIR`: the runs of a sweep folder as a table, CSV or JSON Lines.
 #include "cli/commands.h"
 #include "store/store.h"
 #include "store/sweep_layout.h"
@@ -103,3 +106,21 @@ int cmd_runs(const std::string& dir, const std::string& format, const std::strin
 }
 
 }  // namespace kd
+
+namespace kd::cli {
+namespace {
+struct RunsArgs {
+  std::string dir, format = "table", out_file;
+};
+}  // namespace
+}  // namespace kd::cli
+
+KD_REGISTER_COMMAND(
+    "runs", "List the runs in a sweep folder; export them as CSV or JSON Lines", 30,
+    [](CLI::App& sub) -> kd::cli::CommandRun {
+      auto a = std::make_shared<kd::cli::RunsArgs>();
+      sub.add_option("dir", a->dir, "Sweep output folder")->required();
+      sub.add_option("--format", a->format, "table | csv | jsonl")->check(CLI::IsMember({"table", "csv", "jsonl"}));
+      sub.add_option("-o,--output", a->out_file, "Write to this file instead of stdout (atomically)");
+      return [a] { return kd::cmd_runs(a->dir, a->format, a->out_file); };
+    });

@@ -1,4 +1,4 @@
-// `kdbench runs` and `kdbench report`: read a sweep folder's results store.
+// Functions of the commands that other commands call (`kdbench sweep` writes the report at its end).
 #pragma once
 #include <string>
 

@@ -70,6 +70,20 @@ TEST(Cli, HelpAndListings) {
   }
 }
 
+TEST(Cli, AnUnknownCommandFailsWithTheKnownOnesWhateverFollows) {
+  for (const char* args : {"bogus", "bogus --help", "bogus -h x", "sweepp configs/smoke.json"}) {
+    auto r = kd::test::run_command(cli(args));
+    EXPECT_EQ(r.exit_code, 2) << args << ": " << r.output;
+    EXPECT_NE(r.output.find("unknown command"), std::string::npos) << args << ": " << r.output;
+    EXPECT_NE(r.output.find("(known: sweep, plan, runs, report"), std::string::npos) << args << ": " << r.output;
+    EXPECT_EQ(r.output.find("Usage:"), std::string::npos) << args << ": the main help is not printed";
+  }
+  // A known command's --help is its own help.
+  auto r = kd::test::run_command(cli("runs --help"));
+  EXPECT_EQ(r.exit_code, 0) << r.output;
+  EXPECT_NE(r.output.find("--format"), std::string::npos) << r.output;
+}
+
 TEST(Cli, BadConfigsFailWithOneClearMessage) {
   std::string dir = kd::test::make_temp_dir("badcfg");
   kd::test::write_file(dir + "/malformed.json", "{\n  \"name\": \"x\",\n  oops\n}");
