@@ -2,6 +2,7 @@
 // format, atomic writes, failed-run visibility, and the HTML page in headless Chromium.
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <cmath>
 #include <filesystem>
 #include <fstream>
@@ -32,6 +33,7 @@ struct Run {
   double val = 0, test = 0;
   std::string teachers = "[]", model = "cnn_tiny";
   int64_t method_params = 0, params = 1000, macs = 5000;
+  std::string checkpoint;
 };
 
 void add_done(kd::ResultsStore& s, const Run& x) {
@@ -49,6 +51,7 @@ void add_done(kd::ResultsStore& s, const Run& x) {
   r.method_params = x.method_params;
   r.params = x.params;
   r.macs = x.macs;
+  r.checkpoint = x.checkpoint;
   r.environment = R"({"device":"cpu","host":"box","libtorch":"2.11.0"})";
   s.add_run(r);
   ASSERT_TRUE(s.claim_run(x.id, "h:1", 60));
@@ -121,7 +124,7 @@ kd::ReportOptions no_figures() {
 
 const kd::MethodRow& row_of(const kd::ReportData& d, const std::string& label, const std::string& teachers = "big") {
   for (const auto& r : d.rows)
-    if (r.best.label == label && (r.best.method == "baseline" || r.best.teachers == teachers)) return r;
+    if (r.best.label == label && (r.best.reference || r.best.teachers == teachers)) return r;
   throw std::runtime_error("no row " + label);
 }
 
@@ -130,7 +133,8 @@ TEST(Report, AggregationMatchesHandValues) {
   kd::SqliteStore store(make_store(dir), true);
   kd::ReportData d = kd::aggregate(store);
   ASSERT_EQ(d.rows.size(), 3u);
-  EXPECT_EQ(d.rows[0].best.method, "baseline") << "baseline row first";
+  EXPECT_EQ(d.rows[0].best.method, "baseline") << "the reference row first";
+  EXPECT_TRUE(d.rows[0].best.reference);
   EXPECT_FALSE(d.rows[0].gain.has_value());
 
   const kd::MethodRow& kd_row = row_of(d, "logit_kd");
@@ -515,6 +519,125 @@ TEST(Report, FiguresAndHtmlInHeadlessChromium) {
   EXPECT_EQ(r.exit_code, 0) << r.output;
   EXPECT_TRUE(console_errors(r.output).empty()) << r.output;
   EXPECT_GT(fs::exists(dir + "/page.png") ? fs::file_size(dir + "/page.png") : 0u, 50000u);
+}
+
+// The default sweep's shape (its labels, settings, teacher-assistant chain and checkpoint paths), which
+// is what made the comparison table run off a 1400 px window: two teachers, an assistant, seven methods.
+std::string make_wide_store(const std::string& dir) {
+  std::string db = dir + "/results.db";
+  kd::SqliteStore s(db);
+  s.put_sweep("sw", "fashion-mnist", R"({"name":"fashion-mnist"})", R"({"libtorch":"2.11.0"})");
+  const std::string ckpt = "/root/.cache/kdbench/teachers/3c6524050be5e3411a97ef156f383646.pt";
+  add_done(s, {"t", "teacher", "cnn_large", "baseline", "{}", 0, 88, 88.4, "[]", "cnn_large", 0, 70330, 1, ckpt});
+  add_done(s, {"w", "teacher", "cnn_wide", "baseline", "{}", 0, 87, 87.2, "[]", "cnn_wide", 0, 80000, 1, ckpt});
+  for (int k = 0; k < 3; ++k) {
+    const std::string sd = std::to_string(k);
+    const double n = 0.4 * (k - 1);
+    auto student = [&](const std::string& label, const std::string& method, const std::string& setting, double acc,
+                       const std::string& teachers, int64_t extra = 0) {
+      add_done(s, {label + sd, "student", label, method, setting, k, acc + 0.2 + n, acc + n, teachers, "cnn_tiny",
+                   extra, 9000, 1, "/root/kdbench/results/fashion-mnist/checkpoints/" + label + sd + "0123456789.pt"});
+    };
+    add_done(s, {"ta" + sd, "assistant", "cnn_medium", "logit_kd", R"({"alpha":0.9,"temperature":4.0})", k, 80, 80,
+                 R"(["t"])", "cnn_medium"});
+    student("baseline", "baseline", "{}", 71.85, "[]");
+    student("logit_kd", "logit_kd", R"({"alpha":0.9,"temperature":4})", 74.95, R"(["t"])");
+    student("fitnets_1stage", "fitnets",
+            R"({"beta":10,"mode":"one_stage","student_tap":"block2","teacher_tap":"block2"})", 76.1, R"(["t"])", 640);
+    student("fitnets_2stage", "fitnets",
+            R"({"hint_epochs":1,"mode":"two_stage","student_tap":"block2","teacher_tap":"block2"})", 76.35, R"(["t"])",
+            640);
+    student("attention", "attention", R"({"beta":100})", 70.78, R"(["t"])");
+    student("multi_teacher", "multi_teacher", R"({"aggregation":"average"})", 75.58, R"(["t","w"])");
+    student("progressive", "progressive", R"({"assistants":["cnn_medium"]})", 74.81, "[\"ta" + sd + "\"]");
+  }
+  add_failed(s, "f0", "attention", R"({"beta":1000})", 3, R"(["t"])");
+  return db;
+}
+
+// In a 1280 px wide window (headless Chromium), the page needs no sideways scrolling: the comparison
+// table (key columns first) fits and its test-accuracy header is inside the viewport, by element bounds.
+// Clicking a header sorts: numbers by their values (largest first, then reversed), text by text.
+TEST(Report, PageFitsA1280pxWindowAndSortsByHeaderInHeadlessChromium) {
+  if (kd::test::run_command("command -v chromium").exit_code != 0) GTEST_SKIP() << "chromium not installed";
+  std::string dir = kd::test::make_temp_dir("report");
+  kd::SqliteStore store(make_wide_store(dir), true);
+  const std::string out = dir + "/report";
+  kd::write_report(store, out, no_figures());
+  const std::string page = slurp(out + "/index.html");
+  // The probe measures after load, then clicks headers, and writes what it saw into <pre id="probe">.
+  const std::string probe =
+      "<script>window.addEventListener('load',function(){\n"
+      "function head(t,x){var h=document.querySelectorAll('#'+t+' thead th');"
+      "for(var i=0;i<h.length;i++)if(h[i].textContent===x)return h[i];return null;}\n"
+      "function box(e){var b=e.getBoundingClientRect();return {left:b.left,right:b.right};}\n"
+      "function col(t,c,text){var r=document.getElementById(t).tBodies[0].rows,v=[];for(var i=0;i<r.length;i++){"
+      "var e=r[i].cells[c];v.push(text?e.textContent:(e.hasAttribute('data-value')?"
+      "parseFloat(e.getAttribute('data-value')):null));}return v;}\n"
+      "var o={innerWidth:window.innerWidth,pageWidth:document.documentElement.scrollWidth,headers:[]};\n"
+      "var th=head('table-comparison','Test top-1');o.testHeader=box(th);\n"
+      "o.comparison=box(document.getElementById('table-comparison'));\n"
+      "var hs=document.querySelectorAll('#table-comparison thead th');"
+      "for(var i=0;i<hs.length;i++)o.headers.push(hs[i].textContent);\n"
+      "th.click();o.testFirst=col('table-comparison',th.cellIndex);o.testFirstSort=th.getAttribute('aria-sort');\n"
+      "th.click();o.testSecond=col('table-comparison',th.cellIndex);\n"
+      "var m=head('table-settings','Method');m.click();o.methods=col('table-settings',m.cellIndex,true);\n"
+      "var p=document.createElement('pre');p.id='probe';p.textContent=JSON.stringify(o);"
+      "document.body.appendChild(p);});</script>\n";
+  auto with_probe = [&](const std::string& name, const std::string& extra_style) {
+    std::string h = page;
+    h.insert(h.rfind("</body>"), probe);
+    h.insert(h.find("</head>"), extra_style);
+    kd::test::write_file(out + "/" + name, h);
+    auto r = kd::test::run_command("timeout 120 chromium --headless --no-sandbox --disable-gpu --user-data-dir=" + dir +
+                                   "/chrome --window-size=1280,900 --dump-dom file://" + out + "/" + name);
+    EXPECT_EQ(r.exit_code, 0) << r.output;
+    size_t a = r.output.find("<pre id=\"probe\">"), b = r.output.find("</pre>", a);
+    if (a == std::string::npos || b == std::string::npos) {
+      ADD_FAILURE() << "the probe did not run: " << r.output;
+      return nlohmann::json::object();
+    }
+    a += std::string("<pre id=\"probe\">").size();
+    return nlohmann::json::parse(r.output.substr(a, b - a));
+  };
+
+  nlohmann::json o = with_probe("probe.html", "");
+  ASSERT_TRUE(o.contains("testHeader")) << o;
+  const double width = o["innerWidth"].get<double>();
+  EXPECT_EQ(width, 1280) << "the window is 1280 px wide";
+  EXPECT_LE(o["pageWidth"].get<double>(), width) << "the page scrolls sideways";
+  EXPECT_GE(o["testHeader"]["left"].get<double>(), 0);
+  EXPECT_LE(o["testHeader"]["right"].get<double>(), width) << "the test top-1 header is off the right edge";
+  EXPECT_LE(o["comparison"]["right"].get<double>(), width) << "the comparison table runs off the right edge";
+  const std::vector<std::string> key = {"Student", "Method", "Test top-1", "Gain", "p (Welch)"};
+  ASSERT_GE(o["headers"].size(), key.size());
+  for (size_t i = 0; i < key.size(); ++i) EXPECT_EQ(o["headers"][i], key[i]) << "key columns first";
+  EXPECT_EQ(o["headers"].size(), 15u) << "every column is still there";
+
+  // First click: largest test top-1 first; second: smallest first. Every row is still there.
+  EXPECT_EQ(o["testFirstSort"], "descending");
+  auto values = [](const nlohmann::json& a) {
+    std::vector<double> v;
+    for (const auto& x : a)
+      if (!x.is_null()) v.push_back(x.get<double>());
+    return v;
+  };
+  std::vector<double> first = values(o["testFirst"]), second = values(o["testSecond"]);
+  EXPECT_EQ(first.size(), 2u + 7u) << "two teachers and seven methods, each with a test top-1";
+  EXPECT_TRUE(std::is_sorted(first.rbegin(), first.rend())) << o["testFirst"];
+  EXPECT_TRUE(std::is_sorted(second.begin(), second.end())) << o["testSecond"];
+  EXPECT_DOUBLE_EQ(first.front(), 88.4) << "the strongest teacher first";
+  EXPECT_EQ(o["testFirst"].size(), o["testSecond"].size());
+  std::vector<std::string> methods;
+  for (const auto& m : o["methods"]) methods.push_back(m.get<std::string>());
+  EXPECT_EQ(methods.size(), 8u) << "seven methods' settings and the failed attention setting";
+  EXPECT_TRUE(std::is_sorted(methods.begin(), methods.end())) << o["methods"];
+  EXPECT_EQ(methods.front(), "attention");
+
+  // The check can fail: the same page with its tables forced wide is caught.
+  nlohmann::json wide = with_probe("wide.html", "<style>table{min-width:3000px}</style>");
+  ASSERT_TRUE(wide.contains("comparison")) << wide;
+  EXPECT_GT(wide["comparison"]["right"].get<double>(), width);
 }
 
 }  // namespace

@@ -1,0 +1,142 @@
+#include "reports/report_json.h"
+
+#include <algorithm>
+#include <cmath>
+
+#include "reports/format.h"
+#include "reports/stats.h"
+
+namespace kd {
+
+using nlohmann::json;
+
+namespace {
+
+json summary_json(const std::vector<double>& v) {
+  auto s = stats::summarize(v);
+  return {{"n", s.n},
+          {"mean", v.empty() ? json() : json(s.mean)},
+          {"std", json_or_null(s.std)},
+          {"ci95", json_or_null(s.ci95)}};
+}
+
+json teacher_json(const TeacherStats& t) {
+  return {{"run_id", t.run_id},
+          {"name", t.name},
+          {"model", t.model},
+          {"status", to_string(t.status)},
+          {"test", json_or_null(t.test)},
+          {"val", json_or_null(t.val)},
+          {"params", t.params},
+          {"macs", t.macs}};
+}
+
+json setting_json(const SettingStats& s) {
+  return {{"model", s.model},
+          {"label", s.label},
+          {"method", s.method},
+          {"reference", s.reference},
+          {"teachers", s.teachers},
+          {"teacher_ids", s.teacher_ids},
+          {"setting", parse_json_or(s.setting, json::object())},
+          {"seeds", s.seeds},
+          {"val", s.val},
+          {"test", s.test},
+          {"bestval_test", s.bestval_test},
+          {"val_summary", summary_json(s.val)},
+          {"test_summary", summary_json(s.test)},
+          {"bestval_test_summary", summary_json(s.bestval_test)},
+          {"failed", s.failed},
+          {"incomplete", s.incomplete},
+          {"params", s.params},
+          {"macs", s.macs},
+          {"latency_ms", s.latency_ms.empty() ? json(nullptr) : json(stats::median(s.latency_ms))},
+          {"method_params", s.method_params},
+          {"run_ids", s.run_ids}};
+}
+
+// Per-epoch curves of the done runs of a setting: {"points": [[stage, epoch]...], "metrics": {name: [[v...]
+// per seed]}}, every series aligned to the first run's points (null where a run lacks one).
+json curves_json(const ResultsStore& store, const SettingStats& s) {
+  std::vector<std::pair<std::string, int64_t>> points;
+  std::map<std::string, std::vector<std::vector<std::optional<double>>>> metrics;
+  for (const auto& run_id : s.done_run_ids) {
+    auto eps = store.epochs(run_id);
+    if (points.empty())
+      for (const auto& e : eps)
+        if (std::find(points.begin(), points.end(), std::make_pair(e.stage, e.epoch)) == points.end())
+          points.emplace_back(e.stage, e.epoch);
+    std::map<std::string, std::vector<std::optional<double>>> mine;
+    for (const auto& e : eps) {
+      bool wanted = e.name == "val.top1" || e.name == "train.top1" || e.name.rfind("loss.", 0) == 0;
+      auto p = std::find(points.begin(), points.end(), std::make_pair(e.stage, e.epoch));
+      if (!wanted || p == points.end()) continue;
+      auto& v = mine[e.name];
+      v.resize(points.size());
+      if (std::isfinite(e.value)) v[static_cast<size_t>(p - points.begin())] = e.value;
+    }
+    for (auto& [name, v] : mine) metrics[name].push_back(v);
+  }
+  json j = {{"points", json::array()}, {"metrics", json::object()}};
+  for (const auto& [stage, epoch] : points) j["points"].push_back({stage, epoch});
+  for (const auto& [name, per_seed] : metrics) {
+    json a = json::array();
+    for (const auto& v : per_seed) {
+      json sv = json::array();
+      for (const auto& x : v) sv.push_back(json_or_null(x));
+      a.push_back(sv);
+    }
+    j["metrics"][name] = a;
+  }
+  return j;
+}
+
+json row_json(const ResultsStore& store, const MethodRow& row) {
+  json j = setting_json(row.best);
+  j["setting_index"] = row.best_index;
+  j["settings_compared"] = row.settings;
+  j["failed"] = row.failed;
+  j["incomplete"] = row.incomplete;
+  j["gain"] = json_or_null(row.gain);
+  j["gap_closed_percent"] = json_or_null(row.gap_closed);
+  j["p_welch"] = json_or_null(row.p_value);
+  j["teacher_top1"] = json_or_null(row.teacher_top1);
+  j["curves"] = curves_json(store, row.best);
+  return j;
+}
+
+json failed_run_json(const RunRecord& r) {
+  return {{"run_id", r.id},
+          {"role", to_string(r.role)},
+          {"name", r.name},
+          {"model", r.model},
+          {"setting", parse_json_or(r.setting, json::object())},
+          {"seed", r.seed},
+          {"error", parse_json_or(r.error, json(r.error))}};
+}
+
+}  // namespace
+
+json report_json(const ResultsStore& store, const ReportData& d, const std::vector<RunRecord>& runs) {
+  json rj;
+  rj["title"] = report_title(d);
+  rj["sweeps"] = d.sweeps;
+  rj["teachers"] = json::array();
+  for (const auto& t : d.teachers) rj["teachers"].push_back(teacher_json(t));
+  const auto selected = selected_settings(d);
+  rj["settings"] = json::array();
+  for (size_t i = 0; i < d.settings.size(); ++i) {
+    json j = setting_json(d.settings[i]);
+    j["selected"] = selected.count(i) > 0;
+    rj["settings"].push_back(j);
+  }
+  rj["rows"] = json::array();
+  for (const auto& row : d.rows) rj["rows"].push_back(row_json(store, row));
+  rj["failed"] = json::array();
+  for (const auto& r : runs)
+    if (r.status == RunStatus::Failed) rj["failed"].push_back(failed_run_json(r));
+  rj["status_counts"] = d.status_counts;
+  return rj;
+}
+
+}  // namespace kd
