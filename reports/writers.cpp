@@ -90,7 +90,7 @@ std::string abbreviate(const std::string& s, size_t n) {
   return s.substr(0, cut) + "…";
 }
 
-// Escaped text with a line-break opportunity (<wbr>) after "=", "/" and "," and before "(", so that long
+// Escaped text with a line-break opportunity (<wbr>) after "=", "/" and ",", so that long
 // settings, names and paths wrap at their joints; a run of more than 16 characters without one (a hash in a
 // file name) gets one every 16.
 std::string html_wrappable(const std::string& s) {
@@ -98,7 +98,7 @@ std::string html_wrappable(const std::string& s) {
   size_t unbroken = 0;
   for (char c : s) {
     const bool lead_byte = (static_cast<unsigned char>(c) & 0xC0) != 0x80;  // never break inside a UTF-8 character
-    if (lead_byte && ((c == '(' && unbroken > 0) || unbroken >= 16)) {
+    if (lead_byte && unbroken >= 16) {
       o += "<wbr>";
       unbroken = 0;
     }

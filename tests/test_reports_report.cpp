@@ -33,7 +33,7 @@ struct Run {
   double val = 0, test = 0;
   std::string teachers = "[]", model = "cnn_tiny";
   int64_t method_params = 0, params = 1000, macs = 5000;
-  std::string checkpoint;
+  std::string checkpoint = "";  // as stored ("" = none)
 };
 
 void add_done(kd::ResultsStore& s, const Run& x) {

@@ -72,11 +72,14 @@ TEST(Tables, HtmlPutsKeyColumnsFirstWithSortKeysAndWrapsLongText) {
   EXPECT_NE(html.find("<div class=\"w\"><a href=\"#r1\">s0</a></div>"), std::string::npos) << html;
   EXPECT_NE(html.find("<td data-value=\"0\">0</td>"), std::string::npos) << html;
   EXPECT_NE(html.find("<td>n/a</td>"), std::string::npos) << "no value, no data-value";
-  // Long text wraps, is cut past 120 characters, and keeps its full value on hover.
-  EXPECT_NE(html.find("<div class=\"w\" title=\"" + std::string(130, 'y') + "\">" + std::string(120, 'y') + "…</div>"),
-            std::string::npos)
+  // Long text wraps at its joints ("=", ",", "/"; every 16 characters in a run without one), is cut past 120
+  // characters, and keeps its full value on hover.
+  std::string cut;
+  for (int i = 0; i < 7; ++i) cut += std::string(16, 'y') + "<wbr>";
+  cut += std::string(8, 'y') + "…";
+  EXPECT_NE(html.find("<div class=\"w\" title=\"" + std::string(130, 'y') + "\">" + cut + "</div>"), std::string::npos)
       << html;
-  EXPECT_NE(html.find("<td class=\"l\"><div class=\"w\" title=\"x=1\">x=1</div></td>"), std::string::npos) << html;
+  EXPECT_NE(html.find("<td class=\"l\"><div class=\"w\" title=\"x=1\">x=<wbr>1</div></td>"), std::string::npos) << html;
   EXPECT_NE(html.find("b&quot;4"), std::string::npos) << "text is escaped";
 }
 
