@@ -35,7 +35,7 @@ plt.rcParams.update({
     "axes.spines.top": False, "axes.spines.right": False,
 })
 ONE_COL, TWO_COL = 3.3, 7.0
-BASELINE_COLOUR, TEACHER_COLOUR = "0.45", "0.05"
+REFERENCE_COLOUR, TEACHER_COLOUR = "0.45", "0.05"
 
 
 def mean(v):
@@ -57,7 +57,7 @@ def colours(rep):
     col = {lab: cmap(i % cmap.N) for i, lab in enumerate(labels)}
     for s in rep["settings"]:
         if s["reference"]:
-            col[s["label"]] = BASELINE_COLOUR
+            col[s["label"]] = REFERENCE_COLOUR
     return col
 
 
@@ -97,10 +97,10 @@ def save(fig, out, name, caption, made):
 
 
 def references(ax, rep, model):
-    """Baseline (same student) and teacher test top-1 as horizontal lines."""
+    """The reference (the same student trained alone) and the teachers' test top-1 as horizontal lines."""
     for row in rep["rows"]:
         if row["reference"] and row["model"] == model and row["test"]:
-            ax.axhline(mean(row["test"]), color=BASELINE_COLOUR, ls="--", lw=0.9, label=f"{row['label']} (student alone)")
+            ax.axhline(mean(row["test"]), color=REFERENCE_COLOUR, ls="--", lw=0.9, label=f"{row['label']} (student alone)")
     for t in rep["teachers"]:
         if t["test"] is not None:
             ax.axhline(t["test"], color=TEACHER_COLOUR, ls=":", lw=0.9, label=f"teacher {t['name']}")

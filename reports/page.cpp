@@ -28,8 +28,9 @@ std::string page_intro(const ReportData& d) {
   for (const auto& [status, n] : d.status_counts) h += html_escape(status) + " " + std::to_string(n) + "; ";
   h += "</p>\n<p>Each method's best setting is chosen on the <b>validation</b> split (mean final val top-1 over "
        "seeds; ties keep the first setting). Test numbers are mean ± sample std over seeds (n/a for one seed), "
-       "with the 95% Student-t interval; gain and Welch's t-test are against the baseline of the same student; "
-       "gap closed = (method - baseline) / (teacher - baseline). Click a column's header to sort by it.</p>\n";
+       "with the 95% Student-t interval; gain and Welch's t-test are against the reference "
+       "method (the student trained alone) of the same student model; gap closed = (method - reference) / "
+       "(teacher - reference). Click a column's header to sort by it.</p>\n";
   h += "<nav><a href=\"#comparison\">Comparison</a> | <a href=\"#failed\">Failed runs</a> | "
        "<a href=\"#figures\">Figures</a> | <a href=\"#settings\">Every setting</a> | <a href=\"#runs\">Runs</a> | "
        "<a href=\"#run-details\">Run details</a> | <a href=\"#environment\">Software and hardware</a> | "
