@@ -8,12 +8,13 @@
 // shapes and initialised after torch::manual_seed(--seed), in the student tensors' dtype.
 // Errors: bad --params or an unknown method -> exit 2; an unreadable file, missing taps, wrong types or shapes
 // -> exit 3, one line naming the file and what is wrong.
-#include <torch/csrc/jit/serialization/pickle.h>
 #include <torch/torch.h>
 
+#include <algorithm>
 #include <fstream>
 #include <iostream>
 #include <iterator>
+#include <map>
 #include <memory>
 #include <nlohmann/json.hpp>
 
@@ -208,20 +209,30 @@ int cmd_loss(const LossArgs& a) {
     why = why.substr(0, why.find('\n'));
     throw DataError(a.inputs, "method '" + a.method + "' cannot use these tensors: " + why);
   }
-  json out;
-  out["method"] = a.method;
-  out["params"] = params.all();
-  out["seed"] = a.seed;
-  out["epoch"] = a.epoch;
-  out["stage"] = stages[a.stage].name;
-  out["terms"] = json::array();
-  for (const auto& t : terms)
-    out["terms"].push_back({{"name", t.name}, {"value", t.value.item<double>()}, {"weight", t.weight}});
-  out["total"] = total.item<double>();
-  out["grad"] = json::object();
-  for (const auto& [name, t] : in.student)
-    out["grad"][name] = tensor_to_json(t.grad().defined() ? t.grad() : torch::zeros_like(t));
-  std::cout << out.dump(2) << "\n";
+  // One JSON object, one line per key (one per term and per tap), so that large gradients stay readable.
+  std::vector<std::pair<std::string, std::string>> lines{{"method", json(a.method).dump()},
+                                                         {"params", params.all().dump()},
+                                                         {"seed", json(a.seed).dump()},
+                                                         {"epoch", json(a.epoch).dump()},
+                                                         {"stage", json(stages[a.stage].name).dump()}};
+  std::string term_lines;
+  for (size_t i = 0; i < terms.size(); ++i)
+    term_lines +=
+        (i ? ",\n    " : "\n    ") +
+        json{{"name", terms[i].name}, {"value", terms[i].value.item<double>()}, {"weight", terms[i].weight}}.dump();
+  lines.emplace_back("terms", "[" + term_lines + "\n  ]");
+  lines.emplace_back("total", json(total.item<double>()).dump());
+  std::map<std::string, torch::Tensor> sorted(in.student.begin(), in.student.end());
+  std::string grad_lines;
+  for (const auto& [name, t] : sorted)
+    grad_lines += (grad_lines.empty() ? "\n    " : ",\n    ") + json(name).dump() + ": " +
+                  tensor_to_json(t.grad().defined() ? t.grad() : torch::zeros_like(t)).dump();
+  lines.emplace_back("grad", "{" + grad_lines + "\n  }");
+  std::cout << "{\n";
+  for (size_t i = 0; i < lines.size(); ++i)
+    std::cout << "  " << json(lines[i].first).dump() << ": " << lines[i].second
+              << (i + 1 < lines.size() ? ",\n" : "\n");
+  std::cout << "}\n";
   return 0;
 }
 

@@ -1,5 +1,6 @@
 #include "methods/relation_losses.h"
 
+#include <cmath>
 #include <stdexcept>
 #include <string>
 
@@ -30,7 +31,7 @@ torch::Tensor eye_like(int64_t n, const torch::Tensor& like) {
 
 // Pairwise Euclidean distances with RepDistiller's RKDLoss.pdist: clamp at 1e-12 before the square root,
 // the diagonal set to 0 after it.
-torch::Tensor pdist(const torch::Tensor& e) {
+torch::Tensor pairwise_distances(const torch::Tensor& e) {
   auto sq = e.pow(2).sum(1);
   auto d2 = (sq.unsqueeze(1) + sq.unsqueeze(0) - 2 * e.matmul(e.t())).clamp_min(1e-12);
   return d2.sqrt().masked_fill(eye_like(e.size(0), e), 0.0);
@@ -38,7 +39,7 @@ torch::Tensor pdist(const torch::Tensor& e) {
 
 // Distances divided by their mean over the entries > 0 (the off-diagonal pairs).
 torch::Tensor normalised_pdist(const torch::Tensor& e) {
-  auto d = pdist(e);
+  auto d = pairwise_distances(e);
   return d / d.masked_select(d > 0).mean();
 }
 

@@ -274,7 +274,9 @@ TEST(Declarations, SharedHyperparametersHaveTheSameNamesAndMeaning) {
     ASSERT_TRUE(t && a) << m;
     EXPECT_DOUBLE_EQ(t->default_value.get<double>(), 4.0) << m;
     EXPECT_DOUBLE_EQ(a->min, 0.0) << m;
-    if (std::string(m) != "logit_kd") EXPECT_DOUBLE_EQ(a->max, 1.0) << m;
+    if (std::string(m) != "logit_kd") {
+      EXPECT_DOUBLE_EQ(a->max, 1.0) << m;
+    }
   }
   // Defaults the papers (and the brief) give.
   EXPECT_DOUBLE_EQ(reg.get("logit_kd").find("alpha")->default_value.get<double>(), 0.9);
