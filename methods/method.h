@@ -294,7 +294,8 @@ class MethodRegistry {
   std::vector<std::string> names() const;  // sorted
   // Validates `values` (a JSON object of hyperparameters) against the method's declaration:
   // unknown keys, wrong types and out-of-range values throw ConfigError naming
-  // "<key_path>.<param>"; then the Options' own validate(). Missing ones take their defaults.
+  // "<key_path>.<param>"; then the Options' own validate(). Missing ones take their defaults (those declared
+  // omitted_at_default() are left out while at their default).
   // Builds no method.
   MethodParams resolve(const std::string& name, const nlohmann::json& values, const std::string& key_path) const;
   // Builds a method from resolved hyperparameters: the one place a method instance is made.
