@@ -2,9 +2,24 @@
 // Q = vec(mean_c |A_c|^p), L2-normalised per sample; at = sum over tap pairs of mean((Q_s - Q_t)^2),
 // the mean over batch and positions (the paper's Sec. 4.1 divides beta = 1e3 by the number of
 // attention-map elements and the batch size, which this mean does; the authors' cifar.py and
-// RepDistiller use the same form with beta = 1000). Taps of different spatial size: the student's 2-D
-// map is bilinearly resized to the teacher's before flattening (losses::attention_loss).
-// Terms: ce (1 - alpha), at (beta), kd (alpha, only when alpha > 0: the paper's AT + KD).
+// RepDistiller use the same form with beta = 1000).
+// Taps of different spatial size (losses::attention_loss):
+//   resize: pool (default; RepDistiller b84f547 distiller_zoo/AT.py `at_loss`, whose CIFAR-100 numbers are
+//           the published ones): the larger RAW feature map is adaptive-average-pooled to the smaller one's
+//           size BEFORE the attention maps are taken;
+//   resize: interpolate: the student's 2-D map mean_c |A_c|^p is bilinearly resized to the teacher's size
+//           (kdbench's behaviour before; the two give losses several times apart).
+// Differences between the paper (Eq. 2) and the reference code (RepDistiller and the authors' cifar.py),
+// each of which the default follows from the reference:
+//   1. squared distance, not the p-norm ||Q_s - Q_t||_2 of Eq. 2;
+//   2. the mean over batch and positions (beta = 1000 absorbs it), not a per-sample norm summed, and no 1/2;
+//   3. the channel mean, not the sum (cancelled by the L2 normalisation);
+//   4. RepDistiller takes f^p, kdbench |f|^p (the paper's): equal for p = 2 and for post-ReLU taps;
+//   5. different sizes: RepDistiller pools the larger map (resize: pool); the paper and the authors' code
+//      assume equal sizes. RepDistiller pools to a square of the smaller height; kdbench pools height and
+//      width each to the smaller one (the same on square maps).
+// Checked against RepDistiller's own values: tests/test_methods_reference.cpp (tests/data/reference/
+// attention.json). Terms: ce (1 - alpha), at (beta), kd (alpha, only when alpha > 0: the paper's AT + KD).
 #include "base/errors.h"
 #include "methods/losses.h"
 #include "methods/method.h"
@@ -20,6 +35,7 @@ class Attention final : public Method {
     double beta = 1000.0;
     double alpha = 0.0;
     double temperature = 4.0;
+    std::string resize = "pool";
     void validate() const {
       if (student_taps.size() != teacher_taps.size() || student_taps.empty())
         throw ConfigError("teacher_taps", "needs as many taps as student_taps (" + std::to_string(student_taps.size()) +
@@ -36,10 +52,19 @@ class Attention final : public Method {
         .number("p", &Options::p, 1.0, 8.0, "exponent of |A|^p")
         .number("beta", &Options::beta, 0.0, 1e7, "weight of the attention term")
         .number("alpha", &Options::alpha, 0.0, 1.0, "weight of an added KD term; CE gets 1 - alpha")
-        .number("temperature", &Options::temperature, 0.05, 100.0, "KD temperature when alpha > 0");
+        .number("temperature", &Options::temperature, 0.05, 100.0, "KD temperature when alpha > 0")
+        .string("resize", &Options::resize, {"pool", "interpolate"},
+                "maps of different sizes: pool = the larger raw map average-pooled to the smaller (RepDistiller); "
+                "interpolate = the student's attention map bilinearly resized to the teacher's");
   }
   explicit Attention(const Options& o)
-      : s_taps_(o.student_taps), t_taps_(o.teacher_taps), p_(o.p), beta_(o.beta), alpha_(o.alpha), T_(o.temperature) {}
+      : s_taps_(o.student_taps),
+        t_taps_(o.teacher_taps),
+        p_(o.p),
+        beta_(o.beta),
+        alpha_(o.alpha),
+        T_(o.temperature),
+        resize_(o.resize == "interpolate" ? losses::AttentionResize::Interpolate : losses::AttentionResize::Pool) {}
   std::vector<std::string> student_taps() const override {
     auto v = s_taps_;
     v.push_back("logits");
@@ -53,7 +78,7 @@ class Attention final : public Method {
   LossTerms compute(const MethodInput& in) override {
     torch::Tensor at;
     for (size_t i = 0; i < s_taps_.size(); ++i) {
-      auto l = losses::attention_loss(in.student.at(s_taps_[i]), in.teachers.at(0)->at(t_taps_[i]), p_);
+      auto l = losses::attention_loss(in.student.at(s_taps_[i]), in.teachers.at(0)->at(t_taps_[i]), p_, resize_);
       at = at.defined() ? at + l : l;
     }
     const auto& s = in.student.at("logits");
@@ -65,6 +90,7 @@ class Attention final : public Method {
  private:
   std::vector<std::string> s_taps_, t_taps_;
   double p_, beta_, alpha_, T_;
+  losses::AttentionResize resize_;
 };
 
 }  // namespace kd

@@ -50,7 +50,11 @@ torch::Tensor attention_map(const torch::Tensor& feature, double p) {
   return l2_rows(channel_mean_pow(feature, p));
 }
 
-torch::Tensor attention_loss(const torch::Tensor& fs, const torch::Tensor& ft, double p) {
+torch::Tensor attention_loss(const torch::Tensor& fs, const torch::Tensor& ft, double p, AttentionResize resize) {
+  if (resize == AttentionResize::Pool) {
+    auto [s, t] = pool_to_common_size(fs, ft);
+    return (attention_map(s, p) - attention_map(t, p)).pow(2).mean();
+  }
   auto as = channel_mean_pow(fs, p);
   auto at = channel_mean_pow(ft, p);
   if (as.size(2) != at.size(2) || as.size(3) != at.size(3))

@@ -38,9 +38,14 @@ torch::Tensor hint_mse(const torch::Tensor& adapted_student, const torch::Tensor
 torch::Tensor attention_map(const torch::Tensor& feature, double p);
 // One tap pair: mean over batch and positions of (Q_s - Q_t)^2 (the authors' code and RepDistiller;
 // Eq. 2 of the paper writes beta/2 * ||Q_s/||Q_s|| - Q_t/||Q_t|| ||_p summed over pairs). When the
-// spatial sizes differ, the student's 2-D map mean_c |A_c|^p is resized to the teacher's size by
-// bilinear interpolation (align_corners = false) before flattening and normalisation.
-torch::Tensor attention_loss(const torch::Tensor& student_feature, const torch::Tensor& teacher_feature, double p);
+// spatial sizes differ:
+//   Pool (default; RepDistiller b84f547 distiller_zoo/AT.py `at_loss`): the larger RAW feature map is
+//     adaptive-average-pooled to the smaller one's size (pool_to_common_size) BEFORE the attention maps;
+//   Interpolate: the student's 2-D map mean_c |A_c|^p is resized to the teacher's size by bilinear
+//     interpolation (align_corners = false) before flattening and normalisation.
+enum class AttentionResize { Pool, Interpolate };
+torch::Tensor attention_loss(const torch::Tensor& student_feature, const torch::Tensor& teacher_feature, double p,
+                             AttentionResize resize = AttentionResize::Pool);
 
 // ---- multi-teacher aggregations ------------------------------------------------------------------
 // sum_k w_k softmax(t_k / T) for fixed weights w (which should sum to 1; "average" is w_k = 1/K,

@@ -47,6 +47,9 @@ struct ParamSpec {
   double min = 0, max = 0;           // inclusive range for Number/Integer
   std::vector<std::string> choices;  // allowed values for String (empty = any)
   std::string doc;
+  // Left out of the resolved hyperparameters (so out of run ids) while it has its default value: for an
+  // option added to a method after runs of it were recorded, so that those runs keep their ids.
+  bool omitted_at_default = false;
 };
 
 // The resolved hyperparameters of one method instance as JSON (defaults filled in, validated): what a
@@ -142,8 +145,9 @@ template <class O>
 struct OptionsBinding {
   std::vector<std::pair<std::string, std::function<void(O&, const nlohmann::json&)>>> setters;
   O read(const nlohmann::json& values) const {
-    O o;
-    for (const auto& [name, set] : setters) set(o, values.at(name));
+    O o;  // a name absent from `values` (a parameter omitted at its default) keeps the field's default
+    for (const auto& [name, set] : setters)
+      if (values.contains(name)) set(o, values.at(name));
     return o;
   }
 };
@@ -232,6 +236,13 @@ struct MethodInfo {
     add<O>(std::move(n), ParamSpec::Kind::Json, O{}.*field, std::move(doc), field);
     return *this;
   }
+  // Marks the hyperparameter declared last as omitted from resolved values (and run ids) while at its default
+  // (ParamSpec::omitted_at_default): for options added to a method that already had recorded runs.
+  MethodInfo& omitted_at_default() {
+    if (params.empty()) throw std::logic_error("method '" + name + "': omitted_at_default() before any hyperparameter");
+    params.back().omitted_at_default = true;
+    return *this;
+  }
   const ParamSpec* find(const std::string& param) const;
 
  private:
@@ -283,7 +294,8 @@ class MethodRegistry {
   std::vector<std::string> names() const;  // sorted
   // Validates `values` (a JSON object of hyperparameters) against the method's declaration:
   // unknown keys, wrong types and out-of-range values throw ConfigError naming
-  // "<key_path>.<param>"; then the Options' own validate(). Missing ones take their defaults.
+  // "<key_path>.<param>"; then the Options' own validate(). Missing ones take their defaults (those declared
+  // omitted_at_default() are left out while at their default).
   // Builds no method.
   MethodParams resolve(const std::string& name, const nlohmann::json& values, const std::string& key_path) const;
   // Builds a method from resolved hyperparameters: the one place a method instance is made.

@@ -89,7 +89,7 @@ MethodParams MethodRegistry::resolve(const std::string& name, const nlohmann::js
   for (const auto& p : info.params) {
     std::string path = join_key(key_path, p.name);
     if (!values.contains(p.name)) {
-      out[p.name] = p.default_value;
+      if (!p.omitted_at_default) out[p.name] = p.default_value;
       continue;
     }
     const auto& v = values.at(p.name);
@@ -132,6 +132,7 @@ MethodParams MethodRegistry::resolve(const std::string& name, const nlohmann::js
         out[p.name] = v;
         break;
     }
+    if (p.omitted_at_default && out[p.name] == p.default_value) out.erase(p.name);
   }
   MethodParams params(out);
   // Let the method check relations between values (e.g. list lengths) now, not mid-sweep.

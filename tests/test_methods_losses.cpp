@@ -149,11 +149,17 @@ TEST(Losses, AttentionInterpolatesTheStudentMapBeforeNormalising) {
   // Bilinear 1x2 -> 1x4 (align_corners = false): source x = (i + 0.5) / 2 - 0.5 = -0.25, 0.25, 0.75, 1.25,
   // clamped to [0, 1] -> (1, 1.25, 1.75, 2). Norm sqrt(9.625) -> Q_s = (0.322329, 0.402911, 0.564076, 0.644658).
   // at = mean((Q_s - 0.5)^2) = 0.0165062216. (Normalising before interpolating would give 0.0604.)
+  // (This is the `resize: interpolate` option; the default pools, below.)
+  const auto interpolate = kd::losses::AttentionResize::Interpolate;
   auto fs = torch::tensor({1.0, std::sqrt(2.0)}, torch::kDouble).view({1, 1, 1, 2});
   auto ft = torch::ones({1, 1, 1, 4}, torch::kDouble);
-  EXPECT_NEAR(kd::losses::attention_loss(fs, ft, 2.0).item<double>(), 0.016506221584771823, 1e-9);
+  EXPECT_NEAR(kd::losses::attention_loss(fs, ft, 2.0, interpolate).item<double>(), 0.016506221584771823, 1e-9);
   // p = 2 squares |A|: a negative activation counts like a positive one.
-  EXPECT_NEAR(kd::losses::attention_loss(-fs, ft, 2.0).item<double>(), 0.016506221584771823, 1e-9);
+  EXPECT_NEAR(kd::losses::attention_loss(-fs, ft, 2.0, interpolate).item<double>(), 0.016506221584771823, 1e-9);
+  // The default (RepDistiller): the teacher's larger raw map is average-pooled 1x4 -> 1x2 (ones) first:
+  // Q_t = (1, 1)/sqrt 2, Q_s = (1, 2)/sqrt 5, at = ((1/sqrt5 - 1/sqrt2)^2 + (2/sqrt5 - 1/sqrt2)^2) / 2
+  // = 1 - 3/sqrt 10 = 0.0513167.
+  EXPECT_NEAR(kd::losses::attention_loss(fs, ft, 2.0).item<double>(), 1.0 - 3.0 / std::sqrt(10.0), 1e-12);
 }
 
 TEST(Losses, ConfidenceWeightsForThreeTeachersByHand) {
@@ -237,7 +243,7 @@ TEST(Methods, AttentionMapAndLossByHand) {
   auto terms = run("attention", {{"beta", 1000.0}}, s, {t}, torch::tensor({0}, torch::kLong));
   EXPECT_NEAR(term(terms, "at", &w), 3 * 0.08085496998194212, 1e-9);
   EXPECT_DOUBLE_EQ(w, 1000.0);
-  // Different spatial sizes: the student's map is resized to the teacher's (no error, finite).
+  // Different spatial sizes: the larger map is pooled to the smaller (no error, finite).
   auto big = torch::rand({2, 4, 8, 8}, torch::kDouble), small = torch::rand({2, 6, 4, 4}, torch::kDouble);
   EXPECT_TRUE(std::isfinite(kd::losses::attention_loss(big, small, 2.0).item<double>()));
 }

@@ -47,7 +47,9 @@ class TestOnlyHalfCE final : public kd::Method {
 
 // The methods the product ships. The registry must hold at least these (a new methods/<name>.cpp adds
 // to them without an edit here); each is checked for a complete declaration below.
-const std::set<std::string> kShipped{"baseline", "logit_kd", "fitnets", "attention", "multi_teacher", "progressive"};
+const std::set<std::string> kShipped{"baseline", "logit_kd", "fitnets", "attention", "multi_teacher", "progressive",
+                                     // methods part 1
+                                     "dkd", "dist", "sp", "rkd", "pkt", "nst", "cc"};
 
 // The built-in methods: everything registered but the ones test files register.
 std::vector<std::string> built_in() {
@@ -154,7 +156,8 @@ TEST(Registry, UnknownMethodNamesTheKeyAndTheKnownOnes) {
 
 TEST(Resolve, UnknownHyperparameterListsTheKnownOnes) {
   EXPECT_EQ(resolve_error("logit_kd", {{"tau", 4}}, "methods[2]"),
-            "methods[2].tau: unknown hyperparameter 'tau' for method 'logit_kd' (known: temperature, alpha)");
+            "methods[2].tau: unknown hyperparameter 'tau' for method 'logit_kd' (known: temperature, alpha, ce_weight, "
+            "logit_standardization, standardization_form)");
   EXPECT_EQ(resolve_error("baseline", {{"alpha", 0.5}}, "teachers.big"),
             "teachers.big.alpha: unknown hyperparameter 'alpha' for method 'baseline' (known: none)");
 }
@@ -176,8 +179,12 @@ TEST(Resolve, WrongTypesNameTheExpectedType) {
 }
 
 TEST(Resolve, OutOfRangeNamesTheRangeAndChoicesAreListed) {
-  EXPECT_EQ(resolve_error("logit_kd", {{"alpha", 1.5}}, "methods[2]"),
+  EXPECT_EQ(resolve_error("fitnets", {{"alpha", 1.5}}, "methods[2]"),
             "methods[2].alpha: value 1.5 is out of range [0, 1]");
+  // logit_kd's alpha may exceed 1 only with an explicit CE weight (logit standardisation trains with 9).
+  EXPECT_EQ(resolve_error("logit_kd", {{"alpha", 1.5}}, "methods[2]"),
+            "methods[2].alpha: 1.5 is above 1, so CE would get 1 - alpha < 0: set ce_weight too");
+  EXPECT_EQ(resolve_error("logit_kd", {{"alpha", 9}, {"ce_weight", 0.1}}, "methods[2]"), "no error");
   EXPECT_EQ(resolve_error("test_only_half_ce", {{"repeats", 5}}, "m"), "m.repeats: value 5 is out of range [1, 4]");
   EXPECT_EQ(resolve_error("fitnets", {{"mode", "three_stage"}}, "methods[1]"),
             "methods[1].mode: 'three_stage' is not one of: one_stage, two_stage");
@@ -199,10 +206,14 @@ TEST(Resolve, DefaultsIntegersGivenAsFloatsAndAnEmptyPrefix) {
   EXPECT_TRUE(q.all()["hint_epochs"].is_number_integer());
   // A number where a number is expected may be written as an integer.
   EXPECT_DOUBLE_EQ(reg.resolve("logit_kd", {{"temperature", 2}}, "x").all()["temperature"].get<double>(), 2.0);
-  // Every declared parameter is present after resolve; nothing else is.
-  EXPECT_EQ(p.all().size(), reg.get("logit_kd").params.size());
+  // Every declared parameter is present after resolve (but those omitted at their default); nothing else is.
+  size_t always = 0;
+  for (const auto& d : reg.get("logit_kd").params) always += !d.omitted_at_default;
+  EXPECT_EQ(p.all().size(), always);
+  EXPECT_EQ(p.all().size(), 2u);
+  EXPECT_EQ(reg.get("fitnets").params.size(), reg.resolve("fitnets", json::object(), "x").all().size());
   // No prefix: the key alone.
-  EXPECT_EQ(resolve_error("logit_kd", {{"alpha", 2}}, ""), "alpha: value 2 is out of range [0, 1]");
+  EXPECT_EQ(resolve_error("fitnets", {{"alpha", 2}}, ""), "alpha: value 2 is out of range [0, 1]");
 }
 
 TEST(Resolve, MethodLevelChecksArePrefixedWithTheKeyPath) {
@@ -254,14 +265,18 @@ TEST(Declarations, SharedHyperparametersHaveTheSameNamesAndMeaning) {
   }
   EXPECT_EQ(reg.get("multi_teacher").min_teachers, 2);
   EXPECT_EQ(reg.get("multi_teacher").max_teachers, 8);
-  // temperature and alpha: every method but baseline has both; alpha in [0, 1].
-  for (const char* m : {"logit_kd", "fitnets", "attention", "multi_teacher", "progressive"}) {
+  // temperature and alpha: every method but baseline has both; alpha in [0, 1] (logit_kd's above 1 only with
+  // an explicit ce_weight; dkd's alpha is the paper's TCKD weight).
+  for (const char* m :
+       {"logit_kd", "fitnets", "attention", "multi_teacher", "progressive", "sp", "nst", "rkd", "pkt", "cc"}) {
     const auto* t = reg.get(m).find("temperature");
     const auto* a = reg.get(m).find("alpha");
     ASSERT_TRUE(t && a) << m;
     EXPECT_DOUBLE_EQ(t->default_value.get<double>(), 4.0) << m;
     EXPECT_DOUBLE_EQ(a->min, 0.0) << m;
-    EXPECT_DOUBLE_EQ(a->max, 1.0) << m;
+    if (std::string(m) != "logit_kd") {
+      EXPECT_DOUBLE_EQ(a->max, 1.0) << m;
+    }
   }
   // Defaults the papers (and the brief) give.
   EXPECT_DOUBLE_EQ(reg.get("logit_kd").find("alpha")->default_value.get<double>(), 0.9);

@@ -1,0 +1,76 @@
+// sp: Similarity-Preserving KD (Tung & Mori, ICCV 2019, Sec. 3, Eq. 2-4). Per tap pair, the batch's
+// row-normalised Gram matrices G = normalise_rows(Q Q^T), Q = the features flattened per sample, are matched:
+//   sp = sum over tap pairs of (1 / B^2) ||G_t - G_s||_F^2         (losses::similarity_preserving)
+// Terms: ce (1 - alpha), sp (beta), kd (alpha, only when alpha > 0).
+// Reference: RepDistiller b84f547 distiller_zoo/SP.py `Similarity` ("verified by original author"), run with
+// -a 0 -b 3000 on g = [feat[-2]], the output of the last convolutional stage (post-ReLU, before pooling):
+// the defaults (beta 3000, taps block3, the last stage of the zoo's three-stage models; name the last stage
+// of deeper models, e.g. block4 of vgg, in the config). mdistiller: FEAT_WEIGHT 3000 on the same tensor.
+// Paper vs reference (the default follows the reference; they agree, so there is no `form` option):
+//   1. the reference clamps each row norm at 1e-12 (F.normalize);
+//   2. the layer: RepDistiller uses one pair, the last stage; the paper allows a set of pairs (taps are lists);
+//   3. student and teacher may differ in channels and spatial size (Q is flattened per sample).
+// Checked against RepDistiller's own values: tests/test_methods_reference.cpp (tests/data/reference/sp.json).
+#include "base/errors.h"
+#include "methods/losses.h"
+#include "methods/method.h"
+#include "methods/relation_losses.h"
+
+namespace kd {
+
+class SimilarityPreserving final : public Method {
+ public:
+  struct Options {
+    std::vector<std::string> student_taps{"block3"};
+    std::vector<std::string> teacher_taps{"block3"};
+    double beta = 3000.0;
+    double alpha = 0.0;
+    double temperature = 4.0;
+    void validate() const {
+      if (student_taps.size() != teacher_taps.size() || student_taps.empty())
+        throw ConfigError("teacher_taps", "needs as many taps as student_taps (" + std::to_string(student_taps.size()) +
+                                              "), got " + std::to_string(teacher_taps.size()));
+    }
+  };
+  static MethodInfo info() {
+    return MethodInfo::of<SimilarityPreserving>(
+               "sp", "Tung & Mori 2019: match the batch's row-normalised Gram matrices (similarity-preserving KD)")
+        .cite("Tung & Mori, ICCV 2019, Sec. 3 (Eq. 2-4); reference RepDistiller distiller_zoo/SP.py Similarity")
+        .teachers(1, 1)
+        .strings("student_taps", &Options::student_taps, "student taps, paired in order (RepDistiller: the last stage)")
+        .strings("teacher_taps", &Options::teacher_taps, "teacher taps, paired in order")
+        .number("beta", &Options::beta, 0.0, 1e7, "weight of the similarity term (RepDistiller: 3000)")
+        .number("alpha", &Options::alpha, 0.0, 1.0, "weight of an added KD term; CE gets 1 - alpha")
+        .number("temperature", &Options::temperature, 0.05, 100.0, "KD temperature when alpha > 0");
+  }
+  explicit SimilarityPreserving(const Options& o)
+      : s_taps_(o.student_taps), t_taps_(o.teacher_taps), beta_(o.beta), alpha_(o.alpha), T_(o.temperature) {}
+  std::vector<std::string> student_taps() const override {
+    auto v = s_taps_;
+    v.push_back("logits");
+    return v;
+  }
+  std::vector<std::string> teacher_taps(int) const override {
+    auto v = t_taps_;
+    v.push_back("logits");
+    return v;
+  }
+  LossTerms compute(const MethodInput& in) override {
+    torch::Tensor sp;
+    for (size_t i = 0; i < s_taps_.size(); ++i) {
+      auto l = losses::similarity_preserving(in.student.at(s_taps_[i]), in.teachers.at(0)->at(t_taps_[i]));
+      sp = sp.defined() ? sp + l : l;
+    }
+    const auto& s = in.student.at("logits");
+    LossTerms terms{{"ce", torch::cross_entropy_loss(s, in.labels), 1.0 - alpha_}, {"sp", sp, beta_}};
+    if (alpha_ > 0) terms.push_back({"kd", losses::soft_kl(s, in.teachers.at(0)->at("logits"), T_), alpha_});
+    return terms;
+  }
+
+ private:
+  std::vector<std::string> s_taps_, t_taps_;
+  double beta_, alpha_, T_;
+};
+
+}  // namespace kd
+KD_REGISTER_METHOD(kd::SimilarityPreserving);
