@@ -4,7 +4,11 @@
 #include <torch/version.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cmath>
+#include <condition_variable>
+#include <mutex>
+#include <tuple>
 #include <filesystem>
 #include <fstream>
 #include <set>
@@ -52,8 +56,6 @@ bool owner_is_dead(const std::string& owner) {
   return pid != ::getpid() && !process_alive(pid);
 }
 
-constexpr double kStaleSeconds = 15 * 60;  // a run whose heartbeat is older than this is orphaned
-
 std::vector<EpochMetric> epochs_from_json(const json& j) {
   std::vector<EpochMetric> v;
   for (const auto& e : j) v.push_back({e.at(0).get<std::string>(), e.at(1).get<int64_t>(), e.at(2), e.at(3)});
@@ -95,29 +97,46 @@ class SweepRun {
     write_text_atomically(layout.config_copy(), cfg_.raw.dump(2) + "\n", "config");
     remove_stale_temporaries(layout.checkpoints());
     remove_stale_temporaries((fs::path(cfg_.cache_dir) / "teachers").string());
-    store_ = open_store(layout.store());
+    const std::string location = sweep_store_location(cfg_, opts_);
+    store_ = open_store(location);
+    heartbeat_store_ = open_store(location);  // its own connection, for the heartbeat thread
+    json env = json::parse(env_);
+    env["store"] = redact_store_url(location);
+    if (opts_.worker_index >= 0) env["worker_index"] = opts_.worker_index;
+    if (opts_.shard.count > 1) env["shard"] = std::to_string(opts_.shard.index) + "/" + std::to_string(opts_.shard.count);
+    env_ = env.dump();
+    log::info("results store: {}{}", store_->path(),
+              opts_.worker_index >= 0 ? fmt::format(" (worker {})", opts_.worker_index) : std::string());
     store_->put_sweep(plan_.sweep_id, cfg_.name, cfg_.raw.dump(), env_);
     for (const auto& r : plan_.runs) store_->add_run(make_run_record(r, plan_.sweep_id));
     owner_ = process_owner();
+    for (const auto* r : shard_runs(plan_, opts_.shard)) mine_.insert(r->id);
     for (const auto& r : plan_.runs) {
+      if (!mine_.count(r.id)) continue;
       auto rec = store_->run(r.id);
       if (!rec) continue;
-      if (rec->status == RunStatus::Running && owner_is_dead(rec->owner)) {
+      if (rec->status == RunStatus::Running && owner_is_gone(*rec)) {
         log::info("run {} was left running by {} (gone): restarting it", r.id.substr(0, 8), rec->owner);
         store_->reset_run(r.id);
       }
       if (rec->status == RunStatus::Failed && opts_.retry_failed) store_->reset_run(r.id);
     }
     summary_.output_dir = out_;
-    summary_.total = static_cast<int>(plan_.runs.size());
+    summary_.total = static_cast<int>(mine_.size());
     progress_ = std::make_unique<TerminalProgress>("img");
     progress_->add_work(pending_work());
 
-    int max_level = 0;
-    for (const auto& r : plan_.runs) max_level = std::max(max_level, r.level);
-    for (int level = 0; level <= max_level; ++level) run_level(level);
+    start_heartbeats();
+    try {
+      work_until_done();
+    } catch (...) {
+      stop_heartbeats();
+      throw;
+    }
+    stop_heartbeats();
     progress_->finish();
     for (const auto& r : plan_.runs) {
+      if (!mine_.count(r.id)) continue;
       auto rec = store_->run(r.id);
       if (rec && rec->status == RunStatus::Done) ++summary_.done;
       if (rec && rec->status == RunStatus::Failed) ++summary_.failed;
@@ -126,23 +145,140 @@ class SweepRun {
   }
 
  private:
-  // Waits until every run in `ids` is finished (done or failed) by whichever process owns it.
-  void wait_for(const std::vector<std::string>& ids) {
-    bool said = false;
-    for (;;) {
-      bool all = true;
-      for (const auto& id : ids) {
-        auto rec = store_->run(id);
-        if (rec && !is_finished(rec->status)) {
-          if (rec->status == RunStatus::Running && owner_is_dead(rec->owner)) store_->reset_run(id);
-          all = false;
+  // A run left 'running' whose owner is gone: on a store only this host uses, a process of this host that no
+  // longer exists; on a shared store, only a heartbeat older than the stale limit tells (claim_run checks it).
+  bool owner_is_gone(const RunRecord& rec) const { return !store_->spans_hosts() && owner_is_dead(rec.owner); }
+
+  // ---- heartbeats: a thread renews the claims of the runs this process trains ----------------------
+  void start_heartbeats() {
+    heartbeat_thread_ = std::thread([this] {
+      std::unique_lock<std::mutex> l(heartbeat_mu_);
+      while (!heartbeat_stop_) {
+        heartbeat_cv_.wait_for(l, std::chrono::duration<double>(opts_.heartbeat_seconds));
+        if (heartbeat_stop_) break;
+        for (const auto& id : training_) {
+          try {
+            if (!heartbeat_store_->heartbeat(id, owner_) && lost_.insert(id).second)
+              log::warn("run {} was claimed by another worker (this one's heartbeat came too late): its result here "
+                        "will not be recorded",
+                        id.substr(0, 8));
+          } catch (const std::exception& e) {
+            log::warn("heartbeat of run {} failed: {}", id.substr(0, 8), e.what());
+          }
         }
       }
-      if (all) return;
-      if (!said) log::info("waiting for runs another process is training...");
-      said = true;
-      std::this_thread::sleep_for(std::chrono::seconds(2));
+    });
+  }
+  void stop_heartbeats() {
+    {
+      std::lock_guard<std::mutex> l(heartbeat_mu_);
+      heartbeat_stop_ = true;
     }
+    heartbeat_cv_.notify_all();
+    if (heartbeat_thread_.joinable()) heartbeat_thread_.join();
+  }
+  void set_training(const std::vector<RunSpec*>& runs) {
+    std::lock_guard<std::mutex> l(heartbeat_mu_);
+    training_.clear();
+    for (const auto* r : runs) training_.insert(r->id);
+  }
+
+  // ---- the work loop -----------------------------------------------------------------------------
+  // Claims a lockstep group of runs that can start (their teachers done) and trains it, until every run of
+  // this process's share is finished; when nothing can start, waits for the runs other workers train (or
+  // for their claims to go stale).
+  void work_until_done() {
+    bool said_waiting = false;
+    for (;;) {
+      std::map<std::string, RunRecord> recs;
+      for (auto& rec : store_->runs()) recs[rec.id] = std::move(rec);
+      std::vector<RunSpec*> ready;
+      bool unfinished = false;
+      for (auto& r : plan_.runs) {
+        if (!mine_.count(r.id)) continue;
+        auto it = recs.find(r.id);
+        if (it == recs.end() || is_finished(it->second.status)) continue;
+        unfinished = true;
+        if (it->second.status == RunStatus::Running && it->second.owner == owner_) continue;
+        if (it->second.status == RunStatus::Running && owner_is_gone(it->second)) store_->reset_run(r.id);
+        switch (teachers_state(r, recs)) {
+          case Dependencies::Done:
+            ready.push_back(&r);
+            break;
+          case Dependencies::Failed:
+            fail_for_teacher(r, recs);
+            break;
+          case Dependencies::Waiting:
+            break;
+        }
+      }
+      if (!unfinished) return;
+      std::vector<RunSpec*> group = claim_group(ready);
+      if (group.empty()) {
+        if (!said_waiting) log::info("waiting for runs other workers are training...");
+        said_waiting = true;
+        std::this_thread::sleep_for(std::chrono::duration<double>(opts_.poll_seconds));
+        continue;
+      }
+      said_waiting = false;
+      std::vector<RunSpec*> to_train;
+      for (auto* r : group)
+        if (!(r->role == RunRole::Teacher && obtain_without_training(*r))) to_train.push_back(r);
+      if (to_train.empty()) continue;
+      for (const auto* r : to_train) latency_of(r->model);
+      set_training(to_train);
+      train_group(to_train);
+      set_training({});
+    }
+  }
+
+  enum class Dependencies { Done, Waiting, Failed };
+  Dependencies teachers_state(const RunSpec& r, const std::map<std::string, RunRecord>& recs) const {
+    Dependencies state = Dependencies::Done;
+    for (const auto& tid : r.teacher_ids) {
+      auto it = recs.find(tid);
+      if (it == recs.end()) return Dependencies::Waiting;
+      if (it->second.status == RunStatus::Failed) return Dependencies::Failed;
+      if (it->second.status != RunStatus::Done) state = Dependencies::Waiting;
+    }
+    return state;
+  }
+
+  // A run whose teacher failed fails too (once: the claim makes sure of it).
+  void fail_for_teacher(const RunSpec& r, const std::map<std::string, RunRecord>& recs) {
+    if (!store_->claim_run(r.id, owner_, opts_.stale_seconds)) return;
+    std::string failed;
+    for (const auto& tid : r.teacher_ids)
+      if (recs.at(tid).status == RunStatus::Failed) failed = tid;
+    const RunSpec* dep = plan_.find(failed);
+    store_->fail_run(
+        r.id, owner_,
+        json{{"message", "its teacher run " + failed.substr(0, 8) + " (" + (dep ? dep->name : "?") + ") failed"}}.dump(),
+        {});
+  }
+
+  // The next lockstep group: among the runs that can start, those of the lowest level with the seed and batch
+  // size of the first of them (at most `lockstep` runs), each claimed atomically; runs another worker claims
+  // first are left out. Tries the next (seed, batch size) when another worker got all of one.
+  std::vector<RunSpec*> claim_group(const std::vector<RunSpec*>& ready) {
+    std::vector<std::tuple<int, int64_t, int64_t>> keys;
+    for (const auto* r : ready) {
+      auto k = std::make_tuple(r->level, r->seed, r->recipe.batch_size);
+      if (std::find(keys.begin(), keys.end(), k) == keys.end()) keys.push_back(k);
+    }
+    std::stable_sort(keys.begin(), keys.end(),
+                     [](const auto& a, const auto& b) { return std::get<0>(a) < std::get<0>(b); });
+    const size_t chunk = cfg_.lockstep > 0 ? static_cast<size_t>(cfg_.lockstep) : ready.size();
+    for (const auto& k : keys) {
+      std::vector<RunSpec*> group;
+      for (auto* r : ready) {
+        if (group.size() >= chunk) break;
+        if (std::make_tuple(r->level, r->seed, r->recipe.batch_size) != k) continue;
+        if (store_->claim_run(r->id, owner_, opts_.stale_seconds)) group.push_back(r);
+      }
+      if (!group.empty()) return group;
+    }
+    return {};
   }
 
   // The model of a finished teacher/assistant run, with its eval-split logits (cached).
@@ -157,6 +293,7 @@ class SweepRun {
     if (spec->teacher && spec->teacher->obtain == "torchscript") {
       h->model = load_torchscript_model(spec->teacher->file, spec->teacher->taps);
     } else {
+      if (spec->role == RunRole::Teacher) check_cached_teacher(rec->checkpoint);
       h->model = create_seeded_model(spec->model, data_, spec->seed);
       load_model(*h->model, rec->checkpoint);
     }
@@ -174,6 +311,7 @@ class SweepRun {
     double work = 0;
     std::map<std::string, int64_t> macs;
     for (const auto& r : plan_.runs) {
+      if (!mine_.count(r.id)) continue;
       auto rec = store_->run(r.id);
       if (!rec || is_finished(rec->status)) continue;
       if (r.teacher && (r.teacher->obtain != "train" || fs::exists(teacher_cache_path(r.id) + ".json"))) continue;
@@ -220,6 +358,20 @@ class SweepRun {
     return (fs::path(cfg_.cache_dir) / "teachers" / (id + ".pt")).string();
   }
 
+  // A cached teacher checkpoint (written by any worker into the shared cache) must have the digest its
+  // metadata recorded when it was written. Throws DataError naming the file otherwise.
+  static void check_cached_teacher(const std::string& checkpoint) {
+    const std::string meta_path = checkpoint + ".json";
+    if (!fs::exists(meta_path)) return;  // a checkpoint the store names but the cache never described
+    const json meta = load_json_file(meta_path);
+    if (!meta.contains("digest")) return;  // written before digests were recorded
+    const std::string digest = file_digest(checkpoint);
+    if (digest != meta.at("digest").get<std::string>())
+      throw DataError(checkpoint, "teacher checkpoint does not match the digest in " + meta_path + " (" + digest +
+                                      " != " + meta.at("digest").get<std::string>() +
+                                      "): corrupt or replaced; delete both files to train the teacher again");
+  }
+
   // Teachers that are loaded (checkpoint / TorchScript) or found in the cache need no training.
   bool obtain_without_training(const RunSpec& r) {
     RunRecord rec = make_run_record(r, plan_.sweep_id);
@@ -240,6 +392,7 @@ class SweepRun {
     } else {
       std::string cached = teacher_cache_path(r.id);
       if (!fs::exists(cached) || !fs::exists(cached + ".json")) return false;
+      check_cached_teacher(cached);
       h->model = create_seeded_model(t.model, data_, t.seed);
       load_model(*h->model, cached);
       json meta = load_json_file(cached + ".json");
@@ -266,54 +419,11 @@ class SweepRun {
     if (!t.model.empty()) finals["latency_ms"] = latency_of(t.model);
     rec.params = count_parameters(*h->model);
     if (!t.model.empty()) rec.macs = count_macs(*h->model, data_.channels, data_.image_size);
-    store_->finish_run(rec, epochs, finals);
+    rec.owner = owner_;
+    if (!store_->finish_run(rec, epochs, finals)) return true;  // another worker took it over and records it
     log::info("teacher '{}': test top-1 {:.2f}%", t.name, finals["final.test.top1"]);
     handles_[r.id] = std::move(h);
     return true;
-  }
-
-  void run_level(int level) {
-    // Runs of this level this process claims; the rest are done or owned by another process.
-    std::vector<RunSpec*> mine;
-    for (auto& r : plan_.runs) {
-      if (r.level != level) continue;
-      auto rec = store_->run(r.id);
-      if (!rec || is_finished(rec->status)) {
-        if (rec && rec->status == RunStatus::Done) ++summary_.skipped;
-        continue;
-      }
-      if (!store_->claim_run(r.id, owner_, kStaleSeconds)) continue;
-      // Dependencies: all must be done.
-      std::string missing;
-      wait_for(r.teacher_ids);
-      for (const auto& tid : r.teacher_ids) {
-        auto trec = store_->run(tid);
-        if (!trec || trec->status != RunStatus::Done) missing = tid;
-      }
-      if (!missing.empty()) {
-        const RunSpec* dep = plan_.find(missing);
-        store_->fail_run(
-            r.id,
-            json{{"message", "its teacher run " + missing.substr(0, 8) + " (" + (dep ? dep->name : "?") + ") failed"}}
-                .dump(),
-            {});
-        continue;
-      }
-      if (r.role == RunRole::Teacher && obtain_without_training(r)) continue;
-      mine.push_back(&r);
-    }
-    for (const auto* r : mine) latency_of(r->model);
-    // Group by (seed, batch size); each group trains in lockstep behind one teacher forward per batch.
-    std::map<std::pair<int64_t, int64_t>, std::vector<RunSpec*>> groups;
-    for (auto* r : mine) groups[{r->seed, r->recipe.batch_size}].push_back(r);
-    for (auto& [key, runs] : groups) {
-      size_t chunk = cfg_.lockstep > 0 ? static_cast<size_t>(cfg_.lockstep) : runs.size();
-      for (size_t i = 0; i < runs.size(); i += chunk) {
-        std::vector<RunSpec*> part(runs.begin() + static_cast<long>(i),
-                                   runs.begin() + static_cast<long>(std::min(runs.size(), i + chunk)));
-        train_group(part);
-      }
-    }
   }
 
   void train_group(const std::vector<RunSpec*>& runs) {
@@ -348,13 +458,10 @@ class SweepRun {
     to.channels_last = cfg_.channels_last;
     to.pin_memory = device_.is_cuda();
     to.progress = progress_.get();
-    to.on_epoch = [&] {
-      for (const auto* r : runs) store_->heartbeat(r->id, owner_);
-    };
     to.on_done = [&](const GroupMember& m, RunOutcome& o) {
       const RunSpec& r = *m.spec;
       if (!o.ok) {
-        store_->fail_run(r.id, o.error_json, o.epochs);
+        store_->fail_run(r.id, owner_, o.error_json, o.epochs);
         return;
       }
       RunRecord rec = make_run_record(r, plan_.sweep_id);
@@ -365,17 +472,23 @@ class SweepRun {
       rec.params = o.params;
       rec.macs = o.macs;
       rec.method_params = o.method_params;
+      rec.owner = owner_;
       o.finals["latency_ms"] = latency_of(r.model);
       if (r.role == RunRole::Teacher) {
         // Cache the teacher's metrics beside its checkpoint, so other sweeps reuse both.
         json meta{{"epochs", epochs_to_json(o.epochs)},
                   {"finals", o.finals},
+                  {"digest", file_digest(o.checkpoint)},
                   {"wall_seconds", o.wall_seconds},
                   {"images_per_second", o.images_per_second},
                   {"config", r.config}};
         write_text_atomically(o.checkpoint + ".json", meta.dump() + "\n", "teacher_meta");
       }
-      store_->finish_run(rec, o.epochs, o.finals);
+      if (!store_->finish_run(rec, o.epochs, o.finals)) {
+        log::warn("run {} was claimed again by another worker while this one trained it: not recorded here",
+                  r.id.substr(0, 8));
+        return;
+      }
       ++summary_.trained;
       if (r.role != RunRole::Student) {
         // Keep the model for the runs that learn from it.
@@ -403,6 +516,13 @@ class SweepRun {
   Plan plan_;
   DataSplits data_;
   std::unique_ptr<ResultsStore> store_;
+  std::unique_ptr<ResultsStore> heartbeat_store_;  // the heartbeat thread's own connection
+  std::set<std::string> mine_;                     // the runs of this process's shard
+  std::thread heartbeat_thread_;
+  std::mutex heartbeat_mu_;
+  std::condition_variable heartbeat_cv_;
+  bool heartbeat_stop_ = false;
+  std::set<std::string> training_, lost_;  // runs this process trains now; of those, runs claimed by another
   std::unique_ptr<TerminalProgress> progress_;
   std::map<std::string, std::unique_ptr<TeacherHandle>> handles_;
   TeacherOutputCache teacher_outputs_;     // teachers' outputs over the training split, shared by all groups
@@ -418,6 +538,52 @@ std::string process_owner() {
 
 std::string sweep_output_dir(const SweepConfig& cfg, const SweepOptions& opts) {
   return opts.output.empty() ? cfg.output : opts.output;
+}
+
+std::string sweep_store_location(const SweepConfig& cfg, const SweepOptions& opts) {
+  if (!opts.store.empty()) return opts.store;
+  if (!cfg.store.empty()) return cfg.store;
+  return SweepLayout(sweep_output_dir(cfg, opts)).store();
+}
+
+ShardSpec parse_shard(const std::string& text, const std::string& key) {
+  ShardSpec s;
+  char slash = 0, extra = 0;
+  if (std::sscanf(text.c_str(), "%d%c%d%c", &s.index, &slash, &s.count, &extra) != 3 || slash != '/' ||
+      s.count < 1 || s.index < 0 || s.index >= s.count)
+    throw ConfigError(key, "expected i/n with 0 <= i < n (e.g. 0/4), got '" + text + "'");
+  return s;
+}
+
+std::vector<const RunSpec*> shard_runs(const Plan& plan, const ShardSpec& shard) {
+  if (shard.count <= 1) {
+    std::vector<const RunSpec*> all;
+    for (const auto& r : plan.runs) all.push_back(&r);
+    return all;
+  }
+  std::vector<const RunSpec*> students;
+  for (const auto& r : plan.runs)
+    if (r.role == RunRole::Student) students.push_back(&r);
+  std::stable_sort(students.begin(), students.end(),
+                   [](const RunSpec* a, const RunSpec* b) { return a->seed < b->seed; });
+  const size_t n = students.size(), k = static_cast<size_t>(shard.count), i = static_cast<size_t>(shard.index);
+  std::set<std::string> keep;
+  std::vector<std::string> todo;
+  for (size_t s = n * i / k; s < n * (i + 1) / k; ++s) todo.push_back(students[s]->id);
+  while (!todo.empty()) {  // the runs they learn from, transitively
+    std::string id = todo.back();
+    todo.pop_back();
+    if (!keep.insert(id).second) continue;
+    if (const RunSpec* r = plan.find(id))
+      for (const auto& t : r->teacher_ids) todo.push_back(t);
+  }
+  // A sweep of teachers only: those go to shard 0.
+  if (n == 0 && shard.index == 0)
+    for (const auto& r : plan.runs) keep.insert(r.id);
+  std::vector<const RunSpec*> out;
+  for (const auto& r : plan.runs)
+    if (keep.count(r.id)) out.push_back(&r);
+  return out;
 }
 
 std::string environment_json(const std::string& device, int64_t threads) {
