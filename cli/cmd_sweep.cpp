@@ -1,11 +1,14 @@
 // `kdbench sweep CONFIG`: run (or resume) a sweep, then write its report.
+#include <algorithm>
 #include <cstdlib>
 #include <memory>
+#include <thread>
 
 #include "base/errors.h"
 #include "base/log.h"
 #include "cli/command.h"
 #include "cli/commands.h"
+#include "harness/distributed.h"
 #include "harness/plan.h"
 #include "harness/runner.h"
 #include "store/store.h"
@@ -16,6 +19,7 @@ namespace {
 
 struct SweepArgs {
   std::string config, shard;
+  int nproc = 1;
   SweepOptions opts;
   bool no_report = false;
 };
@@ -35,12 +39,17 @@ int worker_index_from_environment(int flag) {
 
 int cmd_sweep(SweepArgs a) {
   SweepConfig cfg = load_sweep_config(a.config);
+  if (a.nproc > 1 && !replica_env_from_environment()) {
+    const int cores = static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
+    return run_local_replicas(a.nproc, std::max(1, cores / a.nproc));
+  }
   a.opts.store = store_from_environment(a.opts.store);
   a.opts.worker_index = worker_index_from_environment(a.opts.worker_index);
   if (!a.shard.empty()) a.opts.shard = parse_shard(a.shard, "--shard");
   if (a.opts.stale_seconds <= a.opts.heartbeat_seconds)
     throw ConfigError("--stale-seconds", "must be longer than --heartbeat-seconds");
   SweepSummary s = run_sweep(cfg, a.opts);
+  if (s.follower) return 0;  // rank 0 of the data-parallel group records, counts and reports
   log::info("sweep '{}': {} runs, {} done ({} trained now, {} already done), {} failed; results in {}", cfg.name,
             s.total, s.done, s.trained, s.skipped, s.failed, s.output_dir);
   // One worker of many (or one shard) does not write the report: its share is not the sweep.
@@ -79,6 +88,10 @@ KD_REGISTER_COMMAND(
       sub.add_option("--stale-seconds", a->opts.stale_seconds,
                      "A running run whose worker has not heartbeated for this long is claimed again")
           ->check(CLI::Range(1.0, 86400.0));
+      sub.add_option("--nproc", a->nproc,
+                     "Train every run data-parallel over N processes on this machine (c10d: Gloo on CPU, NCCL "
+                     "on CUDA); across machines start the processes with srun instead")
+          ->check(CLI::Range(1, 1024));
       sub.add_option("--shard", a->shard, "Run only static share i of n (i/n), no database needed; see kdbench merge");
       return [a] { return kd::cli::cmd_sweep(*a); };
     });

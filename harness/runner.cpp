@@ -19,6 +19,7 @@
 #include "base/log.h"
 #include "datasets/dataset.h"
 #include "git_commit.h"  // generated at build time (cmake/git_commit.cmake)
+#include "harness/distributed.h"
 #include "harness/progress.h"
 #include "harness/trainer.h"
 #include "store/store.h"
@@ -85,9 +86,11 @@ class SweepRun {
     device_ = device_name == "cuda" ? torch::Device(torch::kCUDA) : torch::Device(torch::kCPU);
     if (device_.is_cuda()) at::globalContext().setBenchmarkCuDNN(cfg_.cudnn_benchmark);
     env_ = environment_json(device_name, threads);
+    if (auto replica = replica_env_from_environment()) replicas_ = std::make_unique<DataParallel>(*replica, device_);
 
     plan_ = plan_sweep(cfg_);
     data_ = open_dataset(cfg_.dataset, "dataset");
+    if (!leader()) return follow_leader();
     log::info("data: {} ({} train / {} val / {} test, {} classes) from {}", data_.name, data_.train->size(),
               data_.val->size(), data_.test->size(), data_.num_classes, data_.source);
 
@@ -103,6 +106,7 @@ class SweepRun {
     json env = json::parse(env_);
     env["store"] = redact_store_url(location);
     if (opts_.worker_index >= 0) env["worker_index"] = opts_.worker_index;
+    if (replicas_) env["data_parallel"] = {{"replicas", replicas_->size()}, {"backend", replicas_->backend()}};
     if (opts_.shard.count > 1) env["shard"] = std::to_string(opts_.shard.index) + "/" + std::to_string(opts_.shard.count);
     env_ = env.dump();
     log::info("results store: {}{}", store_->path(),
@@ -134,6 +138,7 @@ class SweepRun {
       throw;
     }
     stop_heartbeats();
+    if (replicas_) replicas_->publish("group/" + std::to_string(groups_announced_), json{{"end", true}}.dump());
     progress_->finish();
     for (const auto& r : plan_.runs) {
       if (!mine_.count(r.id)) continue;
@@ -226,6 +231,7 @@ class SweepRun {
         if (!(r->role == RunRole::Teacher && obtain_without_training(*r))) to_train.push_back(r);
       if (to_train.empty()) continue;
       for (const auto* r : to_train) latency_of(r->model);
+      if (replicas_) announce_group(to_train);
       set_training(to_train);
       train_group(to_train);
       set_training({});
@@ -279,6 +285,64 @@ class SweepRun {
       if (!group.empty()) return group;
     }
     return {};
+  }
+
+  // ---- data-parallel: rank 0 leads, the other replicas follow the groups it trains ------------------
+  bool leader() const { return !replicas_ || replicas_->rank() == 0; }
+
+  // Tells the other replicas which runs to train next and where the checkpoints of their teachers are.
+  void announce_group(const std::vector<RunSpec*>& runs) {
+    json teachers = json::object();
+    for (const auto* r : runs)
+      for (const auto& tid : r->teacher_ids) {
+        auto rec = store_->run(tid);
+        teachers[tid] = rec ? rec->checkpoint : "";
+      }
+    json ids = json::array();
+    for (const auto* r : runs) ids.push_back(r->id);
+    replicas_->publish("group/" + std::to_string(groups_announced_++),
+                       json{{"runs", ids}, {"teachers", teachers}}.dump());
+  }
+
+  // A replica other than rank 0: trains each group rank 0 announces, on its share of every batch, until the end.
+  SweepSummary follow_leader() {
+    log::set_level(log::Level::Warn);  // rank 0 tells the story
+    for (int n = 0;; ++n) {
+      json msg = json::parse(replicas_->receive("group/" + std::to_string(n)));
+      if (msg.value("end", false)) break;
+      for (const auto& [tid, checkpoint] : msg.at("teachers").items())
+        if (!handles_.count(tid)) handles_[tid] = load_handle(tid, checkpoint.get<std::string>());
+      std::vector<RunSpec*> runs;
+      for (const auto& id : msg.at("runs")) {
+        const RunSpec* spec = plan_.find(id.get<std::string>());
+        if (!spec) throw std::runtime_error("data-parallel: rank 0 announced run " + id.get<std::string>() +
+                                            ", which this replica's plan does not have (different configs?)");
+        runs.push_back(const_cast<RunSpec*>(spec));
+      }
+      train_group(runs);
+    }
+    summary_.output_dir = out_;
+    summary_.follower = true;
+    return summary_;
+  }
+
+  // A teacher's model from its checkpoint (or TorchScript file), with its eval-split logits.
+  std::unique_ptr<TeacherHandle> load_handle(const std::string& id, const std::string& checkpoint) {
+    const RunSpec* spec = plan_.find(id);
+    if (!spec) throw std::runtime_error("data-parallel: unknown teacher run " + id);
+    auto h = std::make_unique<TeacherHandle>();
+    h->run_id = id;
+    if (spec->teacher && spec->teacher->obtain == "torchscript") {
+      h->model = load_torchscript_model(spec->teacher->file, spec->teacher->taps);
+    } else {
+      if (spec->role == RunRole::Teacher) check_cached_teacher(checkpoint);
+      h->model = create_seeded_model(spec->model, data_, spec->teacher ? spec->teacher->seed : spec->seed);
+      load_model(*h->model, checkpoint);
+    }
+    h->model->to(device_);
+    h->model->eval();
+    fill_logits(*h, *spec);
+    return h;
   }
 
   // The model of a finished teacher/assistant run, with its eval-split logits (cached).
@@ -428,6 +492,7 @@ class SweepRun {
 
   void train_group(const std::vector<RunSpec*>& runs) {
     const SweepLayout layout(out_);
+    const bool leader = this->leader();  // only rank 0 writes checkpoints and the store
     std::vector<GroupMember> members;
     for (auto* r : runs) {
       GroupMember m;
@@ -438,28 +503,38 @@ class SweepRun {
         if (!h) throw std::logic_error("teacher run " + tid + " is not available");
         m.teachers.push_back(h);
       }
-      m.checkpoint_path = r->role == RunRole::Teacher ? teacher_cache_path(r->id) : layout.checkpoint(r->id);
+      if (leader)
+        m.checkpoint_path = r->role == RunRole::Teacher ? teacher_cache_path(r->id) : layout.checkpoint(r->id);
       members.push_back(std::move(m));
     }
-    progress_->note(fmt::format("training {} run(s) in lockstep (seed {}, level {})", members.size(),
-                                runs.front()->seed, runs.front()->level));
+    if (leader)
+      progress_->note(fmt::format("training {} run(s) in lockstep (seed {}, level {}{})", members.size(),
+                                  runs.front()->seed, runs.front()->level,
+                                  replicas_ ? fmt::format(", data-parallel over {} replicas", replicas_->size())
+                                            : std::string()));
     TrainOptions to;
     to.device = device_;
     // Runs of a group are independent: spread them over the cores (one lane per core, one torch
     // thread per lane); a group with fewer runs than cores gives each lane more torch threads.
-    to.lanes = device_.is_cuda() ? 1 : std::min<int>(threads_, static_cast<int>(members.size()));
+    // Data-parallel replicas step one run at a time (their collectives must come in the same order everywhere).
+    to.lanes = device_.is_cuda() || replicas_ ? 1 : std::min<int>(threads_, static_cast<int>(members.size()));
+    to.replicas = replicas_.get();
     torch::set_num_threads(std::max(1, threads_ / std::max(1, to.lanes)));
     to.workers = opts_.workers;
     to.teacher_chunks = device_.is_cuda() ? 1 : threads_;
     teacher_outputs_.set_budget(cfg_.teacher_cache_mb << 20);
     to.teacher_cache = cfg_.teacher_cache_mb > 0 ? &teacher_outputs_ : nullptr;
-    to.fuse = cfg_.fuse == "on" || (cfg_.fuse == "auto" && device_.is_cuda());
+    to.fuse = !replicas_ && (cfg_.fuse == "on" || (cfg_.fuse == "auto" && device_.is_cuda()));
     to.bf16 = cfg_.precision == "bf16";
     to.channels_last = cfg_.channels_last;
     to.pin_memory = device_.is_cuda();
-    to.progress = progress_.get();
+    to.progress = leader ? progress_.get() : nullptr;
     to.on_done = [&](const GroupMember& m, RunOutcome& o) {
       const RunSpec& r = *m.spec;
+      if (!leader) {  // a follower keeps what later groups learn from; rank 0 records
+        if (o.ok && r.role != RunRole::Student) keep_handle(r, o.model);
+        return;
+      }
       if (!o.ok) {
         store_->fail_run(r.id, owner_, o.error_json, o.epochs);
         return;
@@ -490,15 +565,7 @@ class SweepRun {
         return;
       }
       ++summary_.trained;
-      if (r.role != RunRole::Student) {
-        // Keep the model for the runs that learn from it.
-        auto h = std::make_unique<TeacherHandle>();
-        h->run_id = r.id;
-        h->model = o.model;
-        h->model->eval();
-        fill_logits(*h, r);
-        handles_[r.id] = std::move(h);
-      }
+      if (r.role != RunRole::Student) keep_handle(r, o.model);
       progress_->note(fmt::format("done {:<14} {:<28} seed {}: test top-1 {:.2f}% (val {:.2f}%)", r.name,
                                   r.setting.dump(), r.seed, o.finals["final.test.top1"], o.finals["final.val.top1"]));
     };
@@ -508,8 +575,20 @@ class SweepRun {
     torch::set_num_threads(threads_);
   }
 
+  // Keeps a trained teacher's or assistant's model for the runs that learn from it.
+  void keep_handle(const RunSpec& r, const ModelPtr& model) {
+    auto h = std::make_unique<TeacherHandle>();
+    h->run_id = r.id;
+    h->model = model;
+    h->model->eval();
+    fill_logits(*h, r);
+    handles_[r.id] = std::move(h);
+  }
+
   const SweepConfig& cfg_;
   SweepOptions opts_;
+  std::unique_ptr<DataParallel> replicas_;  // this process's data-parallel group (none: trains alone)
+  int groups_announced_ = 0;
   std::string out_, env_, owner_;
   torch::Device device_ = torch::kCPU;
   int threads_ = 1;

@@ -34,6 +34,7 @@ struct SweepOptions {
 struct SweepSummary {
   std::string output_dir;
   int total = 0, done = 0, failed = 0, skipped = 0, trained = 0;
+  bool follower = false;  // a data-parallel replica other than rank 0 (rank 0 records and reports)
 };
 
 // Runs (or resumes) a sweep: claims runs (a lockstep group at a time) until every run of its shard is done or

@@ -23,6 +23,7 @@
 #include "harness/model_state.h"
 #include "harness/plan.h"
 #include "harness/schedule.h"
+#include "harness/step.h"
 #include "harness/teacher_cache.h"
 #include "methods/method.h"
 #include "models/model.h"
@@ -88,8 +89,12 @@ struct TrainOptions {
   TeacherOutputCache* teacher_cache = nullptr;
   // Called once per finished run (ok or failed), as soon as it finishes, from the training thread.
   std::function<void(const GroupMember&, RunOutcome&)> on_done;
-  // Called every epoch (heartbeat for the store).
+  // Called every epoch.
   std::function<void()> on_epoch;
+  // Data-parallel: this process is one replica of every run of the group; each step trains on this replica's
+  // share of the batch and the gradients are averaged over the replicas (harness/step.h). Needs lanes = 1 and
+  // no fusion.
+  ReplicaSync* replicas = nullptr;
 };
 
 // Trains every member in lockstep on the training split (seed of the first member; all members
