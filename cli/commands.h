@@ -19,4 +19,12 @@ std::string store_location_of(const std::string& where);
 // The store given by --store, else the environment's KDBENCH_STORE, else "".
 std::string store_from_environment(const std::string& flag);
 
+struct SweepConfig;
+// The PostgreSQL store that workers of a job share (--store, KDBENCH_STORE or the config's "store"); throws
+// ConfigError when there is none or when it holds a password (a job file is not the place for one).
+std::string worker_store_url(const SweepConfig& cfg, const std::string& flag);
+
+// `s` in single quotes for a POSIX shell.
+std::string shell_quote(const std::string& s);
+
 }  // namespace kd
