@@ -124,6 +124,7 @@ class SweepRun {
         store_->reset_run(r.id);
       }
       if (rec->status == RunStatus::Failed && opts_.retry_failed) store_->reset_run(r.id);
+      if (rec->status == RunStatus::Done) ++summary_.skipped;
     }
     summary_.output_dir = out_;
     summary_.total = static_cast<int>(mine_.size());

@@ -82,6 +82,26 @@ class PostgresStore::Result {
   pg_result* r_;
 };
 
+template <typename Fn>
+auto PostgresStore::in_transaction(Fn body) const {
+  std::lock_guard<std::recursive_mutex> lock(mu_);
+  exec("BEGIN");
+  in_tx_ = true;
+  try {
+    auto out = body();
+    exec("COMMIT");
+    in_tx_ = false;
+    return out;
+  } catch (...) {
+    in_tx_ = false;
+    try {
+      if (conn_ && PQstatus(conn_) == CONNECTION_OK) exec("ROLLBACK");
+    } catch (...) {
+    }
+    throw;
+  }
+}
+
 PostgresStore::PostgresStore(const std::string& url, bool read_only)
     : url_(url), shown_url_(redact_store_url(url)), read_only_(read_only) {
   connect();
@@ -154,26 +174,6 @@ void PostgresStore::exec(const std::string& sql) const {
     std::string msg = r.error();
     while (!msg.empty() && (msg.back() == '\n' || msg.back() == ' ')) msg.pop_back();
     throw std::runtime_error(shown_url_ + ": results store: " + msg);
-  }
-}
-
-template <typename Fn>
-auto PostgresStore::in_transaction(Fn body) const {
-  std::lock_guard<std::recursive_mutex> lock(mu_);
-  exec("BEGIN");
-  in_tx_ = true;
-  try {
-    auto out = body();
-    exec("COMMIT");
-    in_tx_ = false;
-    return out;
-  } catch (...) {
-    in_tx_ = false;
-    try {
-      if (conn_ && PQstatus(conn_) == CONNECTION_OK) exec("ROLLBACK");
-    } catch (...) {
-    }
-    throw;
   }
 }
 
