@@ -3,11 +3,11 @@
 // config in a ConfigMap and the output and teacher cache on a shared volume (a PersistentVolumeClaim).
 #include <fmt/format.h>
 
+#include <cctype>
 #include <filesystem>
 #include <iostream>
 #include <memory>
 #include <sstream>
-#include <cctype>
 
 #include "base/fsutil.h"
 #include "base/log.h"
@@ -42,8 +42,8 @@ std::string manifest(const K8sArgs& a, const SweepConfig& cfg, const std::string
   for (std::string line; std::getline(lines, line);) indented << "    " << line << "\n";
   const std::string q_url = json(url).dump();
   std::string m;
-  m += fmt::format("# {} kdbench workers of sweep '{}' on one PostgreSQL store, written by `kdbench k8s`.\n",
-                   a.workers, cfg.name);
+  m += fmt::format("# {} kdbench workers of sweep '{}' on one PostgreSQL store, written by `kdbench k8s`.\n", a.workers,
+                   cfg.name);
   m += "# Apply: kubectl apply -f THIS_FILE   Watch: kubectl get pods -l job-name=" + name + "\n";
   m += "# Needs: the PersistentVolumeClaim '" + a.pvc + "' (ReadWriteMany: output and teacher cache) and the\n";
   m += "# Secret '" + a.secret + "' with key 'password' (the store's password; never in this file).\n";

@@ -84,11 +84,11 @@ int cmd_merge(const MergeArgs& a) {
 }  // namespace
 }  // namespace kd::cli
 
-KD_REGISTER_COMMAND("merge", "Combine the stores of a sweep's shards (sweep --shard i/n) into one store", 25,
-                    [](CLI::App& sub) -> kd::cli::CommandRun {
-                      auto a = std::make_shared<kd::cli::MergeArgs>();
-                      sub.add_option("out", a->out, "Folder for the merged results.db (or a postgresql:// URL)")
-                          ->required();
-                      sub.add_option("shards", a->shards, "The shards' output folders")->required();
-                      return [a] { return kd::cli::cmd_merge(*a); };
-                    });
+KD_REGISTER_COMMAND(
+    "merge", "Combine the stores of a sweep's shards (sweep --shard i/n) into one store", 25,
+    [](CLI::App& sub) -> kd::cli::CommandRun {
+      auto a = std::make_shared<kd::cli::MergeArgs>();
+      sub.add_option("out", a->out, "Folder for the merged results.db (or a postgresql:// URL)")->required();
+      sub.add_option("shards", a->shards, "The shards' output folders")->required();
+      return [a] { return kd::cli::cmd_merge(*a); };
+    });

@@ -1,8 +1,8 @@
 // `kdbench runs DIR|URL`: the runs of a sweep folder or a PostgreSQL store as a table, CSV or JSON Lines.
 #include <fmt/format.h>
 
-#include <filesystem>
 #include <cstdlib>
+#include <filesystem>
 #include <fstream>
 #include <iostream>
 #include <memory>

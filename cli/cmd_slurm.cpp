@@ -1,7 +1,6 @@
 // `kdbench slurm CONFIG --workers N`: writes (and with --submit submits through sbatch) a Slurm array job whose
 // tasks are workers of one sweep on one PostgreSQL store; each knows its index from SLURM_ARRAY_TASK_ID.
 #include <fmt/format.h>
-
 #include <sys/stat.h>
 
 #include <cstdlib>
@@ -26,11 +25,13 @@ std::string worker_store_url(const SweepConfig& cfg, const std::string& flag) {
   std::string url = store_from_environment(flag);
   if (url.empty()) url = cfg.store;
   if (!is_store_url(url))
-    throw ConfigError("--store", "workers on many machines share a PostgreSQL store: give --store "
-                                 "postgresql://user@host:port/db (or KDBENCH_STORE, or the config's \"store\")");
+    throw ConfigError("--store",
+                      "workers on many machines share a PostgreSQL store: give --store "
+                      "postgresql://user@host:port/db (or KDBENCH_STORE, or the config's \"store\")");
   if (redact_store_url(url) != url)
-    throw ConfigError("--store", "holds a password, which would be written into the job file: give it to the "
-                                 "workers in PGPASSWORD or ~/.pgpass instead");
+    throw ConfigError("--store",
+                      "holds a password, which would be written into the job file: give it to the "
+                      "workers in PGPASSWORD or ~/.pgpass instead");
   return url;
 }
 

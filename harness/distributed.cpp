@@ -7,9 +7,10 @@
 #endif
 #include <signal.h>
 #include <sys/wait.h>
+#include <unistd.h>
+
 #include <torch/csrc/distributed/c10d/ProcessGroupGloo.hpp>
 #include <torch/csrc/distributed/c10d/TCPStore.hpp>
-#include <unistd.h>
 #if defined(KDBENCH_WITH_CUDA) && defined(USE_C10D_NCCL)
 #include <torch/csrc/distributed/c10d/ProcessGroupNCCL.hpp>
 #endif
@@ -41,7 +42,8 @@ int env_int(const char* name, int lo) {
   std::string v = *env(name);
   char* end = nullptr;
   long x = std::strtol(v.c_str(), &end, 10);
-  if (*end != '\0' || x < lo) throw ConfigError(name, "expected an integer >= " + std::to_string(lo) + ", got '" + v + "'");
+  if (*end != '\0' || x < lo)
+    throw ConfigError(name, "expected an integer >= " + std::to_string(lo) + ", got '" + v + "'");
   return static_cast<int>(x);
 }
 
@@ -146,8 +148,9 @@ bool DataParallel::average_gradients(const std::vector<torch::Tensor>& params, i
   const auto opts = torch::TensorOptions().dtype(torch::kFloat32).device(device_);
   for (const auto& p : params) {
     const auto& g = p.grad();
-    parts.push_back(ok && g.defined() ? (g.detach().to(torch::kFloat32) * static_cast<double>(local_images)).reshape({-1})
-                                      : torch::zeros({p.numel()}, opts));
+    parts.push_back(ok && g.defined()
+                        ? (g.detach().to(torch::kFloat32) * static_cast<double>(local_images)).reshape({-1})
+                        : torch::zeros({p.numel()}, opts));
   }
   parts.push_back(torch::tensor({static_cast<float>(ok ? local_images : 0), ok ? 0.f : 1.f}, opts));
   std::vector<torch::Tensor> buf{torch::cat(parts)};

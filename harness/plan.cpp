@@ -180,8 +180,9 @@ SweepConfig parse_sweep_config(const json& j, const std::string& file) {
   c.cache_dir = rd.string("cache_dir", default_cache_dir());
   c.store = rd.string("store", std::string());
   if (!c.store.empty() && redact_store_url(c.store) != c.store)
-    throw ConfigError("store", "holds a password: a config is stored with the results; give it in PGPASSWORD or "
-                               "~/.pgpass, or on the command line (--store)");
+    throw ConfigError("store",
+                      "holds a password: a config is stored with the results; give it in PGPASSWORD or "
+                      "~/.pgpass, or on the command line (--store)");
   c.dataset = rd.raw("dataset");
   if (!c.dataset.is_object()) throw ConfigError("dataset", "expected an object, got " + json_type_name(c.dataset));
   if (!c.dataset.contains("name") || !c.dataset["name"].is_string())

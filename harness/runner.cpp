@@ -7,12 +7,12 @@
 #include <algorithm>
 #include <cmath>
 #include <condition_variable>
-#include <mutex>
-#include <tuple>
 #include <filesystem>
 #include <fstream>
+#include <mutex>
 #include <set>
 #include <thread>
+#include <tuple>
 
 #include "base/errors.h"
 #include "base/fsutil.h"
@@ -107,7 +107,8 @@ class SweepRun {
     env["store"] = redact_store_url(location);
     if (opts_.worker_index >= 0) env["worker_index"] = opts_.worker_index;
     if (replicas_) env["data_parallel"] = {{"replicas", replicas_->size()}, {"backend", replicas_->backend()}};
-    if (opts_.shard.count > 1) env["shard"] = std::to_string(opts_.shard.index) + "/" + std::to_string(opts_.shard.count);
+    if (opts_.shard.count > 1)
+      env["shard"] = std::to_string(opts_.shard.index) + "/" + std::to_string(opts_.shard.count);
     env_ = env.dump();
     log::info("results store: {}{}", store_->path(),
               opts_.worker_index >= 0 ? fmt::format(" (worker {})", opts_.worker_index) : std::string());
@@ -165,9 +166,10 @@ class SweepRun {
         for (const auto& id : training_) {
           try {
             if (!heartbeat_store_->heartbeat(id, owner_) && lost_.insert(id).second)
-              log::warn("run {} was claimed by another worker (this one's heartbeat came too late): its result here "
-                        "will not be recorded",
-                        id.substr(0, 8));
+              log::warn(
+                  "run {} was claimed by another worker (this one's heartbeat came too late): its result here "
+                  "will not be recorded",
+                  id.substr(0, 8));
           } catch (const std::exception& e) {
             log::warn("heartbeat of run {} failed: {}", id.substr(0, 8), e.what());
           }
@@ -260,7 +262,8 @@ class SweepRun {
     const RunSpec* dep = plan_.find(failed);
     store_->fail_run(
         r.id, owner_,
-        json{{"message", "its teacher run " + failed.substr(0, 8) + " (" + (dep ? dep->name : "?") + ") failed"}}.dump(),
+        json{{"message", "its teacher run " + failed.substr(0, 8) + " (" + (dep ? dep->name : "?") + ") failed"}}
+            .dump(),
         {});
   }
 
@@ -316,8 +319,9 @@ class SweepRun {
       std::vector<RunSpec*> runs;
       for (const auto& id : msg.at("runs")) {
         const RunSpec* spec = plan_.find(id.get<std::string>());
-        if (!spec) throw std::runtime_error("data-parallel: rank 0 announced run " + id.get<std::string>() +
-                                            ", which this replica's plan does not have (different configs?)");
+        if (!spec)
+          throw std::runtime_error("data-parallel: rank 0 announced run " + id.get<std::string>() +
+                                   ", which this replica's plan does not have (different configs?)");
         runs.push_back(const_cast<RunSpec*>(spec));
       }
       train_group(runs);
@@ -509,10 +513,10 @@ class SweepRun {
       members.push_back(std::move(m));
     }
     if (leader)
-      progress_->note(fmt::format("training {} run(s) in lockstep (seed {}, level {}{})", members.size(),
-                                  runs.front()->seed, runs.front()->level,
-                                  replicas_ ? fmt::format(", data-parallel over {} replicas", replicas_->size())
-                                            : std::string()));
+      progress_->note(
+          fmt::format("training {} run(s) in lockstep (seed {}, level {}{})", members.size(), runs.front()->seed,
+                      runs.front()->level,
+                      replicas_ ? fmt::format(", data-parallel over {} replicas", replicas_->size()) : std::string()));
     TrainOptions to;
     to.device = device_;
     // Runs of a group are independent: spread them over the cores (one lane per core, one torch
@@ -552,12 +556,9 @@ class SweepRun {
       o.finals["latency_ms"] = latency_of(r.model);
       if (r.role == RunRole::Teacher) {
         // Cache the teacher's metrics beside its checkpoint, so other sweeps reuse both.
-        json meta{{"epochs", epochs_to_json(o.epochs)},
-                  {"finals", o.finals},
-                  {"digest", file_digest(o.checkpoint)},
-                  {"wall_seconds", o.wall_seconds},
-                  {"images_per_second", o.images_per_second},
-                  {"config", r.config}};
+        json meta{{"epochs", epochs_to_json(o.epochs)},       {"finals", o.finals},
+                  {"digest", file_digest(o.checkpoint)},      {"wall_seconds", o.wall_seconds},
+                  {"images_per_second", o.images_per_second}, {"config", r.config}};
         write_text_atomically(o.checkpoint + ".json", meta.dump() + "\n", "teacher_meta");
       }
       if (!store_->finish_run(rec, o.epochs, o.finals)) {
@@ -629,8 +630,8 @@ std::string sweep_store_location(const SweepConfig& cfg, const SweepOptions& opt
 ShardSpec parse_shard(const std::string& text, const std::string& key) {
   ShardSpec s;
   char slash = 0, extra = 0;
-  if (std::sscanf(text.c_str(), "%d%c%d%c", &s.index, &slash, &s.count, &extra) != 3 || slash != '/' ||
-      s.count < 1 || s.index < 0 || s.index >= s.count)
+  if (std::sscanf(text.c_str(), "%d%c%d%c", &s.index, &slash, &s.count, &extra) != 3 || slash != '/' || s.count < 1 ||
+      s.index < 0 || s.index >= s.count)
     throw ConfigError(key, "expected i/n with 0 <= i < n (e.g. 0/4), got '" + text + "'");
   return s;
 }

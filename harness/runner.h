@@ -24,11 +24,11 @@ struct SweepOptions {
   int workers = 1;            // loader worker threads
   // The results store: "" = the config's "store", else <output>/results.db; or a postgresql:// URL.
   std::string store;
-  int worker_index = -1;            // this worker's index in an array job (for logs and the environment record)
-  double heartbeat_seconds = 30;    // how often a worker renews its claims while it trains
-  double stale_seconds = 300;       // a running run whose heartbeat is older than this is claimed again
-  double poll_seconds = 2;          // how often a worker with nothing to claim looks again
-  ShardSpec shard;                  // this process's static share of the runs
+  int worker_index = -1;          // this worker's index in an array job (for logs and the environment record)
+  double heartbeat_seconds = 30;  // how often a worker renews its claims while it trains
+  double stale_seconds = 300;     // a running run whose heartbeat is older than this is claimed again
+  double poll_seconds = 2;        // how often a worker with nothing to claim looks again
+  ShardSpec shard;                // this process's static share of the runs
 };
 
 struct SweepSummary {
@@ -38,7 +38,8 @@ struct SweepSummary {
 };
 
 // Runs (or resumes) a sweep: claims runs (a lockstep group at a time) until every run of its shard is done or
-// failed, waiting for runs other workers on the same store are training when nothing else can start. Throws ConfigError/DataError for bad input before anything trains.
+// failed, waiting for runs other workers on the same store are training when nothing else can start. Throws
+// ConfigError/DataError for bad input before anything trains.
 SweepSummary run_sweep(const SweepConfig& cfg, const SweepOptions& opts);
 
 // The resolved output folder of a sweep.

@@ -109,7 +109,8 @@ void step_on_lane(RunState& rs, const StepBatch& b) {
   st.optimizer->zero_grad();
   if (loss) loss->total.backward();
   // Data-parallel: every replica joins the gradient all-reduce, a replica whose loss failed too, so all fail.
-  if (b.replicas && !b.replicas->average_gradients(optimizer_parameters(*st.optimizer), b.y.size(0), loss.has_value())) {
+  if (b.replicas &&
+      !b.replicas->average_gradients(optimizer_parameters(*st.optimizer), b.y.size(0), loss.has_value())) {
     if (!rs.pending_failure)
       rs.pending_failure = Failure{st.spec.name, "", "loss is not finite on another data-parallel replica"};
     return;

@@ -128,7 +128,8 @@ void PostgresStore::connect() const {
     throw std::runtime_error(shown_url_ + ": cannot connect to the results store: " + msg);
   }
   // Notices (e.g. "relation already exists, skipping") are not errors: keep them off stderr.
-  PQsetNoticeProcessor(conn_, [](void*, const char*) {}, nullptr);
+  PQsetNoticeProcessor(
+      conn_, [](void*, const char*) {}, nullptr);
   if (read_only_) exec("SET default_transaction_read_only = on");
 }
 
@@ -153,8 +154,8 @@ PostgresStore::Result PostgresStore::query(const std::string& sql,
       if (in_tx_) throw std::runtime_error(shown_url_ + ": results store: the connection was lost in a transaction");
       connect();
     }
-    Result r(PQexecParams(conn_, sql.c_str(), static_cast<int>(values.size()), nullptr, values.data(), nullptr,
-                          nullptr, 0));
+    Result r(
+        PQexecParams(conn_, sql.c_str(), static_cast<int>(values.size()), nullptr, values.data(), nullptr, nullptr, 0));
     const ExecStatusType st = r.status();
     if (st == PGRES_COMMAND_OK || st == PGRES_TUPLES_OK) return r;
     // A connection lost between statements (server restart, network): connect again and retry once.
@@ -184,18 +185,20 @@ void PostgresStore::log_event(const std::string& run_id, const std::string& owne
 
 void PostgresStore::put_sweep(const std::string& id, const std::string& name, const std::string& config_json,
                               const std::string& environment_json) {
-  query("INSERT INTO sweeps(id, name, config, created_at, environment) VALUES($1, $2, $3, $4, $5) "
-        "ON CONFLICT(id) DO UPDATE SET environment=excluded.environment",
-        {id, name, config_json, number(now_seconds()), environment_json});
+  query(
+      "INSERT INTO sweeps(id, name, config, created_at, environment) VALUES($1, $2, $3, $4, $5) "
+      "ON CONFLICT(id) DO UPDATE SET environment=excluded.environment",
+      {id, name, config_json, number(now_seconds()), environment_json});
 }
 
 void PostgresStore::add_run(const RunRecord& r) {
-  query("INSERT INTO runs(id, sweep_id, role, name, method, setting, seed, model, teachers, config, status, params, "
-        "macs, method_params, reference) VALUES($1,$2,$3,$4,$5,$6,$7,$8,$9,$10,'pending',$11,$12,$13,$14) "
-        "ON CONFLICT(id) DO NOTHING",
-        {r.id, r.sweep_id, std::string(to_string(r.role)), r.name, r.method, r.setting, number(r.seed), r.model,
-         r.teachers, r.config, number(r.params), number(r.macs), number(r.method_params),
-         std::string(r.reference ? "1" : "0")});
+  query(
+      "INSERT INTO runs(id, sweep_id, role, name, method, setting, seed, model, teachers, config, status, params, "
+      "macs, method_params, reference) VALUES($1,$2,$3,$4,$5,$6,$7,$8,$9,$10,'pending',$11,$12,$13,$14) "
+      "ON CONFLICT(id) DO NOTHING",
+      {r.id, r.sweep_id, std::string(to_string(r.role)), r.name, r.method, r.setting, number(r.seed), r.model,
+       r.teachers, r.config, number(r.params), number(r.macs), number(r.method_params),
+       std::string(r.reference ? "1" : "0")});
 }
 
 bool PostgresStore::claim_run(const std::string& id, const std::string& owner, double stale_seconds) {
@@ -242,10 +245,11 @@ void PostgresStore::write_epochs(const std::string& run_id, const std::vector<Ep
     names += sep + quote(epochs[i].name);
     values += sep + number(epochs[i].value);
   }
-  query("INSERT INTO epochs(run_id, stage, epoch, name, value) SELECT $1, s, e, n, v FROM "
-        "unnest($2::text[], $3::bigint[], $4::text[], $5::double precision[]) WITH ORDINALITY AS t(s, e, n, v, o) "
-        "ORDER BY o ON CONFLICT(run_id, stage, epoch, name) DO UPDATE SET value=excluded.value",
-        {run_id, stages + "}", numbers + "}", names + "}", values + "}"});
+  query(
+      "INSERT INTO epochs(run_id, stage, epoch, name, value) SELECT $1, s, e, n, v FROM "
+      "unnest($2::text[], $3::bigint[], $4::text[], $5::double precision[]) WITH ORDINALITY AS t(s, e, n, v, o) "
+      "ORDER BY o ON CONFLICT(run_id, stage, epoch, name) DO UPDATE SET value=excluded.value",
+      {run_id, stages + "}", numbers + "}", names + "}", values + "}"});
 }
 
 void PostgresStore::write_finals(const std::string& run_id, const std::map<std::string, double>& finals) const {
@@ -283,10 +287,10 @@ bool PostgresStore::finish_run(const RunRecord& r, const std::vector<EpochMetric
 bool PostgresStore::fail_run(const std::string& id, const std::string& owner, const std::string& error_json,
                              const std::vector<EpochMetric>& epochs) {
   return in_transaction([&] {
-    Result own = owner.empty()
-                     ? query("SELECT status FROM runs WHERE id=$1 FOR UPDATE", {id})
-                     : query("SELECT status FROM runs WHERE id=$1 AND owner=$2 AND status='running' FOR UPDATE",
-                             {id, owner});
+    Result own =
+        owner.empty()
+            ? query("SELECT status FROM runs WHERE id=$1 FOR UPDATE", {id})
+            : query("SELECT status FROM runs WHERE id=$1 AND owner=$2 AND status='running' FOR UPDATE", {id, owner});
     if (own.rows() != 1) return false;
     write_epochs(id, epochs);
     query(std::string("UPDATE runs SET status='failed', error=$1, finished_at=") + kNow + " WHERE id=$2",
@@ -307,16 +311,35 @@ void PostgresStore::import_run(const RunRecord& r, const std::vector<EpochMetric
     Result done = query("SELECT 1 FROM runs WHERE id=$1 AND status='done' FOR UPDATE", {r.id});
     if (done.rows() == 1) return 0;  // a finished run is never replaced
     query("DELETE FROM runs WHERE id=$1", {r.id});
-    query("INSERT INTO runs(id, sweep_id, role, name, method, setting, seed, model, teachers, config, status, error, "
-          "owner, heartbeat, started_at, finished_at, wall_seconds, images_per_second, environment, checkpoint, "
-          "params, macs, method_params, reference) VALUES($1,$2,$3,$4,$5,$6,$7,$8,$9,$10,$11,$12,$13,$14,$15,$16,$17,"
-          "$18,$19,$20,$21,$22,$23,$24)",
-          {r.id, r.sweep_id, std::string(to_string(r.role)), r.name, r.method, r.setting, number(r.seed), r.model,
-           r.teachers, r.config, std::string(to_string(r.status)),
-           r.error.empty() ? std::nullopt : std::optional<std::string>(r.error), r.owner, number(r.heartbeat),
-           number(r.started_at), number(r.finished_at), number(r.wall_seconds), number(r.images_per_second),
-           r.environment, r.checkpoint, number(r.params), number(r.macs), number(r.method_params),
-           std::string(r.reference ? "1" : "0")});
+    query(
+        "INSERT INTO runs(id, sweep_id, role, name, method, setting, seed, model, teachers, config, status, error, "
+        "owner, heartbeat, started_at, finished_at, wall_seconds, images_per_second, environment, checkpoint, "
+        "params, macs, method_params, reference) VALUES($1,$2,$3,$4,$5,$6,$7,$8,$9,$10,$11,$12,$13,$14,$15,$16,$17,"
+        "$18,$19,$20,$21,$22,$23,$24)",
+        {r.id,
+         r.sweep_id,
+         std::string(to_string(r.role)),
+         r.name,
+         r.method,
+         r.setting,
+         number(r.seed),
+         r.model,
+         r.teachers,
+         r.config,
+         std::string(to_string(r.status)),
+         r.error.empty() ? std::nullopt : std::optional<std::string>(r.error),
+         r.owner,
+         number(r.heartbeat),
+         number(r.started_at),
+         number(r.finished_at),
+         number(r.wall_seconds),
+         number(r.images_per_second),
+         r.environment,
+         r.checkpoint,
+         number(r.params),
+         number(r.macs),
+         number(r.method_params),
+         std::string(r.reference ? "1" : "0")});
     write_epochs(r.id, epochs);
     write_finals(r.id, finals);
     return 0;
@@ -361,9 +384,10 @@ std::optional<RunRecord> PostgresStore::run(const std::string& id) const {
 }
 
 std::vector<RunRecord> PostgresStore::runs(const std::string& sweep_id) const {
-  Result r = sweep_id.empty()
-                 ? query(std::string("SELECT ") + kRunColumns + " FROM runs ORDER BY seq")
-                 : query(std::string("SELECT ") + kRunColumns + " FROM runs WHERE sweep_id=$1 ORDER BY seq", {sweep_id});
+  Result r =
+      sweep_id.empty()
+          ? query(std::string("SELECT ") + kRunColumns + " FROM runs ORDER BY seq")
+          : query(std::string("SELECT ") + kRunColumns + " FROM runs WHERE sweep_id=$1 ORDER BY seq", {sweep_id});
   std::vector<RunRecord> out;
   for (int i = 0; i < r.rows(); ++i) out.push_back(read_run(r, i));
   return out;
@@ -386,7 +410,8 @@ std::map<std::string, double> PostgresStore::finals(const std::string& run_id) c
 std::vector<SweepRecord> PostgresStore::sweeps() const {
   Result r = query("SELECT id, name, config, environment, created_at FROM sweeps ORDER BY created_at");
   std::vector<SweepRecord> out;
-  for (int i = 0; i < r.rows(); ++i) out.push_back({r.text(i, 0), r.text(i, 1), r.text(i, 2), r.text(i, 3), r.real(i, 4)});
+  for (int i = 0; i < r.rows(); ++i)
+    out.push_back({r.text(i, 0), r.text(i, 1), r.text(i, 2), r.text(i, 3), r.real(i, 4)});
   return out;
 }
 

@@ -56,7 +56,7 @@ class PostgresStore final : public ResultsStore {
   std::vector<SweepRecord> sweeps() const override;
   bool spans_hosts() const override { return true; }
 
- // A query's result (libpq's, cleared when it goes).
+  // A query's result (libpq's, cleared when it goes).
   class Result;
 
  private:

@@ -164,8 +164,8 @@ std::string redact_store_url(const std::string& location) {
   // userinfo: between "://" and the last '@' of the authority (a password may itself hold '@' or ':').
   const size_t start = u.find("://") + 3;
   const size_t authority_end = u.find_first_of("/?", start);
-  const std::string authority = u.substr(start, authority_end == std::string::npos ? std::string::npos
-                                                                                     : authority_end - start);
+  const std::string authority =
+      u.substr(start, authority_end == std::string::npos ? std::string::npos : authority_end - start);
   const size_t at = authority.rfind('@');
   if (at != std::string::npos) {
     const size_t colon = authority.find(':');

@@ -23,8 +23,8 @@
 #include "test_util.h"
 
 namespace fs = std::filesystem;
-using nlohmann::json;
 using kd::test::PostgresServer;
+using nlohmann::json;
 
 namespace {
 
@@ -131,8 +131,9 @@ TEST_F(Scaleout, ThreeWorkersOnPostgresOneKilledEveryRunOnceSameMetrics) {
   const std::string cfg = write_config(*dir_, "three");
   const std::string pgpw = std::string("PGPASSWORD=") + PostgresServer::kPassword;
   auto worker_args = [&](int i, const std::string& store) {
-    return std::vector<std::string>{"sweep",        cfg, "--store", store, "--worker-index", std::to_string(i),
-                                    "--heartbeat-seconds", "0.5", "--stale-seconds", "4"};
+    return std::vector<std::string>{
+        "sweep",           cfg, "--store", store, "--worker-index", std::to_string(i), "--heartbeat-seconds", "0.5",
+        "--stale-seconds", "4"};
   };
   // Worker 0 has the password in its URL, the others from PGPASSWORD. Worker 2 kills itself (SIGKILL) at its
   // 20th training step: in the middle of a run it claimed.
@@ -163,17 +164,18 @@ TEST_F(Scaleout, ThreeWorkersOnPostgresOneKilledEveryRunOnceSameMetrics) {
   EXPECT_GE(owners, 2) << "the workers shared the work";
 
   // The password is nowhere: not in the store, not in the logs, not in the sweep folder.
-  const std::string dump = pg.psql("SELECT string_agg(coalesce(config,'') || coalesce(environment,''), ' ') FROM "
-                                   "(SELECT config, environment FROM runs UNION ALL SELECT config, environment FROM "
-                                   "sweeps) t",
-                                   "three");
+  const std::string dump = pg.psql(
+      "SELECT string_agg(coalesce(config,'') || coalesce(environment,''), ' ') FROM "
+      "(SELECT config, environment FROM runs UNION ALL SELECT config, environment FROM "
+      "sweeps) t",
+      "three");
   EXPECT_NE(dump.find("postgresql://kd@127.0.0.1"), std::string::npos) << "the store's URL is recorded (redacted)";
   EXPECT_EQ(dump.find(PostgresServer::kPassword), std::string::npos);
   for (int i = 0; i < 3; ++i)
     EXPECT_EQ(slurp(*dir_ + "/w" + std::to_string(i) + ".log").find(PostgresServer::kPassword), std::string::npos);
   for (const auto& e : fs::recursive_directory_iterator(*dir_ + "/three"))
-    if (e.is_regular_file()) EXPECT_EQ(slurp(e.path().string()).find(PostgresServer::kPassword), std::string::npos)
-        << e.path();
+    if (e.is_regular_file())
+      EXPECT_EQ(slurp(e.path().string()).find(PostgresServer::kPassword), std::string::npos) << e.path();
 
   // Readers take the URL: runs, plan and report.
   auto runs = kd::test::run_command(pgpw + " " + kd::test::kdbench_bin() + " runs --store " + url + " --format csv");
@@ -182,8 +184,8 @@ TEST_F(Scaleout, ThreeWorkersOnPostgresOneKilledEveryRunOnceSameMetrics) {
   auto plan = kd::test::run_command(pgpw + " " + kd::test::kdbench_bin() + " plan " + cfg + " --store " + url);
   EXPECT_EQ(plan.exit_code, 0) << plan.output;
   EXPECT_NE(plan.output.find("9 of 9 runs done"), std::string::npos) << plan.output;
-  auto report = kd::test::run_command(pgpw + " " + kd::test::kdbench_bin() + " report " + url + " -o " + *dir_ +
-                                      "/three-report");
+  auto report =
+      kd::test::run_command(pgpw + " " + kd::test::kdbench_bin() + " report " + url + " -o " + *dir_ + "/three-report");
   EXPECT_EQ(report.exit_code, 0) << report.output;
   EXPECT_TRUE(fs::exists(*dir_ + "/three-report/index.html"));
 }
@@ -208,8 +210,8 @@ TEST_F(Scaleout, ShardsMergeIntoTheOneProcessSweep) {
   int done0 = 0;
   for (const auto& r : s0.runs()) done0 += r.status == kd::RunStatus::Done;
   EXPECT_LT(done0, static_cast<int>(ref_->size()));
-  auto m = kd::test::run_command(kd::test::kdbench_bin() + " merge " + *dir_ + "/merged " + *dir_ + "/shard0 " +
-                                 *dir_ + "/shard1 " + *dir_ + "/shard2");
+  auto m = kd::test::run_command(kd::test::kdbench_bin() + " merge " + *dir_ + "/merged " + *dir_ + "/shard0 " + *dir_ +
+                                 "/shard1 " + *dir_ + "/shard2");
   ASSERT_EQ(m.exit_code, 0) << m.output;
   kd::SqliteStore merged(*dir_ + "/merged/results.db", true);
   EXPECT_EQ(finals_of(merged), *ref_);
@@ -231,18 +233,18 @@ TEST_F(Scaleout, SlurmAndKubernetesJobFiles) {
   ASSERT_EQ(r.exit_code, 0) << r.output;
   const std::string script = *dir_ + "/jobs/slurm/kdbench-scaleout.sbatch";
   const std::string s = slurp(script);
-  for (const char* want : {"#SBATCH --array=0-3", "#SBATCH --partition=gpu", "#SBATCH --gres=gpu:1",
-                           "#SBATCH --time=02:00:00", "#SBATCH --cpus-per-task=8",
-                           "export KDBENCH_STORE='postgresql://kd@db.example:5432/sweeps'",
-                           "--worker-index \"$SLURM_ARRAY_TASK_ID\"", "--threads 8"})
+  for (const char* want :
+       {"#SBATCH --array=0-3", "#SBATCH --partition=gpu", "#SBATCH --gres=gpu:1", "#SBATCH --time=02:00:00",
+        "#SBATCH --cpus-per-task=8", "export KDBENCH_STORE='postgresql://kd@db.example:5432/sweeps'",
+        "--worker-index \"$SLURM_ARRAY_TASK_ID\"", "--threads 8"})
     EXPECT_NE(s.find(want), std::string::npos) << want << "\n" << s;
   EXPECT_EQ(kd::test::run_command("bash -n " + script).exit_code, 0);
   auto pw = kd::test::run_command(kd::test::kdbench_bin() + " slurm " + cfg +
                                   " --workers 2 --store postgresql://kd:hunter2@db/x");
   EXPECT_EQ(pw.exit_code, 2) << pw.output;
   EXPECT_EQ(pw.output.find("hunter2"), std::string::npos);
-  auto none = kd::test::run_command("env -u KDBENCH_STORE " + kd::test::kdbench_bin() + " slurm " + cfg +
-                                    " --workers 2");
+  auto none =
+      kd::test::run_command("env -u KDBENCH_STORE " + kd::test::kdbench_bin() + " slurm " + cfg + " --workers 2");
   EXPECT_EQ(none.exit_code, 2) << none.output;
 
   auto k = kd::test::run_command(kd::test::kdbench_bin() + " k8s " + cfg +

@@ -16,8 +16,8 @@
 #include "test_util.h"
 
 namespace fs = std::filesystem;
-using nlohmann::json;
 using kd::test::PostgresServer;
+using nlohmann::json;
 
 namespace {
 
@@ -58,8 +58,8 @@ TEST(Slurm, ArrayJobOfWorkersCompletesTheSweepInPostgres) {
 
   // The job file kdbench writes, submitted with sbatch (the tasks inherit PGPASSWORD from the submitter).
   auto r = kd::test::run_command(slurm.env() + " " + pgpw + " " + kd::test::kdbench_bin() + " slurm " + dir +
-                                 "/sweep.json --workers 3 --cpus-per-task 1 --time 00:20:00 --store " +
-                                 pg.url(false) + " --submit");
+                                 "/sweep.json --workers 3 --cpus-per-task 1 --time 00:20:00 --store " + pg.url(false) +
+                                 " --submit");
   ASSERT_EQ(r.exit_code, 0) << r.output;
   ASSERT_NE(r.output.find("Submitted batch job"), std::string::npos) << r.output;
 

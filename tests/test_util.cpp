@@ -100,8 +100,8 @@ PostgresServer::PostgresServer() {
   if (r.exit_code != 0) throw std::runtime_error("initdb failed: " + r.output);
   for (int attempt = 0; attempt < 5; ++attempt) {
     port_ = free_port();
-    r = run_command(as_server_user(bin + "/pg_ctl -D '" + dir_ + "/data' -l '" + dir_ + "/server.log' -w -t 60 -o \"-p " +
-                                   std::to_string(port_) + " -k '" + dir_ +
+    r = run_command(as_server_user(bin + "/pg_ctl -D '" + dir_ + "/data' -l '" + dir_ +
+                                   "/server.log' -w -t 60 -o \"-p " + std::to_string(port_) + " -k '" + dir_ +
                                    "' -c listen_addresses=127.0.0.1 -c fsync=off -c max_connections=200\" start"));
     if (r.exit_code == 0) break;
   }
@@ -132,8 +132,7 @@ void PostgresServer::create_database(const std::string& name) const {
 
 std::string PostgresServer::psql(const std::string& sql, const std::string& db) const {
   auto r = run_command("PGPASSWORD=" + std::string(kPassword) + " psql -X -At -h 127.0.0.1 -p " +
-                       std::to_string(port_) + " -U " + kUser + " -d " + db + " -v ON_ERROR_STOP=1 -c \"" + sql +
-                       "\"");
+                       std::to_string(port_) + " -U " + kUser + " -d " + db + " -v ON_ERROR_STOP=1 -c \"" + sql + "\"");
   if (r.exit_code != 0) throw std::runtime_error("psql failed: " + r.output + " in: " + sql);
   return r.output;
 }
