@@ -23,13 +23,14 @@
 #include "harness/model_state.h"
 #include "harness/plan.h"
 #include "harness/schedule.h"
-#include "harness/step.h"
 #include "harness/teacher_cache.h"
 #include "methods/method.h"
 #include "models/model.h"
 #include "store/store.h"
 
 namespace kd {
+
+class ReplicaSync;  // harness/step.h
 
 // Sink for progress: work done (for the ETA), images trained (for the rate), and plain-text events.
 class Progress {
