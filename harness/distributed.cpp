@@ -189,6 +189,14 @@ std::string DataParallel::receive(const std::string& key) {
   return std::string(v.begin(), v.end());
 }
 
+void DataParallel::leave() {
+  if (env_.rank != 0) {
+    publish("left/" + std::to_string(env_.rank), "1");
+    return;
+  }
+  for (int r = 1; r < env_.size; ++r) receive("left/" + std::to_string(r));
+}
+
 namespace {
 
 // This process's command line (argv as given).

@@ -49,6 +49,9 @@ class DataParallel final : public ReplicaSync {
   void publish(const std::string& key, const std::string& value);
   // Waits (without a time limit: rank 0 may wait long for other workers) until `key` is published.
   std::string receive(const std::string& key);
+  // The end of the group's work: every replica calls it; rank 0 (which serves the rendezvous store) returns
+  // once all the others have, so none is left talking to a store that is gone.
+  void leave();
 
  private:
   struct Impl;

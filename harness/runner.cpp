@@ -140,7 +140,10 @@ class SweepRun {
       throw;
     }
     stop_heartbeats();
-    if (replicas_) replicas_->publish("group/" + std::to_string(groups_announced_), json{{"end", true}}.dump());
+    if (replicas_) {
+      replicas_->publish("group/" + std::to_string(groups_announced_), json{{"end", true}}.dump());
+      replicas_->leave();
+    }
     progress_->finish();
     for (const auto& r : plan_.runs) {
       if (!mine_.count(r.id)) continue;
@@ -326,6 +329,7 @@ class SweepRun {
       }
       train_group(runs);
     }
+    replicas_->leave();
     summary_.output_dir = out_;
     summary_.follower = true;
     return summary_;
