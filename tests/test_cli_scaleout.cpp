@@ -5,7 +5,7 @@
 //   - static shards (--shard i/n) merged with `kdbench merge` into the one-process sweep's results;
 //   - the job files `kdbench slurm` and `kdbench k8s` write;
 //   - a data-parallel run over 2 processes (Gloo on loopback) against one process with the same global batch.
-// The Slurm array job on a real single-node Slurm is tests/test_cli_slurm.cpp (scripts/test --slow).
+// The Slurm array job on a real single-node Slurm is tests/test_cli_slurm.cpp.
 #include <gtest/gtest.h>
 #include <signal.h>
 #include <sys/wait.h>

@@ -1,7 +1,7 @@
 // The Slurm array job that `kdbench slurm` writes, run on a real single-node Slurm (Debian's munged, slurmctld
 // and slurmd, configured in a temporary folder by scripts/local-slurm) against a real PostgreSQL server: the
 // sweep completes in the store, every run finished exactly once, by more than one array task.
-// About a minute: it runs in `scripts/test --slow` (KDBENCH_SLOW=1) and is skipped otherwise.
+// About 30 seconds.
 #include <gtest/gtest.h>
 
 #include <chrono>
@@ -45,8 +45,6 @@ struct LocalSlurm {
 };
 
 TEST(Slurm, ArrayJobOfWorkersCompletesTheSweepInPostgres) {
-  const char* slow = std::getenv("KDBENCH_SLOW");
-  if (!slow || std::string(slow) != "1") GTEST_SKIP() << "slow (about a minute): scripts/test --slow runs it";
   const std::string dir = kd::test::make_temp_dir("slurm");
   PostgresServer pg;
   LocalSlurm slurm(dir + "/slurm");

@@ -115,8 +115,8 @@ PostgresServer::PostgresServer() {
 
 PostgresServer::~PostgresServer() {
   if (port_) run_command(as_server_user(bin_dir() + "/pg_ctl -D '" + dir_ + "/data' -m immediate -w stop"));
-  std::error_code ec;
-  fs::remove_all(dir_, ec);
+  // (not fs::remove_all: in a binary linked with LibTorch it can resolve to the wheel's own copy, which crashes)
+  run_command("rm -rf '" + dir_ + "'");
 }
 
 std::string PostgresServer::url(bool with_password, const std::string& db) const {
