@@ -84,7 +84,7 @@ int cmd_k8s(const K8sArgs& a) {
 }  // namespace kd::cli
 
 KD_REGISTER_COMMAND(
-    "k8s", "Write a Kubernetes Indexed Job manifest of sweep workers on one PostgreSQL store (to stdout)", 55,
+    "k8s", "Write a Kubernetes Indexed Job manifest of sweep workers on one PostgreSQL store (to stdout)", 46,
     [](CLI::App& sub) -> kd::cli::CommandRun {
       auto a = std::make_shared<kd::cli::K8sArgs>();
       sub.add_option("config", a->config, "Sweep config (JSON)")->required();

@@ -105,7 +105,7 @@ int cmd_slurm(const SlurmArgs& a) {
 }  // namespace kd::cli
 
 KD_REGISTER_COMMAND(
-    "slurm", "Write (and --submit) a Slurm array job of sweep workers on one PostgreSQL store", 50,
+    "slurm", "Write (and --submit) a Slurm array job of sweep workers on one PostgreSQL store", 45,
     [](CLI::App& sub) -> kd::cli::CommandRun {
       auto a = std::make_shared<kd::cli::SlurmArgs>();
       sub.add_option("config", a->config, "Sweep config (JSON)")->required();
