@@ -85,7 +85,7 @@ int cmd_merge(const MergeArgs& a) {
 }  // namespace kd::cli
 
 KD_REGISTER_COMMAND(
-    "merge", "Combine the stores of a sweep's shards (sweep --shard i/n) into one store", 25,
+    "merge", "Combine the stores of a sweep's shards (sweep --shard i/n) into one store", 42,
     [](CLI::App& sub) -> kd::cli::CommandRun {
       auto a = std::make_shared<kd::cli::MergeArgs>();
       sub.add_option("out", a->out, "Folder for the merged results.db (or a postgresql:// URL)")->required();
