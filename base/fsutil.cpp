@@ -6,6 +6,8 @@
 #include <unistd.h>
 
 #include <cerrno>
+#include <cstdint>
+#include <cstdio>
 #include <cstdlib>
 #include <cstring>
 #include <filesystem>
@@ -13,6 +15,7 @@
 #include <map>
 #include <mutex>
 #include <stdexcept>
+#include <vector>
 
 namespace fs = std::filesystem;
 
@@ -79,7 +82,7 @@ void write_atomically(const std::string& path, const std::function<void(const st
   std::error_code ec;
   if (!dir.empty()) fs::create_directories(dir, ec);
   if (ec) throw std::runtime_error(path + ": cannot create the folder " + dir.string() + ": " + ec.message());
-  const std::string tmp = path + ".tmp." + std::to_string(::getpid());
+  const std::string tmp = path + ".tmp." + std::to_string(::getpid()) + "." + this_host();
   const std::string point = std::string("write.") + what;
   try {
     if (injected_write_failure(point)) throw std::runtime_error("write failed: No space left on device (injected)");
@@ -116,19 +119,46 @@ void write_text_atomically(const std::string& path, const std::string& text, con
       what);
 }
 
+std::string this_host() {
+  char buf[256] = {0};
+  ::gethostname(buf, sizeof buf - 1);
+  return buf;
+}
+
 void remove_stale_temporaries(const std::string& dir) {
   std::error_code ec;
+  const std::string host = this_host();
   for (fs::directory_iterator it(dir, ec), end; !ec && it != end; it.increment(ec)) {
     const std::string name = it->path().filename().string();
-    auto at = name.rfind(".tmp.");
+    auto at = name.find(".tmp.");
     if (at == std::string::npos) continue;
     char* stop = nullptr;
     long pid = std::strtol(name.c_str() + at + 5, &stop, 10);
-    if (stop && *stop == '\0' && pid != ::getpid() && !process_alive(pid)) {
+    // Only this host's: in a folder that several machines share, another host's pid means nothing here.
+    if (stop && *stop == '.' && std::string(stop + 1) == host && pid != ::getpid() && !process_alive(pid)) {
       std::error_code rm;
       fs::remove(it->path(), rm);
     }
   }
+}
+
+std::string file_digest(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  if (!in) throw std::runtime_error(path + ": cannot read: " + std::strerror(errno));
+  uint64_t h = 0xcbf29ce484222325ULL;
+  std::vector<char> buf(1 << 20);
+  while (in) {
+    in.read(buf.data(), static_cast<std::streamsize>(buf.size()));
+    const auto got = static_cast<size_t>(in.gcount());
+    for (size_t i = 0; i < got; ++i) {
+      h ^= static_cast<unsigned char>(buf[i]);
+      h *= 0x100000001b3ULL;
+    }
+  }
+  if (in.bad()) throw std::runtime_error(path + ": read error: " + std::strerror(errno));
+  char out[17];
+  std::snprintf(out, sizeof out, "%016llx", static_cast<unsigned long long>(h));
+  return out;
 }
 
 }  // namespace kd

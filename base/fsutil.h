@@ -5,7 +5,7 @@
 
 namespace kd {
 
-// Writes `path` atomically: `write` fills a temporary file beside it (path + ".tmp.<pid>"), which is
+// Writes `path` atomically: `write` fills a temporary file beside it (path + ".tmp.<pid>.<host>"), which is
 // flushed to disk and renamed over `path`, so readers (and a crash at any moment) see either the old
 // file or the complete new one. Any failure removes the temporary file and throws std::runtime_error
 // naming `path` and the cause ("no space left on device" when the file system is full). `what` names
@@ -15,8 +15,16 @@ void write_atomically(const std::string& path, const std::function<void(const st
 // The same for a text.
 void write_text_atomically(const std::string& path, const std::string& text, const char* what = "file");
 
-// Removes temporary files ("*.tmp.<pid>") that processes which are gone left in `dir` (not recursive).
+// Removes temporary files ("*.tmp.<pid>.<host>") that processes of this host which are gone left in `dir`
+// (not recursive); other hosts' temporaries in a shared folder are left alone.
 void remove_stale_temporaries(const std::string& dir);
+
+// This machine's host name.
+std::string this_host();
+
+// A 64-bit FNV-1a digest of a file's bytes as 16 hex digits (to check a shared checkpoint on load). Throws
+// std::runtime_error naming the file if it cannot be read.
+std::string file_digest(const std::string& path);
 
 // Whether process `pid` on this host is running (a zombie, killed but not reaped, is not).
 bool process_alive(long pid);

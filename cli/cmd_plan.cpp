@@ -7,7 +7,9 @@
 #include <memory>
 
 #include "cli/command.h"
+#include "cli/commands.h"
 #include "harness/plan.h"
+#include "harness/runner.h"
 #include "store/store.h"
 #include "store/sweep_layout.h"
 
@@ -16,19 +18,22 @@ namespace fs = std::filesystem;
 namespace kd::cli {
 namespace {
 
-int cmd_plan(const std::string& config, const std::string& output) {
+int cmd_plan(const std::string& config, const std::string& output, const std::string& store_flag) {
   SweepConfig cfg = load_sweep_config(config);
   Plan plan = plan_sweep(cfg);
-  std::string out = output.empty() ? cfg.output : output;
+  SweepOptions opts;
+  opts.output = output;
+  opts.store = store_from_environment(store_flag);
+  const std::string out = sweep_output_dir(cfg, opts);
+  const std::string location = sweep_store_location(cfg, opts);
   std::map<std::string, std::string> status;
-  const std::string db = SweepLayout(out).store();
-  if (fs::exists(db)) {
-    SqliteStore store(db, /*read_only=*/true);
-    for (const auto& r : store.runs()) status[r.id] = to_string(r.status);
+  if (is_store_url(location) || fs::exists(location)) {
+    auto store = open_store(location, /*read_only=*/true);
+    for (const auto& r : store->runs()) status[r.id] = to_string(r.status);
   }
   int done = 0;
-  std::cout << fmt::format("sweep '{}' ({}): {} runs, output {}\n", cfg.name, plan.sweep_id.substr(0, 12),
-                           plan.runs.size(), out);
+  std::cout << fmt::format("sweep '{}' ({}): {} runs, output {}, store {}\n", cfg.name, plan.sweep_id.substr(0, 12),
+                           plan.runs.size(), out, redact_store_url(location));
   std::cout << fmt::format("{:<12} {:<9} {:<8} {:<14} {:<12} {:>4}  {}\n", "run", "role", "status", "name", "model",
                            "seed", "setting");
   for (const auto& r : plan.runs) {
@@ -42,7 +47,7 @@ int cmd_plan(const std::string& config, const std::string& output) {
 }
 
 struct PlanArgs {
-  std::string config, output;
+  std::string config, output, store;
 };
 
 }  // namespace
@@ -53,5 +58,6 @@ KD_REGISTER_COMMAND("plan", "Validate a sweep config and list its runs and what 
                       auto a = std::make_shared<kd::cli::PlanArgs>();
                       sub.add_option("config", a->config, "Sweep config (JSON)")->required();
                       sub.add_option("-o,--output", a->output, "Output folder to check for finished runs");
-                      return [a] { return kd::cli::cmd_plan(a->config, a->output); };
+                      sub.add_option("--store", a->store, "Results store URL to check (env KDBENCH_STORE)");
+                      return [a] { return kd::cli::cmd_plan(a->config, a->output, a->store); };
                     });

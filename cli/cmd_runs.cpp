@@ -1,5 +1,7 @@
+// `kdbench runs DIR|URL`: the runs of a sweep folder or a PostgreSQL store as a table, CSV or JSON Lines.
 #include <fmt/format.h>
 
+#include <cstdlib>
 #include <filesystem>
 #include <fstream>
 #include <iostream>
@@ -10,7 +12,6 @@
 #include "base/errors.h"
 #include "base/fsutil.h"
 #include "cli/command.h"
-// `kdbench runs DIR`: the runs of a sweep folder as a table, CSV or JSON Lines.
 #include "cli/commands.h"
 #include "store/store.h"
 #include "store/sweep_layout.h"
@@ -19,10 +20,17 @@ namespace fs = std::filesystem;
 
 namespace kd {
 
-std::string store_path_in(const std::string& dir) {
-  const std::string p = SweepLayout(dir).store();
-  if (!fs::exists(p)) throw DataError(dir, "no results store here (expected results.db from `kdbench sweep`)");
+std::string store_location_of(const std::string& where) {
+  if (is_store_url(where)) return where;
+  const std::string p = SweepLayout(where).store();
+  if (!fs::exists(p)) throw DataError(where, "no results store here (expected results.db from `kdbench sweep`)");
   return p;
+}
+
+std::string store_from_environment(const std::string& flag) {
+  if (!flag.empty()) return flag;
+  const char* env = std::getenv("KDBENCH_STORE");
+  return env ? env : "";
 }
 
 namespace {
@@ -36,8 +44,9 @@ std::string csv_field(const std::string& s) {
 
 }  // namespace
 
-int cmd_runs(const std::string& dir, const std::string& format, const std::string& out_file) {
-  SqliteStore store(store_path_in(dir), /*read_only=*/true);
+int cmd_runs(const std::string& where, const std::string& format, const std::string& out_file) {
+  auto opened = open_store(store_location_of(where), /*read_only=*/true);
+  ResultsStore& store = *opened;
   std::ostringstream out;
   auto runs = store.runs();
   if (format == "table") {
@@ -110,17 +119,18 @@ int cmd_runs(const std::string& dir, const std::string& format, const std::strin
 namespace kd::cli {
 namespace {
 struct RunsArgs {
-  std::string dir, format = "table", out_file;
+  std::string dir, store, format = "table", out_file;
 };
 }  // namespace
 }  // namespace kd::cli
 
 KD_REGISTER_COMMAND(
-    "runs", "List the runs in a sweep folder; export them as CSV or JSON Lines", 30,
+    "runs", "List the runs in a sweep folder or store; export them as CSV or JSON Lines", 30,
     [](CLI::App& sub) -> kd::cli::CommandRun {
       auto a = std::make_shared<kd::cli::RunsArgs>();
-      sub.add_option("dir", a->dir, "Sweep output folder")->required();
+      sub.add_option("dir", a->dir, "Sweep output folder, or a postgresql:// store URL (default: --store)");
+      sub.add_option("--store", a->store, "Results store URL (postgresql://user@host:port/db; env KDBENCH_STORE)");
       sub.add_option("--format", a->format, "table | csv | jsonl")->check(CLI::IsMember({"table", "csv", "jsonl"}));
       sub.add_option("-o,--output", a->out_file, "Write to this file instead of stdout (atomically)");
-      return [a] { return kd::cmd_runs(a->dir, a->format, a->out_file); };
+      return [a] { return kd::cmd_runs(kd::cli::where_of(a->dir, a->store), a->format, a->out_file); };
     });

@@ -19,6 +19,10 @@ struct Command {
   std::function<CommandRun(CLI::App& sub)> setup;
 };
 
+// What a reading command (runs, report) reads: DIR, else --store, else KDBENCH_STORE. Throws ConfigError
+// when none is given.
+std::string where_of(const std::string& dir, const std::string& store_flag);
+
 // Every registered command, in help order. A duplicate name throws at start-up.
 std::vector<Command>& commands();
 void add_command(Command c);

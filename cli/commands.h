@@ -4,14 +4,27 @@
 
 namespace kd {
 
-// Lists the runs of the store in DIR as a table, CSV or JSON Lines (to stdout, or atomically to
-// `out_file`). Returns the exit code.
-int cmd_runs(const std::string& dir, const std::string& format, const std::string& out_file);
+// Lists the runs of a store (a sweep folder DIR, or a postgresql:// URL) as a table, CSV or JSON Lines (to
+// stdout, or atomically to `out_file`). Returns the exit code.
+int cmd_runs(const std::string& where, const std::string& format, const std::string& out_file);
 
-// Writes the report of the store in DIR to `out_dir` (default DIR/report). Returns the exit code.
-int cmd_report(const std::string& dir, const std::string& out_dir);
+// Writes the report of a store (a sweep folder DIR, or a postgresql:// URL) to `out_dir` (default
+// DIR/report; required for a URL). Returns the exit code.
+int cmd_report(const std::string& where, const std::string& out_dir);
 
-// Path of the results store in a sweep folder; throws DataError naming DIR if there is none.
-std::string store_path_in(const std::string& dir);
+// The results store a command reads: a postgresql:// URL as given, or DIR/results.db (DataError naming DIR
+// if there is none).
+std::string store_location_of(const std::string& where);
+
+// The store given by --store, else the environment's KDBENCH_STORE, else "".
+std::string store_from_environment(const std::string& flag);
+
+struct SweepConfig;
+// The PostgreSQL store that workers of a job share (--store, KDBENCH_STORE or the config's "store"); throws
+// ConfigError when there is none or when it holds a password (a job file is not the place for one).
+std::string worker_store_url(const SweepConfig& cfg, const std::string& flag);
+
+// `s` in single quotes for a POSIX shell.
+std::string shell_quote(const std::string& s);
 
 }  // namespace kd

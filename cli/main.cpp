@@ -4,6 +4,7 @@
 
 #include <CLI/CLI.hpp>
 #include <algorithm>
+#include <cstdlib>
 #include <iostream>
 #include <map>
 
@@ -23,6 +24,13 @@ void add_command(Command c) {
     if (x.name == c.name) throw std::logic_error("command '" + c.name + "' is registered twice");
   all.push_back(std::move(c));
   std::stable_sort(all.begin(), all.end(), [](const Command& a, const Command& b) { return a.order < b.order; });
+}
+
+std::string where_of(const std::string& dir, const std::string& store_flag) {
+  if (!dir.empty()) return dir;
+  if (!store_flag.empty()) return store_flag;
+  if (const char* env = std::getenv("KDBENCH_STORE"); env && *env) return env;
+  throw kd::ConfigError("dir", "name a sweep folder, or a store with --store URL (or KDBENCH_STORE)");
 }
 
 }  // namespace kd::cli

@@ -106,6 +106,10 @@ struct LoaderOptions {
   int workers = 1;          // threads preparing batches ahead; 0 = prepare in next() itself
   int prefetch = 2;         // batches ready ahead of the consumer (besides those in the making)
   bool pin_memory = false;  // batches in page-locked memory (for non-blocking copies to a GPU)
+  // Data-parallel: every batch is split into `part_count` contiguous parts and this loader gives part
+  // `part_index` (the same order, batches and augmentation as one loader; batch b's part i holds its samples
+  // [len * i / n, len * (i + 1) / n)).
+  int part_index = 0, part_count = 1;
 };
 // Skipped samples (Dataset::image() undefined): a training loader (augment on) leaves them out of the
 // batch, so that batch is smaller; an evaluation loader (augment off) gives a blank (all-zero pixel)

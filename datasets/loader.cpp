@@ -115,6 +115,8 @@ struct Loader::Impl {
   Impl(DatasetPtr d, LoaderOptions opt) : data(std::move(d)), o(std::move(opt)) {
     if (!data) throw std::invalid_argument("Loader: no dataset");
     if (o.batch_size < 1) throw std::invalid_argument("Loader: batch_size must be >= 1");
+    if (o.part_count < 1 || o.part_index < 0 || o.part_index >= o.part_count)
+      throw std::invalid_argument("Loader: part_index must be in [0, part_count)");
     if (o.augment) aug = o.augment_options;
     n = data->size();
     batches = o.drop_last ? n / o.batch_size : (n + o.batch_size - 1) / o.batch_size;
@@ -203,8 +205,11 @@ struct Loader::Impl {
   }
 
   Batch make(int64_t b) {
-    const int64_t start = b * o.batch_size;
-    const int64_t len = std::min(o.batch_size, n - start);
+    const int64_t batch_start = b * o.batch_size;
+    const int64_t batch_len = std::min(o.batch_size, n - batch_start);
+    // This loader's part of the batch (all of it unless the batch is split between data-parallel replicas).
+    const int64_t start = batch_start + batch_len * o.part_index / o.part_count;
+    const int64_t len = batch_start + batch_len * (o.part_index + 1) / o.part_count - start;
     const int64_t S = out_size, plane = channels * S * S;
     std::vector<int64_t> kept;
     kept.reserve(static_cast<size_t>(len));

@@ -178,6 +178,11 @@ SweepConfig parse_sweep_config(const json& j, const std::string& file) {
     throw ConfigError("name", "must be a non-empty name without '/'");
   c.output = rd.string("output", "results/" + c.name);
   c.cache_dir = rd.string("cache_dir", default_cache_dir());
+  c.store = rd.string("store", std::string());
+  if (!c.store.empty() && redact_store_url(c.store) != c.store)
+    throw ConfigError("store",
+                      "holds a password: a config is stored with the results; give it in PGPASSWORD or "
+                      "~/.pgpass, or on the command line (--store)");
   c.dataset = rd.raw("dataset");
   if (!c.dataset.is_object()) throw ConfigError("dataset", "expected an object, got " + json_type_name(c.dataset));
   if (!c.dataset.contains("name") || !c.dataset["name"].is_string())
@@ -217,6 +222,7 @@ SweepConfig parse_sweep_config(const json& j, const std::string& file) {
   for (size_t i = 0; i < methods.size(); ++i)
     c.methods.push_back(parse_method_entry(methods[i], "methods[" + std::to_string(i) + "]", c));
   rd.finish();
+  c.raw.erase("store");  // the same sweep (and run ids) whichever store it is written to
   return c;
 }
 

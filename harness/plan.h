@@ -39,7 +39,8 @@ struct MethodEntry {
 struct SweepConfig {
   std::string name;
   std::string output;     // sweep folder (default results/<name>)
-  std::string cache_dir;  // teacher cache shared between sweeps
+  std::string cache_dir;  // teacher cache shared between sweeps (and between workers: a shared file system)
+  std::string store;      // results store: "" = <output>/results.db; a postgresql:// URL (no password in it)
   json dataset;
   std::string device = "auto";  // auto | cpu | cuda
   int64_t threads = 0;          // 0 = all cores
@@ -55,7 +56,7 @@ struct SweepConfig {
   bool cudnn_benchmark = false;     // let cuDNN time its algorithms (faster; not bit-reproducible)
   int64_t teacher_cache_mb = 2048;  // memory for teacher outputs shared across seeds/epochs (0 = off)
   bool report = true;               // write the report when the sweep ends (`kdbench sweep --no-report` skips it)
-  json raw;                         // the config as given
+  json raw;                         // the config as given, less "store" (where results go is not part of the sweep)
   std::string file;                 // where it was read from
 };
 

@@ -75,10 +75,28 @@ void account_step(RunState& rs, const StepLoss& loss, const torch::Tensor& logit
   rs.images += y.size(0);
 }
 
+void broadcast_buffers(ReplicaSync& replicas, torch::nn::Module& module) {
+  std::vector<torch::Tensor> buffers = module.buffers();
+  if (!buffers.empty()) replicas.broadcast_from_first(buffers);
+}
+
+namespace {
+std::vector<torch::Tensor> optimizer_parameters(torch::optim::Optimizer& optimizer) {
+  std::vector<torch::Tensor> ps;
+  for (auto& g : optimizer.param_groups())
+    for (auto& p : g.params()) ps.push_back(p);
+  return ps;
+}
+}  // namespace
+
 void step_on_lane(RunState& rs, const StepBatch& b) {
   auto t0 = Clock::now();
   StageState& st = rs.stages[rs.stage_of(b.epoch).first];
   set_lr(*st.optimizer, step_learning_rate(rs, b));
+  if (b.replicas) {
+    broadcast_buffers(*b.replicas, *rs.student);
+    if (rs.method_module) broadcast_buffers(*b.replicas, *rs.method_module);
+  }
   std::optional<StepLoss> loss;
   TapMap staps;
   {
@@ -87,14 +105,18 @@ void step_on_lane(RunState& rs, const StepBatch& b) {
     staps["logits"] = logits;
     loss = run_loss(rs, staps, b);
   }
-  if (!loss) return;
+  if (!loss && !b.replicas) return;
   st.optimizer->zero_grad();
-  loss->total.backward();
+  if (loss) loss->total.backward();
+  // Data-parallel: every replica joins the gradient all-reduce, a replica whose loss failed too, so all fail.
+  if (b.replicas &&
+      !b.replicas->average_gradients(optimizer_parameters(*st.optimizer), b.y.size(0), loss.has_value())) {
+    if (!rs.pending_failure)
+      rs.pending_failure = Failure{st.spec.name, "", "loss is not finite on another data-parallel replica"};
+    return;
+  }
   if (rs.spec->recipe.grad_clip > 0) {
-    std::vector<torch::Tensor> ps;
-    for (auto& g : st.optimizer->param_groups())
-      for (auto& p : g.params()) ps.push_back(p);
-    double norm = torch::nn::utils::clip_grad_norm_(ps, rs.spec->recipe.grad_clip);
+    double norm = torch::nn::utils::clip_grad_norm_(optimizer_parameters(*st.optimizer), rs.spec->recipe.grad_clip);
     if (!std::isfinite(norm)) {
       rs.pending_failure = Failure{st.spec.name, "gradient", "gradient norm is not finite"};
       return;

@@ -76,6 +76,11 @@ class LockstepGroup {
     lo_.workers = opts_.workers;
     lo_.prefetch = 4;
     lo_.pin_memory = opts_.pin_memory && device_.is_cuda();
+    if (opts_.replicas) {
+      if (opts_.lanes != 1 || opts_.fuse) throw std::logic_error("data-parallel training needs one lane and no fusion");
+      lo_.part_index = opts_.replicas->rank();
+      lo_.part_count = opts_.replicas->size();
+    }
     loader_ = std::make_unique<Loader>(data_.train, lo_);
     steps_per_epoch_ = loader_->batches_per_epoch();
     // Without random augmentation a sample is the same tensor whenever it is drawn: teacher outputs can come
@@ -100,6 +105,23 @@ class LockstepGroup {
     runs_ = std::vector<RunState>(members_.size());
     for (size_t i = 0; i < members_.size(); ++i) set_up_run(runs_[i], members_[i]);
     if (opts_.fuse) set_up_fusion();
+    if (opts_.replicas) start_replicas_equal();
+  }
+
+  // Data-parallel: every replica starts from rank 0's weights and buffers (as DistributedDataParallel's
+  // constructor makes them; the seeded initialisation already agrees, this makes sure).
+  void start_replicas_equal() {
+    for (auto& rs : runs_) {
+      std::vector<torch::Tensor> state;
+      for (auto& p : rs.student->parameters()) state.push_back(p.detach());
+      for (auto& b : rs.student->buffers()) state.push_back(b);
+      if (rs.method_module) {
+        for (auto& p : rs.method_module->parameters()) state.push_back(p.detach());
+        for (auto& b : rs.method_module->buffers()) state.push_back(b);
+      }
+      torch::NoGradGuard ng;
+      opts_.replicas->broadcast_from_first(state);
+    }
   }
 
   void set_up_run(RunState& rs, const GroupMember& member) {
@@ -245,7 +267,7 @@ class LockstepGroup {
       auto teacher_start = Clock::now();
       std::map<std::string, TapMap> teacher_out = teacher_outputs(needed, batch, x);
       if (!needed.empty()) times.teacher += seconds_since(teacher_start);
-      StepBatch b{epoch, step, steps_per_epoch_, x, y, indices, teacher_out, opts_.bf16, device_};
+      StepBatch b{epoch, step, steps_per_epoch_, x, y, indices, teacher_out, opts_.bf16, device_, opts_.replicas};
       // Each lane (thread) steps its share of the runs; failures are handled here, after the join.
       for_each_lane(laned, lanes_, [&](RunState& rs) {
         if (!rs.done) step_on_lane(rs, b);
@@ -300,6 +322,10 @@ class LockstepGroup {
         if (!rs->done) unfuse_into(*g.model, rs->fused_index, static_cast<int64_t>(g.runs.size()), *rs->student);
     auto eval_start = Clock::now();
     std::vector<RunState*> evaluated = active;
+    // Data-parallel: evaluated (and saved) with rank 0's batch-norm statistics on every replica.
+    if (opts_.replicas)
+      for (auto* rs : evaluated)
+        if (!rs->done) broadcast_buffers(*opts_.replicas, *rs->student);
     for_each_lane(evaluated, lanes_, [&](RunState& rs) {
       if (rs.done) return;
       if (rs.method_module) rs.method_module->eval();
@@ -315,7 +341,25 @@ class LockstepGroup {
     if (!finishing.empty()) finish(epoch, finishing);
   }
 
+  // Data-parallel: the epoch's training loss and accuracy over every replica's share.
+  void sum_over_replicas(EpochAccumulators& acc) {
+    std::vector<double> v;
+    for (const auto& [name, sum] : acc.term_sums) v.push_back(sum);
+    v.push_back(acc.total_sum);
+    v.push_back(static_cast<double>(acc.correct));
+    v.push_back(static_cast<double>(acc.seen));
+    v.push_back(static_cast<double>(acc.steps));
+    opts_.replicas->sum(v);
+    size_t k = 0;
+    for (auto& [name, sum] : acc.term_sums) sum = v[k++];
+    acc.total_sum = v[k++];
+    acc.correct = static_cast<int64_t>(v[k++]);
+    acc.seen = static_cast<int64_t>(v[k++]);
+    acc.steps = static_cast<int64_t>(v[k++]);
+  }
+
   void record_epoch(RunState& rs, int64_t epoch, const EpochTimes& times, double group_runs) {
+    if (opts_.replicas) sum_over_replicas(rs.acc);
     auto [si, se] = rs.stage_of(epoch);
     const std::string& stage = rs.stages[si].spec.name;
     torch::Tensor tval = rs.member->teachers.empty() ? torch::Tensor() : rs.member->teachers[0]->val_logits;

@@ -30,6 +30,8 @@
 
 namespace kd {
 
+class ReplicaSync;  // harness/step.h
+
 // Sink for progress: work done (for the ETA), images trained (for the rate), and plain-text events.
 class Progress {
  public:
@@ -88,8 +90,12 @@ struct TrainOptions {
   TeacherOutputCache* teacher_cache = nullptr;
   // Called once per finished run (ok or failed), as soon as it finishes, from the training thread.
   std::function<void(const GroupMember&, RunOutcome&)> on_done;
-  // Called every epoch (heartbeat for the store).
+  // Called every epoch.
   std::function<void()> on_epoch;
+  // Data-parallel: this process is one replica of every run of the group; each step trains on this replica's
+  // share of the batch and the gradients are averaged over the replicas (harness/step.h). Needs lanes = 1 and
+  // no fusion.
+  ReplicaSync* replicas = nullptr;
 };
 
 // Trains every member in lockstep on the training split (seed of the first member; all members

@@ -8,6 +8,7 @@
 #include <thread>
 
 #include "base/fsutil.h"
+#include "store/postgres_store.h"
 
 namespace kd {
 namespace {
@@ -153,7 +154,42 @@ RunStatus parse_status(const std::string& s) {
   throw std::runtime_error("results store: unknown run status '" + s + "'");
 }
 
+bool is_store_url(const std::string& location) {
+  return location.rfind("postgresql://", 0) == 0 || location.rfind("postgres://", 0) == 0;
+}
+
+std::string redact_store_url(const std::string& location) {
+  if (!is_store_url(location)) return location;
+  std::string u = location;
+  // userinfo: between "://" and the last '@' of the authority (a password may itself hold '@' or ':').
+  const size_t start = u.find("://") + 3;
+  const size_t authority_end = u.find_first_of("/?", start);
+  const std::string authority =
+      u.substr(start, authority_end == std::string::npos ? std::string::npos : authority_end - start);
+  const size_t at = authority.rfind('@');
+  if (at != std::string::npos) {
+    const size_t colon = authority.find(':');
+    if (colon != std::string::npos && colon < at) u.erase(start + colon, at - colon);
+  }
+  // password=... among the query parameters.
+  const size_t q = u.find('?');
+  if (q != std::string::npos) {
+    std::string query = u.substr(q + 1), kept;
+    size_t pos = 0;
+    while (pos <= query.size()) {
+      size_t amp = query.find('&', pos);
+      std::string param = query.substr(pos, amp == std::string::npos ? std::string::npos : amp - pos);
+      if (!param.empty() && param.rfind("password=", 0) != 0) kept += (kept.empty() ? "" : "&") + param;
+      if (amp == std::string::npos) break;
+      pos = amp + 1;
+    }
+    u = u.substr(0, q) + (kept.empty() ? "" : "?" + kept);
+  }
+  return u;
+}
+
 std::unique_ptr<ResultsStore> open_store(const std::string& location, bool read_only) {
+  if (is_store_url(location)) return std::make_unique<PostgresStore>(location, read_only);
   return std::make_unique<SqliteStore>(location, read_only);
 }
 
@@ -277,10 +313,11 @@ bool SqliteStore::claim_run(const std::string& id, const std::string& owner, dou
   return s.changes() == 1;
 }
 
-void SqliteStore::heartbeat(const std::string& id, const std::string& owner) {
+bool SqliteStore::heartbeat(const std::string& id, const std::string& owner) {
   Stmt s(db_, "UPDATE runs SET heartbeat=? WHERE id=? AND owner=? AND status='running'", path_);
   s.bind(1, now_seconds()).bind(2, id).bind(3, owner);
   s.step();
+  return s.changes() == 1;
 }
 
 namespace {
@@ -298,9 +335,14 @@ void write_epochs(sqlite3* db, const std::string& path, const std::string& run_i
 }
 }  // namespace
 
-void SqliteStore::finish_run(const RunRecord& r, const std::vector<EpochMetric>& epochs,
+bool SqliteStore::finish_run(const RunRecord& r, const std::vector<EpochMetric>& epochs,
                              const std::map<std::string, double>& finals) {
   Transaction tx([this](const std::string& sql) { exec(sql); });
+  if (!r.owner.empty()) {
+    Stmt own(db_, "SELECT 1 FROM runs WHERE id=? AND owner=? AND status='running'", path_);
+    own.bind(1, r.id).bind(2, r.owner);
+    if (!own.step()) return false;  // claimed again by another process: its result is the one recorded
+  }
   write_epochs(db_, path_, r.id, epochs);
   Stmt del(db_, "DELETE FROM finals WHERE run_id=?", path_);
   del.bind(1, r.id);
@@ -321,15 +363,61 @@ void SqliteStore::finish_run(const RunRecord& r, const std::vector<EpochMetric>&
   if (up.changes() != 1) throw std::runtime_error(path_ + ": run " + r.id + " is not in the store");
   crash_point("store_commit");
   tx.commit();
+  return true;
 }
 
-void SqliteStore::fail_run(const std::string& id, const std::string& error_json,
+bool SqliteStore::fail_run(const std::string& id, const std::string& owner, const std::string& error_json,
                            const std::vector<EpochMetric>& epochs) {
   Transaction tx([this](const std::string& sql) { exec(sql); });
+  if (!owner.empty()) {
+    Stmt own(db_, "SELECT 1 FROM runs WHERE id=? AND owner=? AND status='running'", path_);
+    own.bind(1, id).bind(2, owner);
+    if (!own.step()) return false;
+  }
   write_epochs(db_, path_, id, epochs);
   Stmt up(db_, "UPDATE runs SET status='failed', error=?, finished_at=? WHERE id=?", path_);
   up.bind(1, error_json).bind(2, now_seconds()).bind(3, id);
   up.step();
+  tx.commit();
+  return true;
+}
+
+void SqliteStore::import_run(const RunRecord& r, const std::vector<EpochMetric>& epochs,
+                             const std::map<std::string, double>& finals) {
+  Transaction tx([this](const std::string& sql) { exec(sql); });
+  Stmt done(db_, "SELECT 1 FROM runs WHERE id=? AND status='done'", path_);
+  done.bind(1, r.id);
+  if (done.step()) return;  // a finished run is never replaced
+  Stmt del(db_, "DELETE FROM runs WHERE id=?", path_);
+  del.bind(1, r.id);
+  del.step();
+  Stmt ins(db_,
+           "INSERT INTO runs(id, sweep_id, role, name, method, setting, seed, model, teachers, config, status, error, "
+           "owner, heartbeat, started_at, finished_at, wall_seconds, images_per_second, environment, checkpoint, "
+           "params, macs, method_params, reference) VALUES(?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
+           path_);
+  ins.bind(1, r.id).bind(2, r.sweep_id).bind(3, std::string(to_string(r.role))).bind(4, r.name).bind(5, r.method);
+  ins.bind(6, r.setting).bind(7, r.seed).bind(8, r.model).bind(9, r.teachers).bind(10, r.config);
+  ins.bind(11, std::string(to_string(r.status)));
+  if (r.error.empty()) {
+    ins.bind_null(12);
+  } else {
+    ins.bind(12, r.error);
+  }
+  ins.bind(13, r.owner).bind(14, r.heartbeat).bind(15, r.started_at).bind(16, r.finished_at);
+  ins.bind(17, r.wall_seconds).bind(18, r.images_per_second).bind(19, r.environment).bind(20, r.checkpoint);
+  ins.bind(21, r.params).bind(22, r.macs).bind(23, r.method_params).bind(24, int64_t{r.reference ? 1 : 0});
+  ins.step();
+  write_epochs(db_, path_, r.id, epochs);
+  Stmt delf(db_, "DELETE FROM finals WHERE run_id=?", path_);
+  delf.bind(1, r.id);
+  delf.step();
+  Stmt insf(db_, "INSERT INTO finals(run_id, name, value) VALUES(?,?,?)", path_);
+  for (const auto& [name, value] : finals) {
+    insf.reset();
+    insf.bind(1, r.id).bind(2, name).bind(3, value);
+    insf.step();
+  }
   tx.commit();
 }
 

@@ -1,5 +1,6 @@
 // The results store: one interface (ResultsStore), backends behind it: SQLite (WAL) at
-// <sweep dir>/results.db by default (SqliteStore). Torch-free.
+// <sweep dir>/results.db by default (SqliteStore), or a PostgreSQL database that workers on many machines
+// share (store/postgres_store.h). open_store() picks the backend from the location. Torch-free.
 //
 // Schema (version 2) — reports read these tables and nothing else:
 //   meta(key TEXT PRIMARY KEY, value TEXT)                       schema_version, ...
@@ -101,23 +102,33 @@ class ResultsStore {
   // Inserts the run as pending unless a run with that id exists (then leaves it as it is).
   virtual void add_run(const RunRecord& run) = 0;
   // Atomically claims a run for `owner` if it is pending, or running with a heartbeat older than
-  // `stale_seconds` (its process died). Returns true if this caller now owns it.
+  // `stale_seconds` (its process died or lost its connection). Returns true if this caller now owns it.
   virtual bool claim_run(const std::string& id, const std::string& owner, double stale_seconds) = 0;
-  virtual void heartbeat(const std::string& id, const std::string& owner) = 0;
-  // Marks the run done with everything it produced, in one transaction.
-  virtual void finish_run(const RunRecord& run, const std::vector<EpochMetric>& epochs,
+  // Renews the owner's claim; false if `owner` no longer owns the running run (it was claimed again).
+  virtual bool heartbeat(const std::string& id, const std::string& owner) = 0;
+  // Marks the run done with everything it produced, in one transaction; `run.owner`, when not empty, must
+  // still own the running run, else nothing is written and it returns false (a run is recorded once).
+  virtual bool finish_run(const RunRecord& run, const std::vector<EpochMetric>& epochs,
                           const std::map<std::string, double>& finals) = 0;
-  // Marks the run failed with its error record (JSON) and whatever epochs it completed.
-  virtual void fail_run(const std::string& id, const std::string& error_json,
+  // Marks the run failed with its error record (JSON) and whatever epochs it completed; `owner`, when not
+  // empty, must still own it (as for finish_run).
+  virtual bool fail_run(const std::string& id, const std::string& owner, const std::string& error_json,
                         const std::vector<EpochMetric>& epochs) = 0;
   // Puts a failed or stale run back to pending (used by `--retry-failed`).
   virtual void reset_run(const std::string& id) = 0;
+  // Writes a run exactly as given (status, times, owner and all) with its metrics, replacing a run of that
+  // id that is not done (`kdbench merge`).
+  virtual void import_run(const RunRecord& run, const std::vector<EpochMetric>& epochs,
+                          const std::map<std::string, double>& finals) = 0;
 
   virtual std::optional<RunRecord> run(const std::string& id) const = 0;
   virtual std::vector<RunRecord> runs(const std::string& sweep_id = "") const = 0;
   virtual std::vector<EpochMetric> epochs(const std::string& run_id) const = 0;
   virtual std::map<std::string, double> finals(const std::string& run_id) const = 0;
   virtual std::vector<SweepRecord> sweeps() const = 0;
+  // Whether processes on other machines may share this store (then a run's owner is judged by its
+  // heartbeat only, never by a process id on this host).
+  virtual bool spans_hosts() const { return false; }
 };
 
 // The SQLite backend: one file, WAL, safe for several processes on one machine.
@@ -134,11 +145,14 @@ class SqliteStore final : public ResultsStore {
                  const std::string& environment_json) override;
   void add_run(const RunRecord& run) override;
   bool claim_run(const std::string& id, const std::string& owner, double stale_seconds) override;
-  void heartbeat(const std::string& id, const std::string& owner) override;
-  void finish_run(const RunRecord& run, const std::vector<EpochMetric>& epochs,
+  bool heartbeat(const std::string& id, const std::string& owner) override;
+  bool finish_run(const RunRecord& run, const std::vector<EpochMetric>& epochs,
                   const std::map<std::string, double>& finals) override;
-  void fail_run(const std::string& id, const std::string& error_json, const std::vector<EpochMetric>& epochs) override;
+  bool fail_run(const std::string& id, const std::string& owner, const std::string& error_json,
+                const std::vector<EpochMetric>& epochs) override;
   void reset_run(const std::string& id) override;
+  void import_run(const RunRecord& run, const std::vector<EpochMetric>& epochs,
+                  const std::map<std::string, double>& finals) override;
   std::optional<RunRecord> run(const std::string& id) const override;
   std::vector<RunRecord> runs(const std::string& sweep_id = "") const override;
   std::vector<EpochMetric> epochs(const std::string& run_id) const override;
@@ -153,7 +167,12 @@ class SqliteStore final : public ResultsStore {
   std::string reference_column_ = "reference";  // an expression for stores of schema 1 opened read-only
 };
 
-// Opens the store a sweep uses: `location` is a file path (SQLite).
+// Whether `location` names a database server (postgresql:// or postgres://) rather than a file.
+bool is_store_url(const std::string& location);
+// `location` with any password taken out (postgresql://user:secret@h/db -> postgresql://user@h/db; also a
+// `password=` query parameter): what is shown, logged and stored. A file path comes back unchanged.
+std::string redact_store_url(const std::string& location);
+// Opens the store at `location`: a postgresql:// URL (PostgresStore) or a file path (SqliteStore).
 std::unique_ptr<ResultsStore> open_store(const std::string& location, bool read_only = false);
 
 double now_seconds();

@@ -80,7 +80,7 @@ void add_failed(kd::ResultsStore& s, const std::string& id, const std::string& n
   f.teachers = teachers;
   s.add_run(f);
   ASSERT_TRUE(s.claim_run(id, "h:1", 60));
-  s.fail_run(id, R"({"epoch":1,"step":4,"term":"kd","message":"loss is NaN"})", {});
+  s.fail_run(id, "", R"({"epoch":1,"step":4,"term":"kd","message":"loss is NaN"})", {});
 }
 
 // Teacher 'big' (test 90). Student cnn_tiny, seeds 0..2:

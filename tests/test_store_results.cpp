@@ -65,7 +65,7 @@ TEST(ResultsStore, FailedRunKeepsErrorAndEpochs) {
   kd::SqliteStore store(dir + "/results.db");
   store.add_run(make_run("c"));
   ASSERT_TRUE(store.claim_run("c", "h:1", 60));
-  store.fail_run("c", R"({"epoch":2,"step":7,"term":"kd","message":"loss is NaN"})", {{"main", 0, "val.top1", 10}});
+  store.fail_run("c", "", R"({"epoch":2,"step":7,"term":"kd","message":"loss is NaN"})", {{"main", 0, "val.top1", 10}});
   auto r = store.run("c");
   EXPECT_EQ(r->status, kd::RunStatus::Failed);
   EXPECT_NE(r->error.find("\"term\":\"kd\""), std::string::npos);
