@@ -82,7 +82,15 @@ class SweepRun {
       throw ConfigError("device", "CUDA was asked for but no CUDA device is available");
     device_ = device_name == "cuda" ? torch::Device(torch::kCUDA) : torch::Device(torch::kCPU);
     if (device_.is_cuda()) at::globalContext().setBenchmarkCuDNN(cfg_.cudnn_benchmark);
+    if (cfg_.cuda_graphs == "on" && !device_.is_cuda())
+      throw ConfigError("cuda_graphs", "'on' needs a CUDA device (this sweep runs on the CPU); use auto or off");
+    cuda_graphs_ = cfg_.cuda_graphs == "on" || (cfg_.cuda_graphs == "auto" && device_.is_cuda());
     env_ = environment_json(device_name, threads);
+    {
+      json env = json::parse(env_);
+      env["cuda_graphs"] = cuda_graphs_;
+      env_ = env.dump();
+    }
 
     plan_ = plan_sweep(cfg_);
     data_ = open_dataset(cfg_.dataset, "dataset");
@@ -346,6 +354,7 @@ class SweepRun {
     to.fuse = cfg_.fuse == "on" || (cfg_.fuse == "auto" && device_.is_cuda());
     to.bf16 = cfg_.precision == "bf16";
     to.channels_last = cfg_.channels_last;
+    to.cuda_graphs = cuda_graphs_;
     to.pin_memory = device_.is_cuda();
     to.progress = progress_.get();
     to.on_epoch = [&] {
@@ -399,6 +408,7 @@ class SweepRun {
   SweepOptions opts_;
   std::string out_, env_, owner_;
   torch::Device device_ = torch::kCPU;
+  bool cuda_graphs_ = false;
   int threads_ = 1;
   Plan plan_;
   DataSplits data_;
