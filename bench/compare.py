@@ -67,7 +67,7 @@ class Setup:
         return [(t, a, s) for s in (seeds or self.seeds) for t in self.temps for a in self.alphas]
 
 
-def kdbench_config(work, name, runs, st, threads, method="logit_kd", teacher_cache=True):
+def kdbench_config(work, name, runs, st, threads, method="logit_kd", teacher_cache=True, device="cpu"):
     seeds = sorted({s for _, _, s in runs})
     methods = []
     if method == "logit_kd":
@@ -83,7 +83,7 @@ def kdbench_config(work, name, runs, st, threads, method="logit_kd", teacher_cac
     cfg = {
         "name": name, "output": os.path.join(work, name), "cache_dir": os.path.join(work, "cache"),
         "dataset": {"name": "fashion_mnist", "train_subset": st.train, "val_fraction": st.val_fraction},
-        "seeds": seeds, "student": "cnn_tiny", "threads": threads, "report": False,
+        "seeds": seeds, "student": "cnn_tiny", "threads": threads, "report": False, "device": device,
         "teachers": {"cnn_large": {"model": "cnn_large", "obtain": "train"}},
         "recipe": {"epochs": st.epochs, "batch_size": r["batch_size"], "lr": r["lr"], "momentum": r["momentum"],
                    "nesterov": r["nesterov"], "weight_decay": r["weight_decay"], "schedule": r["schedule"]},
@@ -121,8 +121,14 @@ def main():
     ap.add_argument("--quick", action="store_true")
     ap.add_argument("--threads", type=int, default=os.cpu_count())
     ap.add_argument("--out", default="bench-results.json")
+    ap.add_argument("--device", default="cpu", help="cpu | cuda: where both sides train")
+    ap.add_argument("--grid-only", action="store_true",
+                    help="only the grid, kdbench against the naive loop (no limit, one-run or growth figures)")
+    ap.add_argument("--seeds", type=int, default=0, help="use only the first N seeds of the grid (0 = all)")
     a = ap.parse_args()
     st = Setup(a.source, a.quick)
+    if a.seeds > 0:
+        st.seeds = st.seeds[:a.seeds]
     full = st.grid()
     work = tempfile.mkdtemp(prefix="kdbench-bench-")
     py = sys.executable
@@ -133,7 +139,7 @@ def main():
         spec = ",".join(f"{t}:{al}:{s}" for t, al, s in runs)
         dt = run([py, a.naive, "--runs", spec, "--epochs", str(st.epochs), "--train", str(st.images_per_epoch),
                   "--val", str(st.n_val), "--lr", str(st.recipe["lr"]), "--batch", str(st.recipe["batch_size"]),
-                  "--threads", th, "--out", out, *extra])
+                  "--threads", th, "--device", a.device, "--out", out, *extra])
         return dt, json.load(open(out))
 
     try:
@@ -141,14 +147,23 @@ def main():
               f"{len(st.seeds)} seeds), {st.epochs} epoch(s) of {st.images_per_epoch} images, {a.threads} threads",
               flush=True)
         # Warm-up of both sides (and the teacher, trained once into the bench's own cache).
-        run([a.kdbench, "sweep", kdbench_config(work, "warmup", st.grid(st.seeds[:1])[:2], st, a.threads)])
+        run([a.kdbench, "sweep", kdbench_config(work, "warmup", st.grid(st.seeds[:1])[:2], st, a.threads,
+                                                device=a.device)])
         run([py, a.naive, "--runs", "4:0.9:0", "--epochs", "1", "--train", "2000", "--threads", th, "--no-eval",
-             "--out", os.path.join(work, "warm.json")])
+             "--device", a.device, "--out", os.path.join(work, "warm.json")])
 
         # 1. The grid through kdbench, 2. the same grid through the naive loop (whole commands).
-        t_kd = run([a.kdbench, "sweep", kdbench_config(work, "grid", full, st, a.threads)])
+        t_kd = run([a.kdbench, "sweep", kdbench_config(work, "grid", full, st, a.threads, device=a.device)])
         t_naive, naive_grid = naive("naive_grid", full)
         print(f"  grid: kdbench {t_kd:.1f} s, naive PyTorch loop {t_naive:.1f} s", flush=True)
+        if a.grid_only:
+            res = {"mode": "grid-only", "device": a.device, "grid_runs": len(full), "epochs": st.epochs,
+                   "train_images_per_epoch": st.images_per_epoch, "kdbench_sweep_seconds": t_kd,
+                   "naive_loop_seconds": t_naive, "sweep_speedup_vs_naive": t_naive / t_kd}
+            with open(a.out, "w") as f:
+                json.dump(res, f, indent=1)
+            print(f"sweep_speedup_vs_naive   {res['sweep_speedup_vs_naive']:.2f}")
+            return
 
         # Limit, part 1: one student-only run's training loop (kdbench, baseline, same recipe).
         run([a.kdbench, "sweep", kdbench_config(work, "student_only", [full[0]], st, a.threads, method="baseline")])

@@ -212,6 +212,7 @@ SweepConfig parse_sweep_config(const json& j, const std::string& file) {
   c.lockstep = rd.integer("lockstep", 0, 0, 100000);
   c.fuse = rd.string("fuse", std::string("auto"), {"auto", "on", "off"});
   c.precision = rd.string("precision", std::string("fp32"), {"fp32", "bf16"});
+  c.cuda_graphs = rd.string("cuda_graphs", std::string("auto"), {"auto", "on", "off"});
   c.channels_last = rd.boolean("channels_last", false);
   c.cudnn_benchmark = rd.boolean("cudnn_benchmark", false);
   c.teacher_cache_mb = rd.integer("teacher_cache_mb", 2048, 0, 1 << 24);

@@ -52,6 +52,9 @@ struct SweepConfig {
   int64_t lockstep = 0;             // max runs trained together behind one teacher forward; 0 = no limit
   std::string fuse = "auto";        // horizontal fusion of same-architecture students: auto (on CUDA) | on | off
   std::string precision = "fp32";   // fp32 | bf16 (autocast for forward passes and losses)
+  // CUDA graphs for the training step: auto (on for CUDA) | on | off. Not part of run ids: a replayed step
+  // computes what the eager step computes (the same kernels; floating-point summation order aside).
+  std::string cuda_graphs = "auto";
   bool channels_last = false;       // NHWC convolutions (faster on GPUs with tensor cores)
   bool cudnn_benchmark = false;     // let cuDNN time its algorithms (faster; not bit-reproducible)
   int64_t teacher_cache_mb = 2048;  // memory for teacher outputs shared across seeds/epochs (0 = off)

@@ -32,6 +32,18 @@ struct EpochAccumulators {
   int64_t correct = 0, seen = 0, steps = 0;
 };
 
+// What the static step (harness/static_step.h, the step CUDA graphs capture) keeps of a run: the parameters
+// its stage trains (for a fused student: its method's own only), their momentum buffers, its learning rate and
+// weight decay as device tensors read at every replay, and the step's outputs.
+struct StaticRunStep {
+  size_t stage = static_cast<size_t>(-1);  // the stage the parameters are of
+  std::vector<torch::Tensor> params, momentum;
+  torch::Tensor lr, wd;  // [1, 1] on the device
+  // Written by every step: [values of the terms..., total, gradient norm (0 without clipping), correct].
+  torch::Tensor out;
+  std::vector<std::string> terms;  // the names of the terms in `out`
+};
+
 struct RunState {
   const GroupMember* member = nullptr;
   const RunSpec* spec = nullptr;
@@ -58,6 +70,7 @@ struct RunState {
   int64_t images = 0;
   int fused_group = -1;     // index into the fused groups, or -1 (trained on a lane)
   int64_t fused_index = 0;  // which student of its fused group
+  StaticRunStep static_step;
 
   // Stage index and epoch within it, for the run's epoch e.
   std::pair<size_t, int64_t> stage_of(int64_t e) const {
@@ -79,6 +92,9 @@ struct FusedGroup {
   std::vector<torch::Tensor> params, momentum;  // the fused parameters and their momentum buffers
   double momentum_coef = 0;
   bool nesterov = false;
+  // The static step's per-student learning rates, weight decays and clipping norms, [K, 1] on the device.
+  torch::Tensor lr, wd, clip;
+  bool any_wd = false;
 };
 
 }  // namespace kd

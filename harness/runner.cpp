@@ -85,7 +85,15 @@ class SweepRun {
       throw ConfigError("device", "CUDA was asked for but no CUDA device is available");
     device_ = device_name == "cuda" ? torch::Device(torch::kCUDA) : torch::Device(torch::kCPU);
     if (device_.is_cuda()) at::globalContext().setBenchmarkCuDNN(cfg_.cudnn_benchmark);
+    if (cfg_.cuda_graphs == "on" && !device_.is_cuda())
+      throw ConfigError("cuda_graphs", "'on' needs a CUDA device (this sweep runs on the CPU); use auto or off");
+    cuda_graphs_ = cfg_.cuda_graphs == "on" || (cfg_.cuda_graphs == "auto" && device_.is_cuda());
     env_ = environment_json(device_name, threads);
+    {
+      json env = json::parse(env_);
+      env["cuda_graphs"] = cuda_graphs_;
+      env_ = env.dump();
+    }
     if (auto replica = replica_env_from_environment()) replicas_ = std::make_unique<DataParallel>(*replica, device_);
 
     plan_ = plan_sweep(cfg_);
@@ -536,6 +544,7 @@ class SweepRun {
     to.fuse = !replicas_ && (cfg_.fuse == "on" || (cfg_.fuse == "auto" && device_.is_cuda()));
     to.bf16 = cfg_.precision == "bf16";
     to.channels_last = cfg_.channels_last;
+    to.cuda_graphs = cuda_graphs_;
     to.pin_memory = device_.is_cuda();
     to.progress = leader ? progress_.get() : nullptr;
     to.on_done = [&](const GroupMember& m, RunOutcome& o) {
@@ -597,6 +606,7 @@ class SweepRun {
   int groups_announced_ = 0;
   std::string out_, env_, owner_;
   torch::Device device_ = torch::kCPU;
+  bool cuda_graphs_ = false;
   int threads_ = 1;
   Plan plan_;
   DataSplits data_;

@@ -51,28 +51,44 @@ std::optional<StepLoss> run_loss(RunState& rs, const TapMap& student_taps, const
   loss.values.reserve(loss.terms.size());
   for (const auto& term : loss.terms) loss.values.push_back(term.value.item<double>());
   loss.total_value = loss.total.item<double>();
-  if (!std::isfinite(loss.total_value)) {
-    std::string bad = "total";
-    for (size_t k = 0; k < loss.terms.size(); ++k)
-      if (!std::isfinite(loss.values[k])) {
-        bad = loss.terms[k].name;
-        break;
-      }
-    rs.pending_failure = Failure{stage, bad, std::string("loss is ") + (std::isnan(loss.total_value) ? "NaN" : "inf")};
+  std::vector<std::string> names;
+  for (const auto& term : loss.terms) names.push_back(term.name);
+  if (auto f = nonfinite_loss(stage, names, loss.values, loss.total_value)) {
+    rs.pending_failure = *f;
     return std::nullopt;
   }
   return loss;
 }
 
-void account_step(RunState& rs, const StepLoss& loss, const torch::Tensor& logits, const torch::Tensor& y,
-                  double seconds) {
-  for (size_t k = 0; k < loss.terms.size(); ++k) rs.acc.term_sums[loss.terms[k].name] += loss.values[k];
-  rs.acc.total_sum += loss.total_value;
-  rs.acc.correct += logits.argmax(1).eq(y).sum().item<int64_t>();
-  rs.acc.seen += y.size(0);
+std::optional<Failure> nonfinite_loss(const std::string& stage, const std::vector<std::string>& names,
+                                      const std::vector<double>& values, double total) {
+  if (std::isfinite(total)) return std::nullopt;
+  std::string bad = "total";
+  for (size_t k = 0; k < names.size() && k < values.size(); ++k)
+    if (!std::isfinite(values[k])) {
+      bad = names[k];
+      break;
+    }
+  return Failure{stage, bad, std::string("loss is ") + (std::isnan(total) ? "NaN" : "inf")};
+}
+
+void account_values(RunState& rs, const std::vector<std::string>& names, const std::vector<double>& values,
+                    double total, int64_t correct, int64_t seen, double seconds) {
+  for (size_t k = 0; k < names.size(); ++k) rs.acc.term_sums[names[k]] += values[k];
+  rs.acc.total_sum += total;
+  rs.acc.correct += correct;
+  rs.acc.seen += seen;
   rs.acc.steps += 1;
   rs.seconds += seconds;
-  rs.images += y.size(0);
+  rs.images += seen;
+}
+
+void account_step(RunState& rs, const StepLoss& loss, const torch::Tensor& logits, const torch::Tensor& y,
+                  double seconds) {
+  std::vector<std::string> names;
+  for (const auto& term : loss.terms) names.push_back(term.name);
+  account_values(rs, names, loss.values, loss.total_value, logits.argmax(1).eq(y).sum().item<int64_t>(), y.size(0),
+                 seconds);
 }
 
 void broadcast_buffers(ReplicaSync& replicas, torch::nn::Module& module) {

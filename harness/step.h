@@ -61,7 +61,14 @@ double step_learning_rate(const RunState& rs, const StepBatch& b);
 // weighted sum of its terms, and the check that it is finite. On failure (no terms, NaN or inf) it sets
 // rs.pending_failure and returns nullopt.
 std::optional<StepLoss> run_loss(RunState& rs, const TapMap& student_taps, const StepBatch& b);
-// Adds a step that updated the run to its epoch accumulators.
+// The failure a step's values mean, if any: the first non-finite term (or "total") of a NaN/inf total.
+std::optional<Failure> nonfinite_loss(const std::string& stage, const std::vector<std::string>& names,
+                                      const std::vector<double>& values, double total);
+// Adds a step that updated the run to its epoch accumulators (names[k] has values[k]; `correct` of `seen`
+// training samples predicted right).
+void account_values(RunState& rs, const std::vector<std::string>& names, const std::vector<double>& values,
+                    double total, int64_t correct, int64_t seen, double seconds);
+// The same from a StepLoss and the step's logits.
 void account_step(RunState& rs, const StepLoss& loss, const torch::Tensor& logits, const torch::Tensor& y,
                   double seconds);
 

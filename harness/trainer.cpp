@@ -13,6 +13,7 @@
 #include "harness/fused_sgd.h"
 #include "harness/lanes.h"
 #include "harness/run_state.h"
+#include "harness/static_step.h"
 #include "harness/step.h"
 #include "store/sweep_layout.h"
 
@@ -105,6 +106,21 @@ class LockstepGroup {
     runs_ = std::vector<RunState>(members_.size());
     for (size_t i = 0; i < members_.size(); ++i) set_up_run(runs_[i], members_[i]);
     if (opts_.fuse) set_up_fusion();
+    // The static step (CUDA graphs) for the whole group, when every run can take it.
+    std::vector<RunState*> all;
+    for (auto& rs : runs_) all.push_back(&rs);
+    if (!opts_.replicas && (opts_.static_step || (opts_.cuda_graphs && device_.is_cuda())) &&
+        StaticGroupStep::supports(all)) {
+      static_step_ = std::make_unique<StaticGroupStep>(opts_.cuda_graphs && device_.is_cuda(),
+                                                       [this](const torch::Tensor& x, const torch::Tensor& indices) {
+                                                         return teacher_outputs(needed_, indices, x);
+                                                       });
+      for (auto& g : fused_) start_static_fused(g, device_);
+    } else if (opts_.cuda_graphs && device_.is_cuda()) {
+      log::info(
+          "CUDA graphs: not used for this group (a run uses AdamW or a method that is not graph-safe, or the run is "
+          "data-parallel)");
+    }
     if (opts_.replicas) start_replicas_equal();
   }
 
@@ -235,6 +251,7 @@ class LockstepGroup {
     } else {
       params = parameters_upstream_of(*rs.student, st.spec.train_until_tap, probe_x_);
     }
+    if (static_step_) start_static_stage(rs, si, params, device_);
     for (auto& p : rs.method_parameters()) params.push_back(p);
     st.optimizer = params.empty() ? nullptr : make_optimizer(rs.spec->recipe, params);
     if (si > 0) rs.stages[si - 1].optimizer.reset();
@@ -246,10 +263,10 @@ class LockstepGroup {
     for (auto* rs : active)
       if (rs->fused_group < 0) laned.push_back(rs);
     // Which teachers (and taps) this epoch needs.
-    std::map<std::string, std::set<std::string>> needed;
+    needed_.clear();
     for (auto* rs : active)
       for (size_t t = 0; t < rs->member->teachers.size(); ++t)
-        for (const auto& tap : rs->teacher_taps[t]) needed[rs->member->teachers[t]->run_id].insert(tap);
+        for (const auto& tap : rs->teacher_taps[t]) needed_[rs->member->teachers[t]->run_id].insert(tap);
 
     EpochTimes times;
     loader_->start_epoch(epoch);
@@ -264,15 +281,20 @@ class LockstepGroup {
       auto y = batch.y.to(device_, /*non_blocking=*/true);
       auto indices = batch.indices.to(device_, /*non_blocking=*/true);
       if (opts_.channels_last) x = x.contiguous(at::MemoryFormat::ChannelsLast);
-      auto teacher_start = Clock::now();
-      std::map<std::string, TapMap> teacher_out = teacher_outputs(needed, batch, x);
-      if (!needed.empty()) times.teacher += seconds_since(teacher_start);
-      StepBatch b{epoch, step, steps_per_epoch_, x, y, indices, teacher_out, opts_.bf16, device_, opts_.replicas};
-      // Each lane (thread) steps its share of the runs; failures are handled here, after the join.
-      for_each_lane(laned, lanes_, [&](RunState& rs) {
-        if (!rs.done) step_on_lane(rs, b);
-      });
-      for (auto& g : fused_) step_fused(g, b);
+      if (static_step_) {
+        // The teachers' forward is part of the (captured) step.
+        static_step_->step(laned, fused_, epoch, step, steps_per_epoch_, x, y, indices, opts_.bf16);
+      } else {
+        auto teacher_start = Clock::now();
+        std::map<std::string, TapMap> teacher_out = teacher_outputs(needed_, batch.indices, x);
+        if (!needed_.empty()) times.teacher += seconds_since(teacher_start);
+        StepBatch b{epoch, step, steps_per_epoch_, x, y, indices, teacher_out, opts_.bf16, device_, opts_.replicas};
+        // Each lane (thread) steps its share of the runs; failures are handled here, after the join.
+        for_each_lane(laned, lanes_, [&](RunState& rs) {
+          if (!rs.done) step_on_lane(rs, b);
+        });
+        for (auto& g : fused_) step_fused(g, b);
+      }
       for (auto* rs : active)
         if (rs->pending_failure) {
           auto f = *rs->pending_failure;
@@ -293,13 +315,14 @@ class LockstepGroup {
   }
 
   // One teacher forward per batch, shared by every run of the group (or the whole-split cache).
+  // `indices`: the batch's sample indices in the training split (for the cache; on any device).
   std::map<std::string, TapMap> teacher_outputs(const std::map<std::string, std::set<std::string>>& needed,
-                                                const Batch& batch, const torch::Tensor& x) {
+                                                const torch::Tensor& indices, const torch::Tensor& x) {
     std::map<std::string, TapMap> out;
     for (const auto& [id, taps] : needed) {
       const TeacherHandle& t = *teachers_.at(id);
       TapMap keep;
-      if (cacheable_ && opts_.teacher_cache->lookup(t, taps, batch.indices, data_, device_, &keep, lanes_)) {
+      if (cacheable_ && opts_.teacher_cache->lookup(t, taps, indices, data_, device_, &keep, lanes_)) {
         out[id] = std::move(keep);
         continue;
       }
@@ -487,6 +510,8 @@ class LockstepGroup {
   std::map<std::string, TapShapes> teacher_shapes_;
   std::vector<RunState> runs_;
   std::vector<FusedGroup> fused_;
+  std::map<std::string, std::set<std::string>> needed_;  // teacher run id -> taps this epoch needs
+  std::unique_ptr<StaticGroupStep> static_step_;         // the static step (CUDA graphs), when used
 };
 
 }  // namespace

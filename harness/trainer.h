@@ -7,6 +7,7 @@
 //   step.cpp           the one step core (a run's method terms, their weighted sum, the finiteness check and
 //                      the epoch accumulators), used by runs stepped on lanes and by fused students alike
 //   fused_sgd.cpp      SGD on K horizontally fused students at once, each with its own hyperparameters
+//   static_step.cpp    the same step as device work only, which CUDA graphs capture and replay (cuda_graph.cpp)
 //   teacher_cache.cpp  teacher outputs shared across seeds and epochs when the data are not augmented
 //   schedule.cpp       learning-rate schedule and optimizers;  metrics.cpp  evaluation
 #pragma once
@@ -82,6 +83,11 @@ struct TrainOptions {
   bool channels_last = false;
   // Batches prepared in pinned (page-locked) host memory and copied to the GPU without blocking.
   bool pin_memory = false;
+  // CUDA graphs: on a CUDA device, a group whose runs all use SGD and graph-safe methods trains with the static
+  // step (harness/static_step.h), captured once per epoch and set of live runs and replayed.
+  bool cuda_graphs = false;
+  // The static step without capture (the graphs' math, eagerly; on any device). For tests.
+  bool static_step = false;
   Progress* progress = nullptr;
   // A batch's teacher forward is split into this many chunks, spread over the lanes (a fixed number, so the
   // numbers do not depend on how many runs a group has).

@@ -131,6 +131,11 @@ class Method {
   virtual std::vector<ChainLink> chain() const { return {}; }
   // The loss terms for one batch.
   virtual LossTerms compute(const MethodInput& in) = 0;
+  // Whether compute() may be captured in a CUDA graph and replayed for every step of an epoch: it launches
+  // only device work (no .item(), no host-dependent branch on tensor values, no new host-to-device copies), its
+  // term weights change at most once per epoch, and it reads MethodInput.step not at all. A method that breaks
+  // one of these returns false; its lockstep group then runs eagerly.
+  virtual bool graph_safe() const { return true; }
 };
 
 // ---- declaration ---------------------------------------------------------------------------

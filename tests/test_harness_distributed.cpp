@@ -29,6 +29,9 @@ TEST(DataParallel, GradientsBuffersAndSumsOverTwoGlooReplicas) {
   std::vector<torch::Tensor> weight_grad(2), bias_grad(2), running_mean(2), rank0_mean(2);
   std::vector<bool> all_ok(2), one_failed(2);
   std::vector<double> sums(2);
+  // Made here, not in the replicas' threads: the seeded global generator is one for the whole process, and two
+  // threads drawing from it at once would give the replicas different weights.
+  std::vector<torch::nn::Linear> models{make_model(), make_model()};
   auto replica = [&](int rank) {
     kd::ReplicaEnv env;
     env.rank = rank;
@@ -38,7 +41,7 @@ TEST(DataParallel, GradientsBuffersAndSumsOverTwoGlooReplicas) {
     EXPECT_STREQ(dp.backend(), "gloo");
     // Unequal shares, as the last batch of an epoch may give: 6 and 4 images.
     const int64_t lo = rank == 0 ? 0 : 6, n = rank == 0 ? 6 : 4;
-    auto m = make_model();
+    auto& m = models[rank];
     torch::nn::functional::cross_entropy(m(x.narrow(0, lo, n)), y.narrow(0, lo, n)).backward();
     all_ok[rank] = dp.average_gradients(m->parameters(), n, true);
     weight_grad[rank] = m->weight.grad().clone();

@@ -63,31 +63,47 @@ TEST(Fusion, FusedForwardIsKIndependentForwards) {
 
 // Trains the same four runs (different methods, learning rates, weight decay, clipping) with and
 // without fusion, and returns each run's final parameters and buffers by run name.
-std::map<std::string, std::vector<torch::Tensor>> train_group(const kd::TrainOptions& options,
-                                                              std::map<std::string, double>* val_top1,
-                                                              bool augment = false) {
-  kd::json dcfg = {{"name", "synthetic"}, {"num_classes", 4}, {"train_size", 400}, {"test_size", 64},
-                   {"image_size", 16},    {"channels", 1},    {"seed", 9},         {"val_fraction", 0.125}};
-  if (augment) dcfg["augment"] = {{"random_crop", true}, {"padding", 2}, {"flip", true}};
-  auto data = kd::open_dataset(dcfg);
-  kd::TeacherHandle teacher;
-  teacher.run_id = "teacher";
-  teacher.model = kd::create_seeded_model("cnn_medium", data, 42);
-  teacher.model->eval();
-  teacher.val_logits = kd::predict(*teacher.model, data.val, data, 256, torch::kCPU, 1);
-  teacher.test_logits = kd::predict(*teacher.model, data.test, data, 256, torch::kCPU, 1);
+// A run of the group trained by train_group.
+struct Def {
+  std::string name, method;
+  kd::json params;
+  double lr, weight_decay, clip;
+  std::string optimizer = "sgd";
+};
 
-  struct Def {
-    std::string name, method;
-    kd::json params;
-    double lr, weight_decay, clip;
-  };
-  const std::vector<Def> defs = {
+// What train_group trains on: the student and teacher models, the images' shape, and the runs.
+struct GroupShape {
+  std::string student = "cnn_tiny", teacher = "cnn_medium";
+  int channels = 1, image_size = 16;
+  std::vector<Def> defs = {
       {"baseline", "baseline", kd::json::object(), 0.1, 5e-4, 0},
       {"kd_t2", "logit_kd", {{"temperature", 2.0}, {"alpha", 0.5}}, 0.05, 5e-4, 0},
       {"kd_t4_clip", "logit_kd", {{"temperature", 4.0}, {"alpha", 0.9}}, 0.1, 0.0, 0.5},
       {"attention", "attention", {{"beta", 100.0}}, 0.08, 1e-3, 0},
   };
+};
+
+std::map<std::string, std::vector<torch::Tensor>> train_group(const kd::TrainOptions& options,
+                                                              std::map<std::string, double>* val_top1,
+                                                              bool augment = false, const GroupShape& shape = {}) {
+  kd::json dcfg = {{"name", "synthetic"},
+                   {"num_classes", 4},
+                   {"train_size", 400},
+                   {"test_size", 64},
+                   {"image_size", shape.image_size},
+                   {"channels", shape.channels},
+                   {"seed", 9},
+                   {"val_fraction", 0.125}};
+  if (augment) dcfg["augment"] = {{"random_crop", true}, {"padding", 2}, {"flip", true}};
+  auto data = kd::open_dataset(dcfg);
+  kd::TeacherHandle teacher;
+  teacher.run_id = "teacher";
+  teacher.model = kd::create_seeded_model(shape.teacher, data, 42);
+  teacher.model->to(options.device);
+  teacher.model->eval();
+  teacher.val_logits = kd::predict(*teacher.model, data.val, data, 256, options.device, 1);
+  teacher.test_logits = kd::predict(*teacher.model, data.test, data, 256, options.device, 1);
+  const std::vector<Def>& defs = shape.defs;
   std::vector<kd::RunSpec> specs(defs.size());
   for (size_t i = 0; i < defs.size(); ++i) {
     auto& s = specs[i];
@@ -96,7 +112,7 @@ std::map<std::string, std::vector<torch::Tensor>> train_group(const kd::TrainOpt
     s.method = defs[i].method;
     s.params = kd::MethodRegistry::instance().resolve(s.method, defs[i].params, "test").all();
     s.seed = 0;
-    s.model = "cnn_tiny";
+    s.model = shape.student;
     s.recipe.epochs = 2;
     s.recipe.batch_size = 64;
     s.recipe.lr = defs[i].lr;
@@ -104,6 +120,7 @@ std::map<std::string, std::vector<torch::Tensor>> train_group(const kd::TrainOpt
     s.recipe.nesterov = true;
     s.recipe.weight_decay = defs[i].weight_decay;
     s.recipe.grad_clip = defs[i].clip;
+    s.recipe.optimizer = defs[i].optimizer;
     if (s.method != "baseline") s.teacher_ids = {"teacher"};
     kd::attach_method(s);
   }
@@ -120,8 +137,8 @@ std::map<std::string, std::vector<torch::Tensor>> train_group(const kd::TrainOpt
     EXPECT_TRUE(r.ok) << m.spec->name << " " << r.error_json;
     if (!r.ok) return;
     std::vector<torch::Tensor> state;
-    for (auto& p : r.model->parameters()) state.push_back(p.detach().clone());
-    for (auto& b : r.model->buffers()) state.push_back(b.detach().clone().to(torch::kFloat));
+    for (auto& p : r.model->parameters()) state.push_back(p.detach().to(torch::kCPU).clone());
+    for (auto& b : r.model->buffers()) state.push_back(b.detach().to(torch::kCPU, torch::kFloat).clone());
     out[m.spec->name] = state;
     (*val_top1)[m.spec->name] = r.finals["final.val.top1"];
   };
@@ -154,6 +171,91 @@ TEST(Fusion, FusedTrainingMatchesUnfusedTraining) {
   }
   // The runs really differ from one another (each kept its own hyperparameters).
   EXPECT_GT((plain.at("baseline")[0] - plain.at("kd_t2")[0]).abs().max().item<double>(), 1e-3);
+}
+
+// The largest difference between two trainings' final weights, relative to each tensor's scale, per run.
+std::map<std::string, double> drift(const std::map<std::string, std::vector<torch::Tensor>>& a,
+                                    const std::map<std::string, std::vector<torch::Tensor>>& b) {
+  std::map<std::string, double> out;
+  for (const auto& [name, tensors] : a) {
+    const auto& other = b.at(name);
+    double worst = 0;
+    for (size_t i = 0; i < tensors.size(); ++i)
+      worst = std::max(worst, (other[i] - tensors[i]).abs().max().item<double>() /
+                                  (1.0 + tensors[i].abs().max().item<double>()));
+    out[name] = worst;
+  }
+  return out;
+}
+
+// The static step (what CUDA graphs capture: device work only, its own SGD on learning-rate tensors, the
+// teacher's forward inside the step, the last smaller batch of an epoch included) trains as the laned and
+// the fused steps do, on the CPU: the graphs' math, checked where no GPU is.
+TEST(StaticStep, TrainsAsTheLanedAndFusedStepsDo) {
+  torch::set_num_threads(1);
+  std::map<std::string, double> val_plain, val_static, val_fused_static;
+  auto plain = train_group(kd::TrainOptions{}, &val_plain);
+  kd::TrainOptions st;
+  st.static_step = true;
+  auto stat = train_group(st, &val_static);
+  kd::TrainOptions fst = st;
+  fst.fuse = true;
+  auto fused_stat = train_group(fst, &val_fused_static);
+  ASSERT_EQ(stat.size(), 4u);
+  ASSERT_EQ(fused_stat.size(), 4u);
+  for (const auto& [name, d] : drift(plain, stat)) {
+    EXPECT_LT(d, 1e-5) << name << ": the static step drifted from the laned step";
+    EXPECT_NEAR(val_static.at(name), val_plain.at(name), 2.0) << name;
+  }
+  for (const auto& [name, d] : drift(plain, fused_stat))
+    EXPECT_LT(d, 1e-5) << name << ": the fused static step drifted from the laned step";
+  // A group with a run the static step cannot take (AdamW) trains eagerly, and as before.
+  GroupShape adamw;
+  adamw.defs = {{"kd_t2", "logit_kd", {{"temperature", 2.0}, {"alpha", 0.5}}, 0.05, 5e-4, 0},
+                {"kd_adamw", "logit_kd", {{"temperature", 2.0}, {"alpha", 0.5}}, 0.01, 5e-4, 0, "adamw"}};
+  auto a = train_group(st, &val_static, false, adamw);
+  auto b = train_group(kd::TrainOptions{}, &val_plain, false, adamw);
+  for (const auto& [name, d] : drift(a, b)) EXPECT_LT(d, 1e-5) << name;
+}
+
+// On a GPU (skipped with a message where there is none): CUDA graphs against the eager step, fused against
+// unfused, bf16 against fp32, for logit_kd, fitnets and attention on resnet8x4 students.
+TEST(Gpu, GraphsFusionAndBf16OnResnet8x4Students) {
+  if (!torch::cuda::is_available()) GTEST_SKIP() << "no CUDA device here: the GPU tests run in scripts/gpu-check";
+  GroupShape gpu;
+  gpu.student = "resnet8x4";
+  gpu.teacher = "resnet8";
+  gpu.channels = 3;
+  gpu.image_size = 32;
+  gpu.defs = {
+      {"kd", "logit_kd", {{"temperature", 4.0}, {"alpha", 0.9}}, 0.05, 5e-4, 0},
+      {"fitnets", "fitnets",
+       {{"mode", "one_stage"}, {"beta", 1.0}, {"student_tap", "block2"}, {"teacher_tap", "block2"}}, 0.05, 5e-4, 0},
+      {"attention", "attention", {{"beta", 100.0}}, 0.05, 5e-4, 1.0},
+  };
+  std::map<std::string, double> v_eager, v_graphs, v_fused, v_bf16;
+  kd::TrainOptions eager;
+  eager.device = torch::kCUDA;
+  kd::TrainOptions graphs = eager;
+  graphs.cuda_graphs = true;
+  kd::TrainOptions fused = graphs;
+  fused.fuse = true;
+  kd::TrainOptions bf16 = graphs;
+  bf16.bf16 = true;
+  auto e = train_group(eager, &v_eager, false, gpu);
+  auto g = train_group(graphs, &v_graphs, false, gpu);
+  auto f = train_group(fused, &v_fused, false, gpu);
+  auto h = train_group(bf16, &v_bf16, false, gpu);
+  // Tolerances: graphs replay the same kernels (cuDNN may pick other algorithms in a capture: 1e-4);
+  // fusion reassociates sums in grouped convolutions (1e-4 after 12 steps); bf16 has 8 bits of mantissa
+  // (a few percent of the weights' scale).
+  for (const auto& [name, d] : drift(e, g)) EXPECT_LT(d, 1e-4) << name << ": graphs vs eager";
+  for (const auto& [name, d] : drift(g, f)) EXPECT_LT(d, 1e-4) << name << ": fused vs unfused";
+  for (const auto& [name, d] : drift(g, h)) {
+    EXPECT_LT(d, 0.2) << name << ": bf16 vs fp32";
+    EXPECT_GT(d, 1e-5) << name << ": bf16 had no effect";
+  }
+  for (const auto& [name, v] : v_eager) EXPECT_NEAR(v_graphs.at(name), v, 2.0) << name;
 }
 
 // The GPU path's options, on the CPU: channels-last memory gives the same training (up to rounding), and
