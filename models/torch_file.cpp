@@ -669,6 +669,15 @@ std::vector<std::string> dict_keys(const Value& d) {
   return keys;
 }
 
+// Whether a dict or list holds tensors, at any depth (a few levels are enough for checkpoints).
+bool holds_tensors(const Value& v, int depth) {
+  if (depth > 8 || (v.kind != Value::Kind::Dict && v.kind != Value::Kind::List && v.kind != Value::Kind::Tuple))
+    return false;
+  for (const auto& item : v.items)
+    if (item->kind == Value::Kind::Tensor || holds_tensors(*item, depth + 1)) return true;
+  return false;
+}
+
 const Value* dict_get(const Value& d, const std::string& key) {
   for (size_t i = 0; i + 1 < d.items.size(); i += 2)
     if (d.items[i]->kind == Value::Kind::Str && d.items[i]->s == key) return d.items[i + 1].get();
@@ -786,11 +795,15 @@ StateDict read_torch_state_dict(const std::string& path, const std::string& key)
   for (size_t i = 0; i + 1 < v->items.size(); i += 2)
     if (v->items[i]->kind == K::Str && v->items[i + 1]->kind == K::Tensor)
       out.emplace_back(v->items[i]->s, v->items[i + 1]->tensor);
-  if (out.empty()) {
+  // A checkpoint (weights under "model" beside an optimizer's state...) read without "key": say which key.
+  bool nested = false;
+  for (size_t i = 1; i < v->items.size(); i += 2) nested = nested || holds_tensors(*v->items[i], 0);
+  if (out.empty() || (key.empty() && nested)) {
     std::string hint;
-    for (const char* k : {"model", "state_dict", "net", "model_state_dict"})
+    for (const char* k : {"state_dict", "net", "model_state_dict", "model"})
       if (dict_get(*v, k)) hint = " (give \"key\": \"" + std::string(k) + "\" to read the weights under it)";
-    throw DataError(path, where + " holds no tensors; its keys: " + join_names(dict_keys(*v)) + hint);
+    throw DataError(path, where + (out.empty() ? " holds no tensors" : " is a checkpoint, not a state dict") +
+                              "; its keys: " + join_names(dict_keys(*v)) + hint);
   }
   return out;
 }

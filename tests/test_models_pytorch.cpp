@@ -131,7 +131,8 @@ TEST(ModelsPytorch, RepDistillerCheckpointGivesItsLogits) {
 TEST(ModelsPytorch, KeyThatIsMissingOrNotGivenListsTheKeys) {
   const std::string path = fixtures() + "/resnet8_cifar100.pth";
   std::string e = data_error([&] { kd::read_torch_state_dict(path, ""); });
-  EXPECT_TRUE(contains(e, path + ": the saved object holds no tensors; its keys: epoch, model, best_acc, optimizer"))
+  EXPECT_TRUE(contains(e, path + ": the saved object is a checkpoint, not a state dict; its keys: epoch, model, "
+                                 "best_acc, optimizer"))
       << e;
   EXPECT_TRUE(contains(e, "give \"key\": \"model\"")) << e;
   e = data_error([&] { kd::read_torch_state_dict(path, "state_dict"); });
