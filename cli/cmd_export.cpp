@@ -64,9 +64,12 @@ int cmd_export(const std::string& run_prefix, const std::string& dir, const std:
   if (r.status != RunStatus::Done)
     throw ConfigError("RUN_ID", "run " + r.id.substr(0, 12) + " (" + r.name + ") is " + to_string(r.status) +
                                     ", not done: only finished runs have a model to export");
-  if (!has_model(r.model))
+  const json config = json::parse(r.config.empty() ? "{}" : r.config, nullptr, false);
+  const std::string obtain = config.is_object() ? config.value("obtain", std::string("train")) : "train";
+  if (!has_model(r.model) || (obtain != "train" && obtain != "checkpoint"))
     throw ConfigError("RUN_ID", "run " + r.id.substr(0, 12) + " is the teacher '" + r.name + "' loaded from " +
-                                    r.model + "; only models kdbench trained (zoo models) are exported");
+                                    r.checkpoint + " (\"obtain\": \"" + obtain +
+                                    "\"): it is a PyTorch file already; kdbench exports the models it trained");
   if (r.checkpoint.empty() || !fs::exists(r.checkpoint))
     throw DataError(r.checkpoint.empty() ? dir : r.checkpoint, "the run's checkpoint is missing");
   ModelPtr model = load_model_checkpoint(r.checkpoint);

@@ -155,8 +155,11 @@ TEST_F(CliExport, UnknownAmbiguousUnfinishedAndLoadedRunsAreRefused) {
   EXPECT_TRUE(contains(r.output, "starts 3 run ids")) << r.output;
   auto teacher = run_named("cifar", "rd");
   r = kd::test::run_command(cli("export " + teacher.id + " " + dir_ + "/cifar -o " + dir_ + "/t.pt"));
-  EXPECT_EQ(r.exit_code, 0) << r.output;  // a teacher loaded into a zoo model is a zoo model: it exports
-  EXPECT_TRUE(contains(r.output, "state dict of resnet8")) << r.output;
+  EXPECT_EQ(r.exit_code, 2) << r.output;
+  EXPECT_TRUE(contains(r.output, "is the teacher 'rd' loaded from " + teacher.checkpoint +
+                                     " (\"obtain\": \"pytorch\"): it is a PyTorch file already"))
+      << r.output;
+  EXPECT_FALSE(fs::exists(dir_ + "/t.pt"));
   r = kd::test::run_command(cli("export abc " + dir_ + "/nowhere"));
   EXPECT_EQ(r.exit_code, 3) << r.output;
   EXPECT_TRUE(contains(r.output, dir_ + "/nowhere: no results store here")) << r.output;

@@ -269,12 +269,16 @@ out = sys.argv[1]
 sys.path.insert(0, sys.argv[2])
 import kdbench_zoo
 
-def randomise(model):
+# Seeded random weights; batch-norm statistics estimated on random batches, as training estimates them on
+# data (so the logits have a trained network's scale, not thousands).
+def randomise(model, size=64):
     with torch.no_grad():
         for m in model.modules():
             if isinstance(m, torch.nn.BatchNorm2d):
-                m.weight.uniform_(0.5, 1.5); m.bias.uniform_(-0.2, 0.2)
-                m.running_mean.uniform_(-0.2, 0.2); m.running_var.uniform_(0.5, 1.5)
+                m.weight.uniform_(0.5, 1.5); m.bias.uniform_(-0.2, 0.2); m.momentum = None
+        model.train()
+        for _ in range(2):
+            model(torch.randn(8, 3, size, size))
     return model.eval()
 
 torch.manual_seed(0)
@@ -285,7 +289,7 @@ for name in ("resnet18", "resnet50"):
     torch.save(model.state_dict(), "%s/%s.pth" % (out, name))
     with torch.no_grad():
         result[name] = model(x)
-m = randomise(kdbench_zoo.create("resnet8", 10))
+m = randomise(kdbench_zoo.create("resnet8", 10), 32)
 opt = torch.optim.SGD(m.parameters(), lr=0.1, momentum=0.9)
 m.train(); m(torch.randn(2, 3, 32, 32)).sum().backward(); opt.step(); m.eval()
 extra = {"epoch": 7, "model": m.state_dict(), "optimizer": opt.state_dict(), "best_acc": numpy.float64(61.5),
