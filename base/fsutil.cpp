@@ -1,7 +1,9 @@
 #include "base/fsutil.h"
 
 #include <fcntl.h>
+#include <ftw.h>
 #include <signal.h>
+#include <sys/stat.h>
 #include <sys/statvfs.h>
 #include <unistd.h>
 
@@ -114,6 +116,18 @@ void write_text_atomically(const std::string& path, const std::string& text, con
         if (!o) throw std::runtime_error("write of " + std::to_string(text.size()) + " bytes failed");
       },
       what);
+}
+
+namespace {
+int remove_entry(const char* path, const struct stat*, int, struct FTW*) {
+  return ::remove(path) == 0 ? 0 : -1;
+}
+}  // namespace
+
+bool remove_tree(const std::string& path) {
+  struct stat st;
+  if (::lstat(path.c_str(), &st) != 0) return errno == ENOENT;
+  return ::nftw(path.c_str(), remove_entry, 16, FTW_DEPTH | FTW_PHYS) == 0;
 }
 
 void remove_stale_temporaries(const std::string& dir) {

@@ -226,7 +226,7 @@ void remove_stale(const std::string& dir) {
     if (at == std::string::npos || !it->is_directory()) continue;
     char* stop = nullptr;
     const long pid = std::strtol(name.c_str() + at + 5, &stop, 10);
-    if (stop && *stop == '\0' && pid != ::getpid() && !process_alive(pid)) fs::remove_all(it->path(), ec);
+    if (stop && *stop == '\0' && pid != ::getpid() && !process_alive(pid)) remove_tree(it->path().string());
   }
 }
 
@@ -344,17 +344,15 @@ FetchResult fetch_dataset(const DataArchive& a, const std::string& dir, const Fe
   }
   const fs::path unpack_dir = fs::path(dir) / (a.folder + ".unpack" + tmp_suffix);
   try {
-    fs::remove_all(unpack_dir);
+    remove_tree(unpack_dir.string());
     unpack(archive.string(), unpack_dir.string());
     std::string why;
     if (!intact(a, unpack_dir / a.folder, &why)) throw DataError(archive.string(), "unpacked, but " + why);
-    std::error_code ec;
-    fs::remove_all(folder, ec);  // an incomplete copy from before
+    remove_tree(folder.string());  // an incomplete copy from before
     fs::rename(unpack_dir / a.folder, folder);
-    fs::remove_all(unpack_dir, ec);
+    remove_tree(unpack_dir.string());
   } catch (...) {
-    std::error_code ec;
-    fs::remove_all(unpack_dir, ec);
+    remove_tree(unpack_dir.string());
     throw;
   }
   if (!o.quiet) log::info("{} unpacked into {}", a.dataset, r.root);

@@ -78,10 +78,7 @@ void export_aoti_package(TapModel& model, const std::string& out, const AotiExpo
   const fs::path work = fs::temp_directory_path() / ("kdbench-export-" + std::to_string(::getpid()) + "-" +
                                                      std::to_string(reinterpret_cast<uintptr_t>(&model)));
   fs::create_directories(work);
-  auto cleanup = [&] {
-    std::error_code ec;
-    fs::remove_all(work, ec);
-  };
+  auto cleanup = [&] { remove_tree(work.string()); };
   try {
     {
       std::ofstream zoo(work / "kdbench_zoo.py");

@@ -232,7 +232,9 @@ with torch.no_grad():
   int done = 0;
   for (auto& run : store.runs()) {
     done += run.status == kd::RunStatus::Done;
-    if (run.name == "c") EXPECT_EQ(run.model, "export:" + pkg);
+    if (run.name == "c") {
+      EXPECT_EQ(run.model, "export:" + pkg);
+    }
   }
   EXPECT_EQ(done, 3);
 }

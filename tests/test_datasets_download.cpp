@@ -18,6 +18,7 @@
 #include <thread>
 
 #include "base/errors.h"
+#include "base/fsutil.h"
 #include "datasets/dataset.h"
 #include "datasets/download.h"
 #include "test_util.h"
@@ -193,6 +194,9 @@ pid_t DataDownload::pid_ = -1;
 
 TEST_F(DataDownload, Cifar10DownloadsUnpacksOpensAndIsNotFetchedTwice) {
   const std::string dir = kd::test::make_temp_dir("cifar10");
+  // What a download and an unpacking killed half-way (by a process that is gone) left: removed.
+  kd::test::write_file(dir + "/cifar-10-binary.tar.gz.tmp.999999999", "partial");
+  kd::test::write_file(dir + "/cifar-10-batches-bin.unpack.tmp.999999999/cifar-10-batches-bin/test_batch.bin", "x");
   auto r = data("cifar10 " + dir + " --url-base " + base_ + "/full --sha256 " + cifar_sha_);
   ASSERT_EQ(r.exit_code, 0) << r.output;
   const json block = {{"name", "cifar10"}, {"root", dir + "/cifar-10-batches-bin"}};
@@ -221,7 +225,7 @@ TEST_F(DataDownload, Cifar10DownloadsUnpacksOpensAndIsNotFetchedTwice) {
   EXPECT_EQ(requests_for("/full/cifar-10-binary.tar.gz"), 1);
 
   // An archive that does not match (a corrupt earlier download) is fetched again.
-  fs::remove_all(dir + "/cifar-10-batches-bin");
+  kd::remove_tree(dir + "/cifar-10-batches-bin");
   kd::test::write_file(dir + "/cifar-10-binary.tar.gz", "garbage");
   r = data("cifar10 " + dir + " --url-base " + base_ + "/full --sha256 " + cifar_sha_);
   ASSERT_EQ(r.exit_code, 0) << r.output;
