@@ -221,24 +221,16 @@ ModelPtr load_model_checkpoint(const std::string& path) {
 
 // ---------------------------------------------------------------------------------- compiled teachers
 
-namespace {
-
-// The keys of a dict output from the package's output spec (a pytree TreeSpec serialised as JSON:
-// [version, {"type": "builtins.dict", "context": "[\"logits\", ...]", ...}]); empty for other outputs.
-std::vector<std::string> output_dict_keys(const std::string& spec, const std::string& path) {
+std::vector<std::string> exported_output_keys(const std::string& spec, const std::string& path) {
   std::vector<std::string> keys;
-  json j;
-  try {
-    j = json::parse(spec);
-  } catch (const std::exception&) {
-    throw DataError(path, "the package's output spec is not JSON");
-  }
+  json j = json::parse(spec, nullptr, false);
+  if (j.is_discarded()) throw DataError(path, "the package's output spec is not JSON");
   if (!j.is_array() || j.size() < 2 || !j[1].is_object()) return keys;
   const json& root = j[1];
-  const std::string type = root.value("type", std::string());
-  if (type != "builtins.dict" && type != "collections.OrderedDict") return keys;
-  json ctx = root.contains("context") && root["context"].is_string() ? json::parse(root["context"].get<std::string>())
-                                                                     : json();
+  const json type = root.value("type", json());
+  if (!type.is_string() || (type != "builtins.dict" && type != "collections.OrderedDict")) return keys;
+  const json context = root.value("context", json());
+  const json ctx = context.is_string() ? json::parse(context.get<std::string>(), nullptr, false) : json();
   if (!ctx.is_array()) throw DataError(path, "the package returns a dict whose keys are not strings");
   for (const auto& k : ctx) {
     if (!k.is_string()) throw DataError(path, "the package returns a dict whose keys are not strings");
@@ -249,6 +241,8 @@ std::vector<std::string> output_dict_keys(const std::string& spec, const std::st
       throw DataError(path, "the package returns a dict of nested containers; return a flat dict of tensors");
   return keys;
 }
+
+namespace {
 
 std::string flat_name(std::string name) {
   std::replace(name.begin(), name.end(), '.', '_');
@@ -264,7 +258,7 @@ class ExportedModel : public TapModel {
       const std::string key = meta.count("AOTI_DEVICE_KEY") ? meta["AOTI_DEVICE_KEY"] : "cpu";
       device_ = torch::Device(key == "cuda" ? torch::kCUDA : torch::kCPU);
       auto spec = loader_->get_call_spec();
-      if (spec.size() == 2) dict_keys_ = output_dict_keys(spec[1], path);
+      if (spec.size() == 2) dict_keys_ = exported_output_keys(spec[1], path);
       auto* runner = loader_->get_runner();
       auto fqns = runner->getConstantNamesToOriginalFQNs();
       for (const auto& [name, t] : runner->extract_constants_map(/*use_inactive=*/false)) {

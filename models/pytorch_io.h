@@ -55,4 +55,10 @@ ModelPtr load_model_checkpoint(const std::string& path);
 // its weights are constants of the compiled code (count_parameters sees them as buffers).
 ModelPtr load_exported_model(const std::string& path, const std::vector<std::string>& tap_outputs);
 
+// The keys of a package's dict output, in output order, from its output spec (the pytree TreeSpec that
+// torch.utils._pytree.treespec_dumps writes: [1, {"type": "builtins.dict", "context": "[\"logits\", ...]",
+// "children_spec": [...]}]); empty when it returns a tensor, a tuple or a list. Throws DataError naming
+// `path` for a dict of nested containers or non-string keys.
+std::vector<std::string> exported_output_keys(const std::string& out_spec, const std::string& path);
+
 }  // namespace kd

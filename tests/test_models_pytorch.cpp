@@ -253,6 +253,34 @@ TEST(ModelsPytorch, CheckpointReopensAsItsModel) {
   EXPECT_TRUE(torch::equal(m->forward(x), back->forward(x)));
 }
 
+// A compiled teacher's outputs are named from the package's output spec. The specs below are what torch
+// 2.11's torch.utils._pytree.treespec_dumps writes (and AOTInductor stores) for a module returning a tensor,
+// a tuple, a list and a dict; a package that returns a dict is compiled and run in test_cli_export.cpp.
+TEST(ModelsPytorch, ExportedOutputsAreNamedFromTheOutputSpec) {
+  const std::string leaf = R"({"type": null, "context": null, "children_spec": []})";
+  EXPECT_TRUE(kd::exported_output_keys("[1, " + leaf + "]", "t.pt2").empty());
+  EXPECT_TRUE(kd::exported_output_keys(R"([1, {"type": "builtins.tuple", "context": "null", "children_spec": [)" +
+                                           leaf + ", " + leaf + "]}]",
+                                       "t.pt2")
+                  .empty());
+  EXPECT_TRUE(kd::exported_output_keys(
+                  R"([1, {"type": "builtins.list", "context": "null", "children_spec": [)" + leaf + "]}]", "t.pt2")
+                  .empty());
+  EXPECT_EQ(kd::exported_output_keys(R"([1, {"type": "builtins.dict", "context": "[\"logits\", \"block1\"]", )"
+                                     R"("children_spec": [)" +
+                                         leaf + ", " + leaf + "]}]",
+                                     "t.pt2"),
+            (std::vector<std::string>{"logits", "block1"}));
+  std::string e = data_error([&] {
+    kd::exported_output_keys(R"([1, {"type": "builtins.dict", "context": "[\"a\"]", "children_spec": [)"
+                             R"({"type": "builtins.tuple", "context": "null", "children_spec": []}]}])",
+                             "t.pt2");
+  });
+  EXPECT_TRUE(contains(e, "t.pt2: the package returns a dict of nested containers")) << e;
+  e = data_error([&] { kd::exported_output_keys("not json", "t.pt2"); });
+  EXPECT_TRUE(contains(e, "t.pt2: the package's output spec is not JSON")) << e;
+}
+
 // ---- with Python (the venv's torch and torchvision) ---------------------------------------------
 
 // One Python run makes: torchvision ResNet-18 and ResNet-50 with seeded random weights and batch-norm
