@@ -564,14 +564,16 @@ void materialise(const Unpickler& u, const std::string& path) {
   for (const auto& t : u.tensors()) {
     const auto& s = *t->storage;
     if (!s.data.defined()) throw DataError(path, "storage '" + s.key + "' is missing");
-    int64_t last = t->offset;
-    bool empty = false;
+    int64_t last = t->offset;  // the last element's index in the storage
+    bool empty = false, overflow = false;
     for (size_t d = 0; d < t->size.size(); ++d) {
       if (t->size[d] < 0 || t->stride[d] < 0) throw DataError(path, "a tensor with a negative size or stride");
       if (t->size[d] == 0) empty = true;
-      last += (t->size[d] - 1) * t->stride[d];
+      int64_t span = 0;
+      overflow = overflow || __builtin_mul_overflow(t->size[d] - 1, t->stride[d], &span) ||
+                 __builtin_add_overflow(last, span, &last);
     }
-    if (!empty && (t->offset < 0 || last >= s.numel))
+    if (!empty && (overflow || t->offset < 0 || last >= s.numel))
       throw DataError(path, "a tensor reaches past the end of storage '" + s.key + "'");
     t->tensor = empty ? torch::empty(t->size, torch::TensorOptions().dtype(s.dtype))
                       : s.data.as_strided(t->size, t->stride, t->offset);
