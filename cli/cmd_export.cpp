@@ -115,7 +115,7 @@ struct ExportArgs {
 }  // namespace kd::cli
 
 KD_REGISTER_COMMAND(
-    "export", "Write a finished run's model for PyTorch: a state dict, or a torch.export package (.pt2)", 35,
+    "export", "Write a finished run's model for PyTorch: a state dict, or a torch.export package (.pt2)", 45,
     [](CLI::App& sub) -> kd::cli::CommandRun {
       auto a = std::make_shared<kd::cli::ExportArgs>();
       sub.add_option("run", a->run, "Run id or a unique prefix of it (`kdbench runs DIR` lists them)")->required();
