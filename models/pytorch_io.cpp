@@ -265,10 +265,12 @@ class ExportedModel : public TapModel {
         const std::string fqn = fqns.count(name) && !fqns[name].empty() ? fqns[name] : name;
         const bool buffer =
             ends_with(fqn, "running_mean") || ends_with(fqn, "running_var") || ends_with(fqn, "num_batches_tracked");
+        // Copies, so that nothing done to the wrapper's tensors (to_channels_last's set_data) can reach the
+        // constants the compiled code reads.
         if (buffer) {
-          register_buffer(flat_name(fqn), t);
+          register_buffer(flat_name(fqn), t.detach().clone());
         } else {
-          register_parameter(flat_name(fqn), t, /*requires_grad=*/false);
+          register_parameter(flat_name(fqn), t.detach().clone(), /*requires_grad=*/false);
         }
       }
     } catch (const DataError&) {

@@ -52,7 +52,8 @@ ModelPtr load_model_checkpoint(const std::string& path);
 // named by `tap_outputs` in order; a dict names its own (its keys, read from the package's output
 // spec), and `tap_outputs` lists the ones expected. "logits" must be among them. The package runs on the
 // device it was compiled for (cpu or cuda): moving the model elsewhere throws DataError. It is frozen:
-// its weights are constants of the compiled code (count_parameters sees them as buffers).
+// its weights are constants of the compiled code; the wrapper holds copies of them (batch-norm statistics
+// as buffers, the rest as parameters) so that count_parameters sees them.
 ModelPtr load_exported_model(const std::string& path, const std::vector<std::string>& tap_outputs);
 
 // The keys of a package's dict output, in output order, from its output spec (the pytree TreeSpec that
