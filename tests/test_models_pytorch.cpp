@@ -254,6 +254,69 @@ TEST(ModelsPytorch, CheckpointReopensAsItsModel) {
   EXPECT_TRUE(torch::equal(m->forward(x), back->forward(x)));
 }
 
+// kdbench's zoo in Python (python/kdbench_zoo.py: what `kdbench export --format export` rebuilds a student
+// with, and what users can load exported state dicts into) computes what the C++ zoo computes: for one
+// model of every family, the state dict written by kdbench loads strictly and gives the same logits and
+// the same taps (under kdbench's names).
+TEST(ModelsPytorch, PythonZooGivesTheCppZoosLogitsAndTaps) {
+  const std::string dir = kd::test::make_temp_dir("pyzoo");
+  struct Case {
+    const char* name;
+    int channels, size;
+  };
+  const std::vector<Case> cases{{"cnn_large", 1, 28},    {"resnet8x4", 3, 32},   {"wrn_16_2", 3, 32},
+                                {"vgg8", 3, 32},         {"vgg11", 3, 64},       {"mobilenetv2", 3, 32},
+                                {"shufflenetv1", 3, 32}, {"shufflenetv2", 3, 32}};
+  std::map<std::string, kd::TapMap> want;
+  torch::manual_seed(0);
+  for (const auto& c : cases) {
+    auto m = kd::create_model({c.name, 10, c.channels, c.size});
+    {  // batch-norm statistics away from their initial values
+      torch::NoGradGuard ng;
+      m->train();
+      for (int i = 0; i < 2; ++i) m->forward(torch::randn({4, c.channels, c.size, c.size}) * 2 + 0.5);
+    }
+    m->eval();
+    kd::write_torch_state_dict(kd::model_state_dict(*m), dir + "/" + c.name + ".pt");
+    torch::NoGradGuard ng;
+    m->forward_taps(sine_input({2, c.channels, c.size, c.size}), &want[c.name]);
+  }
+  kd::test::write_file(dir + "/run.py", R"PY(
+import sys, torch
+sys.path.insert(0, sys.argv[1])
+import kdbench_zoo
+out = {}
+for spec in sys.argv[3:]:
+    name, channels, size = spec.split(":")
+    channels, size = int(channels), int(size)
+    m = kdbench_zoo.create(name, 10, in_channels=channels, taps=True)
+    m.load_state_dict(torch.load("%s/%s.pt" % (sys.argv[2], name)), strict=True)
+    x = torch.sin(0.37 * torch.arange(2 * channels * size * size, dtype=torch.float32)).view(2, channels, size, size)
+    with torch.no_grad():
+        for tap, t in m.eval()(x).items():
+            out[name + "/" + tap] = t
+torch.save(out, sys.argv[2] + "/python.pt")
+)PY");
+  std::string args;
+  for (const auto& c : cases)
+    args += std::string(" ") + c.name + ":" + std::to_string(c.channels) + ":" + std::to_string(c.size);
+  auto r = kd::test::run_command(std::string(KDBENCH_PYTHON) + " " + dir + "/run.py " + kd::test::source_dir() +
+                                 "/python " + dir + args);
+  ASSERT_EQ(r.exit_code, 0) << r.output;
+  std::map<std::string, torch::Tensor> got;
+  for (auto& [k, t] : kd::read_torch_state_dict(dir + "/python.pt", "")) got[k] = t;
+  for (const auto& c : cases) {
+    SCOPED_TRACE(c.name);
+    ASSERT_FALSE(want[c.name].empty());
+    for (const auto& [tap, t] : want[c.name]) {
+      const std::string key = std::string(c.name) + "/" + tap;
+      ASSERT_TRUE(got.count(key)) << key;
+      ASSERT_EQ(got[key].sizes(), t.sizes()) << key;
+      EXPECT_LT((got[key] - t).abs().max().item<double>(), 1e-4) << key;
+    }
+  }
+}
+
 // A compiled teacher's outputs are named from the package's output spec. The specs below are what torch
 // 2.11's torch.utils._pytree.treespec_dumps writes (and AOTInductor stores) for a module returning a tensor,
 // a tuple, a list and a dict; a package that returns a dict is compiled and run in test_cli_export.cpp.
