@@ -26,6 +26,12 @@ std::string this_host();
 // std::runtime_error naming the file if it cannot be read.
 std::string file_digest(const std::string& path);
 
+// Removes `path` and everything under it (nothing if it does not exist); never follows symbolic links.
+// Use it instead of std::filesystem::remove_all: libtorch.so exports its own copy of remove_all, which the
+// dynamic linker binds in its place and which crashes on a non-empty folder (a call through a null pointer).
+// Returns false (and leaves what it could not remove) on an error.
+bool remove_tree(const std::string& path);
+
 // Whether process `pid` on this host is running (a zombie, killed but not reaped, is not).
 bool process_alive(long pid);
 

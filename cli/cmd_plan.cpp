@@ -40,7 +40,8 @@ int cmd_plan(const std::string& config, const std::string& output, const std::st
     std::string s = status.count(r.id) ? status[r.id] : "new";
     done += s == "done";
     std::cout << fmt::format("{:<12} {:<9} {:<8} {:<14} {:<12} {:>4}  {}\n", r.id.substr(0, 12), to_string(r.role), s,
-                             r.name, r.model.empty() ? "torchscript" : r.model, r.seed, r.setting.dump());
+                             r.name, r.model.empty() && r.teacher ? r.teacher->obtain : r.model, r.seed,
+                             r.setting.dump());
   }
   std::cout << fmt::format("{} of {} runs done\n", done, plan.runs.size());
   return 0;

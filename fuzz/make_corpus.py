@@ -98,5 +98,26 @@ for name, cfg in small.items():
     text = json.dumps(cfg, indent=1).encode() if cfg is not None else b'{"name": "x",\n "seeds": [1, 2,]}'
     put("fuzz_config", name, text)
 
+# ---- torch.save files (teachers' state dicts): the zip and the legacy format, a checkpoint with the weights
+# under "model", and a legacy file whose tensor is a strided view. (A zip file records a random
+# serialization id, so these bytes differ from run to run.)
+import torch  # noqa: E402
+
+torch.manual_seed(0)
+_sd = torch.nn.Sequential(torch.nn.Conv2d(1, 2, 1), torch.nn.BatchNorm2d(2)).state_dict()
+for _name, _obj, _zip in (("zip_state_dict.pt", _sd, True), ("legacy_state_dict.pt", _sd, False),
+                          ("zip_checkpoint.pt", {"epoch": 3, "model": _sd, "acc": 1.5}, True),
+                          ("legacy_view.pt", {"model": {"w": torch.arange(6.).view(2, 3)[:, 1:]}}, False)):
+    _buf = io.BytesIO()
+    torch.save(_obj, _buf, _use_new_zipfile_serialization=_zip)
+    put("fuzz_torch_file", _name, _buf.getvalue())
+put("fuzz_config", "pytorch-teachers.json", json.dumps({
+    "name": "pt", "dataset": {"name": "synthetic"}, "student": "cnn_tiny", "seeds": [0],
+    "teachers": {"rd": {"model": "resnet8", "obtain": "pytorch", "file": "a.pth", "key": "model",
+                        "name_map": {"rename": {"head.weight": "fc.weight"}, "prefix": {"module.": "", "aux.": None}}},
+                 "c": {"obtain": "export", "file": "t.pt2", "taps": ["logits", "block2"]}},
+    "methods": [{"method": "logit_kd", "teachers": ["rd"]}, {"method": "attention", "teachers": ["c"]}]},
+    indent=1).encode())
+
 total = sum(p.stat().st_size for p in corpus.rglob("*") if p.is_file())
 print(f"corpus: {sum(1 for p in corpus.rglob('*') if p.is_file())} files, {total} bytes")

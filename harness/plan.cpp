@@ -54,17 +54,30 @@ TeacherSpec parse_teacher(const std::string& name, const json& j, const std::str
   TeacherSpec t;
   t.name = name;
   ObjectReader rd(j, path);
-  t.obtain = rd.string("obtain", std::string("train"), {"train", "checkpoint", "torchscript"});
-  if (t.obtain == "torchscript") {
+  t.obtain = rd.string("obtain", std::string("train"), {"train", "checkpoint", "pytorch", "torchscript", "export"});
+  if (t.is_compiled()) {
     t.file = rd.string("file", std::nullopt);
     t.taps = rd.strings("taps", std::vector<std::string>{"logits"});
     if (std::find(t.taps.begin(), t.taps.end(), "logits") == t.taps.end())
       throw ConfigError(rd.path("taps"), "must name the output that holds the logits (\"logits\")");
     t.model = rd.string("model", std::string(""));
+    if (!t.model.empty()) check_model(t.model, rd.path("model"));
   } else {
     t.model = rd.string("model", std::nullopt);
     check_model(t.model, rd.path("model"));
-    if (t.obtain == "checkpoint") t.file = rd.string("file", std::nullopt);
+    if (t.obtain == "checkpoint" || t.obtain == "pytorch") t.file = rd.string("file", std::nullopt);
+    if (t.obtain == "pytorch") {
+      t.key = rd.string("key", std::string(""));
+      if (rd.has("name_map")) {
+        const json& m = rd.raw("name_map");
+        // Inline, or the path of a JSON file holding the map.
+        if (m.is_string()) {
+          t.name_map = NameMap::from_json(load_json_file(m.get<std::string>()), m.get<std::string>());
+        } else {
+          t.name_map = NameMap::from_json(m, rd.path("name_map"));
+        }
+      }
+    }
   }
   t.recipe = rd.has("recipe") ? parse_recipe(rd.raw("recipe"), rd.path("recipe"), base) : base;
   t.seed = rd.integer("seed", 0, 0, INT32_MAX);
@@ -289,6 +302,10 @@ class Planner {
     } else {
       r.config["file"] = t.file;
       r.config["taps"] = t.taps;
+      if (t.obtain == "pytorch") {
+        r.config["key"] = t.key;
+        if (!t.name_map.empty()) r.config["name_map"] = t.name_map.to_json();
+      }
     }
     r.id = content_hash(r.config);
     teacher_id_[t.name] = r.id;
@@ -410,7 +427,7 @@ RunRecord make_run_record(const RunSpec& r, const std::string& sweep_id) {
   rec.reference = r.reference;
   rec.setting = r.setting.dump();
   rec.seed = r.seed;
-  rec.model = r.model.empty() && r.teacher ? "torchscript:" + r.teacher->file : r.model;
+  rec.model = r.model.empty() && r.teacher ? r.teacher->obtain + ":" + r.teacher->file : r.model;
   rec.teachers = json(r.teacher_ids).dump();
   rec.config = r.config.dump();
   return rec;

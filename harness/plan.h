@@ -9,6 +9,7 @@
 
 #include "harness/recipe.h"
 #include "methods/method.h"
+#include "models/pytorch_io.h"
 #include "store/store.h"
 
 namespace kd {
@@ -16,12 +17,16 @@ namespace kd {
 // A teacher named in the config, and how it is obtained.
 struct TeacherSpec {
   std::string name;
-  std::string model;              // zoo name ("" for torchscript)
-  std::string obtain = "train";   // train | checkpoint | torchscript
-  std::string file;               // checkpoint / TorchScript file
-  std::vector<std::string> taps;  // torchscript: names of its outputs
+  std::string model;              // zoo name ("" allowed for torchscript and export)
+  std::string obtain = "train";   // train | checkpoint | pytorch | torchscript | export
+  std::string file;               // checkpoint, torch.save, TorchScript or .pt2 file
+  std::vector<std::string> taps;  // torchscript, export: names of its outputs
+  std::string key;                // pytorch: where the state dict is in the saved object ("" = the object)
+  NameMap name_map;               // pytorch: the file's tensor names -> the zoo model's
   Recipe recipe;                  // train: its recipe
   int64_t seed = 0;               // train: its seed (one teacher per sweep, shared by every run)
+  // A model the zoo does not build, run as compiled (TorchScript or an AOTInductor package).
+  bool is_compiled() const { return obtain == "torchscript" || obtain == "export"; }
 };
 
 // One entry of "methods": a method, its fixed params and a grid over some of them.

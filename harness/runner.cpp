@@ -21,6 +21,7 @@
 #include "git_commit.h"  // generated at build time (cmake/git_commit.cmake)
 #include "harness/distributed.h"
 #include "harness/progress.h"
+#include "harness/teacher_source.h"
 #include "harness/trainer.h"
 #include "store/store.h"
 #include "store/sweep_layout.h"
@@ -371,8 +372,8 @@ class SweepRun {
     if (!spec || !rec || rec->status != RunStatus::Done) return nullptr;
     auto h = std::make_unique<TeacherHandle>();
     h->run_id = id;
-    if (spec->teacher && spec->teacher->obtain == "torchscript") {
-      h->model = load_torchscript_model(spec->teacher->file, spec->teacher->taps);
+    if (spec->teacher && spec->teacher->obtain != "train") {
+      h->model = load_teacher_model(*spec->teacher, data_);
     } else {
       if (spec->role == RunRole::Teacher) check_cached_teacher(rec->checkpoint);
       h->model = create_seeded_model(spec->model, data_, spec->seed);
@@ -463,12 +464,8 @@ class SweepRun {
     std::map<std::string, double> finals;
     json meta_finals;
     const TeacherSpec& t = *r.teacher;
-    if (t.obtain == "torchscript") {
-      h->model = load_torchscript_model(t.file, t.taps);
-      rec.checkpoint = fs::absolute(t.file).string();
-    } else if (t.obtain == "checkpoint") {
-      h->model = create_seeded_model(t.model, data_, 0);
-      load_model(*h->model, t.file);
+    if (t.obtain != "train") {
+      h->model = load_teacher_model(t, data_);
       rec.checkpoint = fs::absolute(t.file).string();
     } else {
       std::string cached = teacher_cache_path(r.id);
