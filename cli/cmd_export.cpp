@@ -59,8 +59,8 @@ RunRecord find_run(ResultsStore& store, const std::string& prefix, const std::st
 int cmd_export(const std::string& run_prefix, const std::string& dir, const std::string& out_arg,
                const std::string& format, int image_size, bool taps, const std::string& device,
                const std::string& python) {
-  SqliteStore store(store_path_in(dir), /*read_only=*/true);
-  RunRecord r = find_run(store, run_prefix, dir);
+  auto store = open_store(store_location_of(dir), /*read_only=*/true);
+  RunRecord r = find_run(*store, run_prefix, dir);
   if (r.status != RunStatus::Done)
     throw ConfigError("RUN_ID", "run " + r.id.substr(0, 12) + " (" + r.name + ") is " + to_string(r.status) +
                                     ", not done: only finished runs have a model to export");
