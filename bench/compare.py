@@ -133,13 +133,16 @@ def main():
     work = tempfile.mkdtemp(prefix="kdbench-bench-")
     py = sys.executable
     th = str(a.threads)
+    # The Fashion-MNIST files where kdbench reads them too (KDBENCH_DATA_DIR, else Debian's package).
+    root = os.path.join(os.environ["KDBENCH_DATA_DIR"], "fashion-mnist") if os.environ.get("KDBENCH_DATA_DIR") \
+        else "/usr/share/datasets/fashion-mnist"
 
     def naive(name, runs, *extra):
         out = os.path.join(work, name + ".json")
         spec = ",".join(f"{t}:{al}:{s}" for t, al, s in runs)
         dt = run([py, a.naive, "--runs", spec, "--epochs", str(st.epochs), "--train", str(st.images_per_epoch),
                   "--val", str(st.n_val), "--lr", str(st.recipe["lr"]), "--batch", str(st.recipe["batch_size"]),
-                  "--threads", th, "--device", a.device, "--out", out, *extra])
+                  "--threads", th, "--device", a.device, "--root", root, "--out", out, *extra])
         return dt, json.load(open(out))
 
     try:
@@ -150,7 +153,7 @@ def main():
         run([a.kdbench, "sweep", kdbench_config(work, "warmup", st.grid(st.seeds[:1])[:2], st, a.threads,
                                                 device=a.device)])
         run([py, a.naive, "--runs", "4:0.9:0", "--epochs", "1", "--train", "2000", "--threads", th, "--no-eval",
-             "--device", a.device, "--out", os.path.join(work, "warm.json")])
+             "--device", a.device, "--root", root, "--out", os.path.join(work, "warm.json")])
 
         # 1. The grid through kdbench, 2. the same grid through the naive loop (whole commands).
         t_kd = run([a.kdbench, "sweep", kdbench_config(work, "grid", full, st, a.threads, device=a.device)])
