@@ -19,6 +19,9 @@
 //   3. the connector is RepDistiller's ConvReg + BN without ReLU, chosen by shape as above;
 //   4. layers: RepDistiller's preact feat[1:-1] (3 stage outputs for ResNet/WRN/ShuffleNet, 4 for VGG/MobileNetV2;
 //      for WRN the preact features are the next stage's BN outputs, the zoo's preact_blockK).
+//   5. the init stage trains every student parameter upstream of the last tap; for a WRN student that includes
+//      the final BN (whose output is preact_block3), which RepDistiller's get_feat_modules() leaves out of the
+//      init optimizer (so there it gets gradients but is not stepped).
 //   beta weighs the init-stage term (1 in the reference); it has no role in the main stage.
 #include "base/errors.h"
 #include "methods/feature_losses.h"

@@ -84,8 +84,11 @@ void load_state(torch::nn::Module& m, const json& sd, const std::string& prefix 
     mine[name].copy_(t);
     seen.insert(name);
   }
-  for (const auto& [name, t] : mine)
-    if (name.rfind(prefix, 0) == 0) EXPECT_TRUE(seen.count(name)) << "'" << name << "' is not in the reference module";
+  for (const auto& [name, t] : mine) {
+    if (name.rfind(prefix, 0) == 0) {
+      EXPECT_TRUE(seen.count(name)) << "'" << name << "' is not in the reference module";
+    }
+  }
 }
 
 torch::Tensor named(torch::nn::Module& m, const std::string& name) {
@@ -312,8 +315,11 @@ TEST(ReferencePart2, FTMatchesRepDistillerParaphraserTranslatorAndFactorTransfer
   expect_close(ft.value.item<double>(), j["outputs"]["main"]["loss"].get<double>(), "factor transfer loss");
   ft.value.backward();
   expect_close(s.grad(), T(j["grad"]["main"]["f_s"]), "d loss / d f_s");
-  for (auto& p : m->module()->named_parameters())
-    if (p.key().rfind("paraphraser.", 0) == 0) EXPECT_FALSE(p.value().grad().defined()) << p.key() << " is frozen";
+  for (auto& p : m->module()->named_parameters()) {
+    if (p.key().rfind("paraphraser.", 0) == 0) {
+      EXPECT_FALSE(p.value().grad().defined()) << p.key() << " is frozen";
+    }
+  }
 }
 
 TEST(ReferencePart2, FTFactorLossPoolsTheLargerFactorAndTakesP2) {
@@ -370,6 +376,7 @@ TEST(ReferencePart2, CRDMethodUpdatesExactlyTheBatchRowsWithMomentum) {
   const int64_t n = 20, B = 4;
   auto labels_all = torch::arange(n, torch::kLong) % 4;
   Batch b({{"pool", torch::randn({B, 6})}}, {{"pool", torch::randn({B, 10})}});
+  b.student["logits"] = torch::zeros({B, 4});
   b.indices = torch::tensor({3, 6, 9, 12}, torch::kLong);
   b.labels = labels_all.index_select(0, b.indices);
   auto ctx = b.context();
