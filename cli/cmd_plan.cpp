@@ -47,6 +47,11 @@ int cmd_plan(const std::string& config, const std::string& output) {
     return footprints[key];
   };
   auto mib = [](int64_t bytes) { return static_cast<double>(bytes) / (1024.0 * 1024.0); };
+  auto size = [](int64_t bytes) {
+    if (bytes < 1024) return fmt::format("{} B", bytes);
+    if (bytes < 1024 * 1024) return fmt::format("{:.1f} KiB", static_cast<double>(bytes) / 1024.0);
+    return fmt::format("{:.1f} MiB", static_cast<double>(bytes) / (1024.0 * 1024.0));
+  };
   int done = 0;
   int64_t total_bytes = 0, largest = 0;
   std::string largest_run;
@@ -60,7 +65,7 @@ int cmd_plan(const std::string& config, const std::string& output) {
     std::string params = "-", buffers = "-";
     if (auto f = footprint_of(r)) {
       params = std::to_string(f->parameters);
-      buffers = fmt::format("{:.1f} MiB", mib(f->buffer_bytes));
+      buffers = size(f->buffer_bytes);
       total_bytes += f->bytes;
       if (f->bytes > largest) {
         largest = f->bytes;

@@ -157,11 +157,15 @@ TEST(ModelsZoo, PreactTapsNameTheirBatchNorm) {
       kd::TapMap after;
       m->forward_taps(x, &after);
       bn->bias.sub_(1.0);
-      EXPECT_TRUE(torch::allclose(after.at(tap) - before.at(tap), torch::ones_like(before.at(tap)), 1e-4, 1e-4))
+      // float32 rounding of large activations (deep ResNets) scales with their magnitude
+      const double tol = 1e-4 + 1e-6 * before.at(tap).abs().max().item<double>();
+      EXPECT_LE((after.at(tap) - before.at(tap) - 1).abs().max().item<double>(), tol)
           << tap << " is not " << norm << "'s output (or a sum it enters linearly)";
       ++named;
     }
-    if (name != "shufflenetv2") EXPECT_GE(named, 3);
+    if (name != "shufflenetv2") {
+      EXPECT_GE(named, 3);
+    }
   }
 }
 
