@@ -725,6 +725,38 @@ TEST(ReferencePart2, ExtraParametersAreTheReferenceModulesParameters) {
   }
 }
 
+// What `kdbench loss` gives a method: tap shapes, train_size = max(indices) + 1, the class count from the logits; no
+// training labels, no teacher modules. Every part-2 method prepares from that and computes every stage, finite.
+TEST(ReferencePart2, PreparesFromTapShapesAlone) {
+  torch::manual_seed(0);
+  auto net_taps = [](int64_t w) {
+    TapMap t;
+    t["stem"] = torch::randn({4, w, 8, 8});
+    t["preact_block1"] = torch::randn({4, w, 8, 8});
+    t["preact_block2"] = torch::randn({4, 2 * w, 4, 4});
+    t["preact_block3"] = torch::randn({4, 2 * w, 2, 2});
+    for (const char* k : {"1", "2", "3"}) t[std::string("block") + k] = t[std::string("preact_block") + k].relu();
+    t["pool"] = t["block3"].mean({2, 3});
+    return t;
+  };
+  for (const char* name : {"vid", "ab", "fsp", "ft", "crd", "reviewkd", "ofd"}) {
+    SCOPED_TRACE(name);
+    Batch b(net_taps(3), net_taps(std::string(name) == "fsp" ? 3 : 5));
+    for (auto& [k, v] : b.student) v.requires_grad_(true);
+    auto ctx = b.context();
+    ctx.train_size = b.indices.max().item<int64_t>() + 1;
+    auto m = make(name, std::string(name) == "crd" ? json{{"feat_dim", 16}} : json::object());
+    ASSERT_NO_THROW(m->prepare(ctx));
+    for (int stage = 0; stage < static_cast<int>(m->stages().size()); ++stage) {
+      auto terms = b.compute(*m, stage);
+      torch::Tensor total;
+      for (const auto& t : terms) total = total.defined() ? total + t.weight * t.value : t.weight * t.value;
+      EXPECT_TRUE(std::isfinite(total.item<double>())) << "stage " << stage;
+      total.backward();
+    }
+  }
+}
+
 TEST(ReferencePart2, RegistryHoldsThePart2Methods) {
   auto& reg = kd::MethodRegistry::instance();
   for (const char* m : {"vid", "ab", "fsp", "ft", "crd", "reviewkd", "ofd"}) {
