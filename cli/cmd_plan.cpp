@@ -57,8 +57,8 @@ int cmd_plan(const std::string& config, const std::string& output) {
   std::string largest_run;
   std::cout << fmt::format("sweep '{}' ({}): {} runs, output {}\n", cfg.name, plan.sweep_id.substr(0, 12),
                            plan.runs.size(), out);
-  std::cout << fmt::format("{:<12} {:<9} {:<8} {:<14} {:<12} {:>4} {:>12} {:>10}  {}\n", "run", "role", "status", "name",
-                           "model", "seed", "method par.", "buffers", "setting");
+  std::cout << fmt::format("{:<12} {:<9} {:<8} {:<14} {:<12} {:>4} {:>12} {:>10}  {}\n", "run", "role", "status",
+                           "name", "model", "seed", "method par.", "buffers", "setting");
   for (const auto& r : plan.runs) {
     std::string s = status.count(r.id) ? status[r.id] : "new";
     done += s == "done";
@@ -83,8 +83,7 @@ int cmd_plan(const std::string& config, const std::string& output) {
         "{:.1f} MiB for one run{}; a lockstep group holds those of its runs while it trains\n",
         mib(total_bytes), mib(largest), largest_run.empty() ? "" : " (" + largest_run + ")");
   } else {
-    std::cout << "methods' own parameters and buffers: not measured, the data set is not there (" << no_data
-              << ")\n";
+    std::cout << "methods' own parameters and buffers: not measured, the data set is not there (" << no_data << ")\n";
   }
   return 0;
 }

@@ -12,8 +12,8 @@ void require_taps(const TapShapes& have, const std::vector<std::string>& need, c
                   const std::string& whose) {
   for (const auto& tap : need)
     if (!have.count(tap))
-      throw ConfigError(run.name, "method '" + run.method + "' needs tap '" + tap + "' from " + whose +
-                                      ", which it does not have");
+      throw ConfigError(
+          run.name, "method '" + run.method + "' needs tap '" + tap + "' from " + whose + ", which it does not have");
 }
 
 }  // namespace

@@ -340,8 +340,8 @@ class LockstepGroup {
     put("val.nll", v.nll);
     put("val.ece", v.ece);
     if (v.agreement >= 0) put("val.agreement", v.agreement);
-    put("lr",
-        learning_rate(rs.stages[si].recipe, rs.stages[si].epochs, static_cast<double>(se) + 1.0 - 1e-9, steps_per_epoch_));
+    put("lr", learning_rate(rs.stages[si].recipe, rs.stages[si].epochs, static_cast<double>(se) + 1.0 - 1e-9,
+                            steps_per_epoch_));
     put("seconds", rs.seconds);
     put("teacher_seconds", times.teacher);
     put("group_seconds", times.train);

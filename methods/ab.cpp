@@ -42,8 +42,7 @@ struct ConvRegImpl : torch::nn::Module {
       deconv = register_module(
           "conv", torch::nn::ConvTranspose2d(torch::nn::ConvTranspose2dOptions(sC, tC, 4).stride(2).padding(1)));
     } else if (sH >= tH) {
-      conv = register_module("conv",
-                             torch::nn::Conv2d(torch::nn::Conv2dOptions(sC, tC, {1 + sH - tH, 1 + sW - tW})));
+      conv = register_module("conv", torch::nn::Conv2d(torch::nn::Conv2dOptions(sC, tC, {1 + sH - tH, 1 + sW - tW})));
     } else {
       throw ConfigError("student_taps", "AB's connector cannot map student map " + what + " of height " +
                                             std::to_string(sH) + " to the teacher's height " + std::to_string(tH) +
@@ -81,8 +80,9 @@ class AB final : public Method {
     return MethodInfo::of<AB>("ab",
                               "Heo et al. 2019: initialise the student so its pre-ReLU activation boundaries match "
                               "the teacher's (margin loss through connectors), then train on the labels")
-        .cite("Heo et al. 2019 (AAAI), Sec. 3 Eq. 5-6; reference RepDistiller distiller_zoo/AB.py, models/util.py, "
-              "helper/pretrain.py @ b84f547")
+        .cite(
+            "Heo et al. 2019 (AAAI), Sec. 3 Eq. 5-6; reference RepDistiller distiller_zoo/AB.py, models/util.py, "
+            "helper/pretrain.py @ b84f547")
         .teachers(1, 1)
         .strings("student_taps", &Options::student_taps, "student pre-ReLU maps, paired in order with teacher_taps")
         .strings("teacher_taps", &Options::teacher_taps, "teacher pre-ReLU maps")
@@ -136,9 +136,9 @@ class AB final : public Method {
     if (in.stage == 0) {
       std::vector<torch::Tensor> s, t;
       for (size_t i = 0; i < o_.student_taps.size(); ++i) {
-        s.push_back(connectors_[i]->as<torch::nn::Identity>() ? in.student.at(o_.student_taps[i])
-                                                               : connectors_[i]->as<ConvRegImpl>()->forward(
-                                                                     in.student.at(o_.student_taps[i])));
+        s.push_back(connectors_[i]->as<torch::nn::Identity>()
+                        ? in.student.at(o_.student_taps[i])
+                        : connectors_[i]->as<ConvRegImpl>()->forward(in.student.at(o_.student_taps[i])));
         t.push_back(in.teachers.at(0)->at(o_.teacher_taps[i]));
       }
       return {{"ab", losses::ab_loss(s, t, o_.margin), o_.beta}};

@@ -56,8 +56,9 @@ class CRD final : public Method {
     return MethodInfo::of<CRD>("crd",
                                "Tian et al. 2020: contrastive objective between teacher and student embeddings with "
                                "negatives from memory banks over the training set")
-        .cite("Tian et al. 2020 (ICLR), Sec. 3 Eq. 10-18; reference RepDistiller crd/criterion.py, crd/memory.py, "
-              "dataset/cifar100.py @ b84f547")
+        .cite(
+            "Tian et al. 2020 (ICLR), Sec. 3 Eq. 10-18; reference RepDistiller crd/criterion.py, crd/memory.py, "
+            "dataset/cifar100.py @ b84f547")
         .teachers(1, 1)
         .string("student_tap", &Options::student_tap, {}, "student features to embed (RepDistiller: feat[-1], pooled)")
         .string("teacher_tap", &Options::teacher_tap, {}, "teacher features to embed")
@@ -78,7 +79,8 @@ class CRD final : public Method {
 
   void prepare(const PrepareContext& ctx) override {
     const int64_t n_data = ctx.train_size;
-    if (n_data < 2) throw ConfigError("", "CRD needs the training split's size (at least 2 samples) for its memory bank");
+    if (n_data < 2)
+      throw ConfigError("", "CRD needs the training split's size (at least 2 samples) for its memory bank");
     if (ctx.train_labels.defined() && ctx.train_labels.numel() != n_data)
       throw std::logic_error("CRD: train_labels has " + std::to_string(ctx.train_labels.numel()) + " entries for " +
                              std::to_string(n_data) + " samples");
@@ -98,8 +100,8 @@ class CRD final : public Method {
 
   LossTerms compute(const MethodInput& in) override {
     auto contrast_idx = sampler_.draw(in.indices, o_.nce_k, o_.negatives);
-    auto out = head_->forward(in.student.at(o_.student_tap), in.teachers.at(0)->at(o_.teacher_tap), in.indices,
-                              contrast_idx);
+    auto out =
+        head_->forward(in.student.at(o_.student_tap), in.teachers.at(0)->at(o_.teacher_tap), in.indices, contrast_idx);
     const auto& logits = in.student.at("logits");
     LossTerms terms{{"ce", torch::cross_entropy_loss(logits, in.labels), 1.0 - o_.alpha}, {"crd", out.loss, o_.beta}};
     if (o_.alpha > 0)

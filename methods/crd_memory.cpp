@@ -93,8 +93,8 @@ CRDHeadImpl::CRDHeadImpl(int64_t s_dim, int64_t t_dim, int64_t dim, int64_t n, i
   memory_v2 = contrast->register_buffer("memory_v2", torch::rand({n, dim}).mul_(2 * stdv).add_(-stdv));
 }
 
-CRDHeadImpl::Out CRDHeadImpl::forward(const torch::Tensor& f_s, const torch::Tensor& f_t,
-                                      const torch::Tensor& indices, const torch::Tensor& contrast_idx) {
+CRDHeadImpl::Out CRDHeadImpl::forward(const torch::Tensor& f_s, const torch::Tensor& f_t, const torch::Tensor& indices,
+                                      const torch::Tensor& contrast_idx) {
   Out r;
   r.v_s = losses::crd_l2_normalize(embed_s(f_s.flatten(1))).to(memory_v1.dtype());
   r.v_t = losses::crd_l2_normalize(embed_t(f_t.flatten(1))).to(memory_v1.dtype());

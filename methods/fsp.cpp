@@ -47,8 +47,9 @@ class FSP final : public Method {
     return MethodInfo::of<FSP>("fsp",
                                "Yim et al. 2017: initialise the student to match the teacher's FSP (Gram) matrices "
                                "between consecutive layers, then train on the labels")
-        .cite("Yim et al. 2017, Sec. 3.2-3.3 Eq. 1-2; reference RepDistiller distiller_zoo/FSP.py, helper/pretrain.py "
-              "@ b84f547")
+        .cite(
+            "Yim et al. 2017, Sec. 3.2-3.3 Eq. 1-2; reference RepDistiller distiller_zoo/FSP.py, helper/pretrain.py "
+            "@ b84f547")
         .teachers(1, 1)
         .strings("student_taps", &Options::student_taps, "student maps; consecutive ones form the FSP pairs")
         .strings("teacher_taps", &Options::teacher_taps, "teacher maps (same channel counts as the student's)")
@@ -82,10 +83,11 @@ class FSP final : public Method {
         throw ConfigError("student_taps",
                           "FSP needs 4-D feature maps ('" + o_.student_taps[i] + "' / '" + o_.teacher_taps[i] + "')");
       if (s[1] != t[1])
-        throw ConfigError("teacher_taps", "FSP needs equal channel counts on both sides (RepDistiller: 'num of "
-                                          "channels not equal'): student tap '" +
-                                              o_.student_taps[i] + "' has " + std::to_string(s[1]) +
-                                              ", teacher tap '" + o_.teacher_taps[i] + "' " + std::to_string(t[1]));
+        throw ConfigError("teacher_taps",
+                          "FSP needs equal channel counts on both sides (RepDistiller: 'num of "
+                          "channels not equal'): student tap '" +
+                              o_.student_taps[i] + "' has " + std::to_string(s[1]) + ", teacher tap '" +
+                              o_.teacher_taps[i] + "' " + std::to_string(t[1]));
     }
   }
 

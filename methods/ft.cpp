@@ -51,8 +51,9 @@ class FT final : public Method {
     return MethodInfo::of<FT>("ft",
                               "Kim et al. 2018: a paraphraser trained to reconstruct the teacher's features gives "
                               "factors; a translator on the student learns to match them")
-        .cite("Kim et al. 2018 (NeurIPS), Sec. 3 Eq. 1-3; reference RepDistiller distiller_zoo/FT.py, models/util.py, "
-              "helper/pretrain.py @ b84f547")
+        .cite(
+            "Kim et al. 2018 (NeurIPS), Sec. 3 Eq. 1-3; reference RepDistiller distiller_zoo/FT.py, models/util.py, "
+            "helper/pretrain.py @ b84f547")
         .teachers(1, 1)
         .string("student_tap", &Options::student_tap, {}, "student map the translator reads (RepDistiller: feat[-2])")
         .string("teacher_tap", &Options::teacher_tap, {}, "teacher map the paraphraser reads (feat[-2])")
@@ -76,7 +77,8 @@ class FT final : public Method {
     const auto& s = ctx.student.at(o_.student_tap);
     const auto& t = ctx.teachers.at(0).at(o_.teacher_tap);
     if (s.size() != 4 || t.size() != 4)
-      throw ConfigError("student_tap", "FT needs 4-D feature maps ('" + o_.student_tap + "' / '" + o_.teacher_tap + "')");
+      throw ConfigError("student_tap",
+                        "FT needs 4-D feature maps ('" + o_.student_tap + "' / '" + o_.teacher_tap + "')");
     const int64_t ct = t[1], cs = s[1], cf = static_cast<int64_t>(static_cast<double>(t[1]) * o_.rate);
     if (cf < 1) throw ConfigError("rate", "gives no factor channels for the teacher tap's " + std::to_string(ct));
     auto conv = [](int64_t in, int64_t out) {
@@ -93,11 +95,13 @@ class FT final : public Method {
     auto para = std::make_shared<torch::nn::Module>("Paraphraser");
     encoder_ = para->register_module("encoder", torch::nn::Sequential(conv(ct, ct), none(), lrelu(), conv(ct, cf),
                                                                       none(), lrelu(), conv(cf, cf), none(), lrelu()));
-    decoder_ = para->register_module("decoder", torch::nn::Sequential(deconv(cf, cf), none(), lrelu(), deconv(cf, ct),
-                                                                      none(), lrelu(), deconv(ct, ct), none(), lrelu()));
+    decoder_ =
+        para->register_module("decoder", torch::nn::Sequential(deconv(cf, cf), none(), lrelu(), deconv(cf, ct), none(),
+                                                               lrelu(), deconv(ct, ct), none(), lrelu()));
     auto trans = std::make_shared<torch::nn::Module>("Translator");
-    translator_ = trans->register_module("encoder", torch::nn::Sequential(conv(cs, cs), bn(cs), lrelu(), conv(cs, cf),
-                                                                          bn(cf), lrelu(), conv(cf, cf), bn(cf), lrelu()));
+    translator_ =
+        trans->register_module("encoder", torch::nn::Sequential(conv(cs, cs), bn(cs), lrelu(), conv(cs, cf), bn(cf),
+                                                                lrelu(), conv(cf, cf), bn(cf), lrelu()));
     module_->register_module("paraphraser", para);
     module_->register_module("translator", trans);
     module_->to(ctx.device);

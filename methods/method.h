@@ -85,10 +85,10 @@ using LossTerms = std::vector<LossTerm>;
 // to its guided tap on the hint term) then "kd".
 struct StageSpec {
   std::string name = "main";
-  int epochs = 0;               // 0 = the recipe's epochs
+  int epochs = 0;                 // 0 = the recipe's epochs
   std::string train_until_tap{};  // empty = the whole student; else only parameters upstream of it
-  bool train_student = true;    // false: only the method's own parameters train (e.g. a paraphraser); the
-                                // student is frozen and runs in eval mode (its batch-norm statistics are kept)
+  bool train_student = true;      // false: only the method's own parameters train (e.g. a paraphraser); the
+                                  // student is frozen and runs in eval mode (its batch-norm statistics are kept)
   // Which of the method's own modules (names of module()'s direct children) train in this stage; empty = all
   // of module(). E.g. factor transfer trains its paraphraser in stage 1 and only its translator in stage 2.
   std::vector<std::string> train_modules{};

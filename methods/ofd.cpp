@@ -49,8 +49,9 @@ class OFD final : public Method {
     return MethodInfo::of<OFD>("ofd",
                                "Heo et al. 2019 (ICCV): pre-ReLU feature distillation with a margin from the "
                                "teacher's batch-norm statistics and a partial L2 distance")
-        .cite("Heo et al. 2019 (ICCV), Sec. 3 Eq. 1-10; reference clovaai/overhaul-distillation CIFAR-100/distiller.py "
-              "@ 76344a8")
+        .cite(
+            "Heo et al. 2019 (ICCV), Sec. 3 Eq. 1-10; reference clovaai/overhaul-distillation CIFAR-100/distiller.py "
+            "@ 76344a8")
         .teachers(1, 1)
         .strings("student_taps", &Options::student_taps, "student pre-ReLU maps, paired in order with teacher_taps")
         .strings("teacher_taps", &Options::teacher_taps, "teacher pre-ReLU maps, each produced by a batch norm")
@@ -117,7 +118,8 @@ class OFD final : public Method {
   // The margin of teacher tap `tap` from the batch norm the teacher names for it (see the header).
   static torch::Tensor teacher_margin(const PrepareContext& ctx, const std::string& tap, int64_t channels) {
     if (ctx.teacher_modules.empty()) return losses::ofd_margin(torch::ones({channels}), torch::zeros({channels}));
-    const auto& norms = ctx.teacher_tap_norms.size() > 0 ? ctx.teacher_tap_norms[0] : std::map<std::string, std::string>{};
+    const auto& norms =
+        ctx.teacher_tap_norms.size() > 0 ? ctx.teacher_tap_norms[0] : std::map<std::string, std::string>{};
     auto it = norms.find(tap);
     if (it == norms.end())
       throw ConfigError("teacher_taps", "OFD reads its margin from the batch norm that produces teacher tap '" + tap +

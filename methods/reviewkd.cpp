@@ -51,21 +51,22 @@ std::vector<int64_t> as_map_shape(std::vector<int64_t> s) {
 }
 
 torch::Tensor nearest(const torch::Tensor& x, int64_t h, int64_t w) {
-  return F::interpolate(
-      x, F::InterpolateFuncOptions().size(std::vector<int64_t>{h, w}).mode(torch::kNearest));
+  return F::interpolate(x, F::InterpolateFuncOptions().size(std::vector<int64_t>{h, w}).mode(torch::kNearest));
 }
 
 // ReviewKD's ABF(in, mid, out, fuse); names as its state dict: conv1.{0,1}, conv2.{0,1}, att_conv.0.
 struct ABFImpl : torch::nn::Module {
   ABFImpl(int64_t in, int64_t mid, int64_t out, bool fuse) {
-    conv1 = register_module("conv1", torch::nn::Sequential(torch::nn::Conv2d(torch::nn::Conv2dOptions(in, mid, 1).bias(false)),
-                                                           torch::nn::BatchNorm2d(mid)));
+    conv1 = register_module("conv1",
+                            torch::nn::Sequential(torch::nn::Conv2d(torch::nn::Conv2dOptions(in, mid, 1).bias(false)),
+                                                  torch::nn::BatchNorm2d(mid)));
     conv2 = register_module(
         "conv2", torch::nn::Sequential(torch::nn::Conv2d(torch::nn::Conv2dOptions(mid, out, 3).padding(1).bias(false)),
                                        torch::nn::BatchNorm2d(out)));
     if (fuse)
       att_conv = register_module(
-          "att_conv", torch::nn::Sequential(torch::nn::Conv2d(torch::nn::Conv2dOptions(2 * mid, 2, 1)), torch::nn::Sigmoid()));
+          "att_conv",
+          torch::nn::Sequential(torch::nn::Conv2d(torch::nn::Conv2dOptions(2 * mid, 2, 1)), torch::nn::Sigmoid()));
     torch::NoGradGuard ng;
     for (auto* seq : {&conv1, &conv2})
       torch::nn::init::kaiming_uniform_((*seq)[0]->as<torch::nn::Conv2dImpl>()->weight, 1.0);
@@ -108,8 +109,9 @@ class ReviewKD final : public Method {
     return MethodInfo::of<ReviewKD>("reviewkd",
                                     "Chen et al. 2021: student levels fused deep-to-shallow by attention (ABF) and "
                                     "matched to the teacher's with a hierarchical context loss")
-        .cite("Chen et al. 2021 (CVPR), Sec. 3.2-3.4; reference dvlab-research/ReviewKD CIFAR-100/model/reviewkd.py, "
-              "train.py @ cede6ea")
+        .cite(
+            "Chen et al. 2021 (CVPR), Sec. 3.2-3.4; reference dvlab-research/ReviewKD CIFAR-100/model/reviewkd.py, "
+            "train.py @ cede6ea")
         .teachers(1, 1)
         .strings("student_taps", &Options::student_taps, "student levels, shallow to deep (2-D taps are 1x1 maps)")
         .strings("teacher_taps", &Options::teacher_taps, "teacher levels, paired in order (pre-ReLU stage outputs)")

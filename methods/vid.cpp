@@ -85,8 +85,8 @@ class VID final : public Method {
       const auto& s = ctx.student.at(o_.student_taps[i]);
       const auto& t = ctx.teachers.at(0).at(o_.teacher_taps[i]);
       if (s.size() != 4 || t.size() != 4)
-        throw ConfigError("student_taps", "VID needs 4-D feature maps ('" + o_.student_taps[i] + "' / '" +
-                                              o_.teacher_taps[i] + "')");
+        throw ConfigError("student_taps",
+                          "VID needs 4-D feature maps ('" + o_.student_taps[i] + "' / '" + o_.teacher_taps[i] + "')");
       const int64_t mid = o_.mid_channels > 0 ? o_.mid_channels : t[1];
       auto conv = [](int64_t in, int64_t out) {
         return torch::nn::Conv2d(torch::nn::Conv2dOptions(in, out, 1).bias(false));
@@ -94,9 +94,9 @@ class VID final : public Method {
       // As RepDistiller's ModuleList of VIDLoss: "<i>.regressor.{0,2,4}.weight", "<i>.log_scale".
       auto pair = std::make_shared<torch::nn::Module>("VIDLoss");
       Pair p;
-      p.regressor = pair->register_module(
-          "regressor", torch::nn::Sequential(conv(s[1], mid), torch::nn::ReLU(), conv(mid, mid), torch::nn::ReLU(),
-                                             conv(mid, t[1])));
+      p.regressor =
+          pair->register_module("regressor", torch::nn::Sequential(conv(s[1], mid), torch::nn::ReLU(), conv(mid, mid),
+                                                                   torch::nn::ReLU(), conv(mid, t[1])));
       const double init = std::log(std::exp(o_.init_pred_var - o_.eps) - 1.0);
       p.log_scale = pair->register_parameter("log_scale", torch::full({t[1]}, init));
       module_->register_module(std::to_string(i), pair);
@@ -109,7 +109,8 @@ class VID final : public Method {
   LossTerms compute(const MethodInput& in) override {
     torch::Tensor vid;
     for (size_t i = 0; i < pairs_.size(); ++i) {
-      auto [s, t] = losses::pool_larger_height(in.student.at(o_.student_taps[i]), in.teachers.at(0)->at(o_.teacher_taps[i]));
+      auto [s, t] =
+          losses::pool_larger_height(in.student.at(o_.student_taps[i]), in.teachers.at(0)->at(o_.teacher_taps[i]));
       auto l = losses::vid_nll(pairs_[i].regressor->forward(s), t, losses::vid_variance(pairs_[i].log_scale, o_.eps),
                                o_.reduction == "sum");
       vid = vid.defined() ? vid + l : l;

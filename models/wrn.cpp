@@ -38,7 +38,8 @@ TORCH_MODULE(WideBlock);
 
 class WideResNet : public ZooModel {
  public:
-  WideResNet(std::string arch, int64_t in_ch, int depth, int widen, int64_t classes) : ZooModel(std::move(arch), 3, /*raw_taps=*/true) {
+  WideResNet(std::string arch, int64_t in_ch, int depth, int widen, int64_t classes)
+      : ZooModel(std::move(arch), 3, /*raw_taps=*/true) {
     const int n = (depth - 4) / 6;
     const std::vector<int64_t> w{16, 16 * widen, 32 * widen, 64 * widen};
     conv1_ = register_module("conv1", conv(in_ch, w[0], 3));

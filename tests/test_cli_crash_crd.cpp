@@ -108,7 +108,8 @@ TEST(CrashCRD, TheMemoryBankSurvivesKillAndResume) {
 
   const std::string dir = kd::test::make_temp_dir("crd-kill");
   const std::string cfg = write_config(dir);
-  // The teacher trains 8 steps (the ~460 training images in batches of 64); step 12 is in the middle of CRD's first epoch.
+  // The teacher trains 8 steps (the ~460 training images in batches of 64); step 12 is in the middle of CRD's first
+  // epoch.
   EXPECT_EQ(sweep(cfg, "train_step:12", dir + "/log1.txt"), 128 + SIGKILL) << slurp(dir + "/log1.txt");
   EXPECT_NE(crd_run(dir + "/out").status, kd::RunStatus::Done);
   // Resumed (the teacher is done): killed after the student's checkpoint, before the method's (with the bank).

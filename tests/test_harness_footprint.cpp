@@ -89,7 +89,8 @@ TEST(MethodFootprint, AMissingTapOrUnconnectableShapesNameTheRun) {
     } else if (r.name == "crd_ok") {
       auto f = kd::method_footprint(r, plan, data);
       ASSERT_TRUE(f.has_value());
-      EXPECT_EQ(f->parameters, (8 + 1) * 16 + (32 + 1) * 16) << "embeddings of cnn_tiny's 8 and cnn_medium's 32 features";
+      EXPECT_EQ(f->parameters, (8 + 1) * 16 + (32 + 1) * 16)
+          << "embeddings of cnn_tiny's 8 and cnn_medium's 32 features";
       EXPECT_EQ(f->buffer_elements, 2 * data.train->size() * 16 + 5);
     } else if (r.role == kd::RunRole::Teacher) {
       EXPECT_FALSE(kd::method_footprint(r, plan, data).has_value());

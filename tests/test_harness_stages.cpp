@@ -62,7 +62,8 @@ std::set<std::string> differing(const std::map<std::string, torch::Tensor>& a,
   return d;
 }
 
-std::set<std::string> matching(const std::map<std::string, torch::Tensor>& m, const std::function<bool(const std::string&)>& f) {
+std::set<std::string> matching(const std::map<std::string, torch::Tensor>& m,
+                               const std::function<bool(const std::string&)>& f) {
   std::set<std::string> s;
   for (const auto& [k, v] : m)
     if (f(k)) s.insert(k);

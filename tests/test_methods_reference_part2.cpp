@@ -192,8 +192,8 @@ TEST(ReferencePart2, VIDMatchesRepDistillerVIDLoss) {
       expect_close(named(*m->module(), "0.regressor.0.weight").grad(), T(j["grad"][c]["regressor.0.weight"]),
                    "d loss / d regressor.0.weight");
   }
-  expect_close(kd::losses::vid_variance(T(j["weights"]["state_dict"]["log_scale"]), 1e-5),
-               T(j["derived"]["pred_var"]), "pred_var");
+  expect_close(kd::losses::vid_variance(T(j["weights"]["state_dict"]["log_scale"]), 1e-5), T(j["derived"]["pred_var"]),
+               "pred_var");
 }
 
 TEST(ReferencePart2, VIDPaperReductionSumsOverChannelsAndPositions) {
@@ -226,7 +226,8 @@ TEST(ReferencePart2, ABInitStageMatchesRepDistillerConnectorAndABLoss) {
   expect_close(terms[0].value.item<double>(), out["loss"].get<double>(), "sum(loss_group)");
   terms[0].value.backward();
   for (size_t i = 0; i < 3; ++i)
-    expect_close(s[i].grad(), T(j["grad"]["connector_init_stage"]["feat_s_preact"][i]), "d loss / d s" + std::to_string(i));
+    expect_close(s[i].grad(), T(j["grad"]["connector_init_stage"]["feat_s_preact"][i]),
+                 "d loss / d s" + std::to_string(i));
   for (const auto& [name, value] : out["bn_running_after_one_forward"].items())
     expect_close(named(*m->module(), name), T(value), name + " after the forward");
   // Main stage: cross-entropy only (RepDistiller sets loss_kd = 0 for abound and runs -a 0).
@@ -367,7 +368,8 @@ TEST(ReferencePart2, CRDHeadMatchesRepDistillerOverTwoSteps) {
     expect_close(head->memory_v2, T(out["memory_v2_after"]), "memory_v2 after the step");
     r.loss.backward();
     expect_close(f_s.grad(), T(j["grad"][step]["f_s"]), "d loss / d f_s");
-    expect_close(head->embed_t->weight.grad(), T(j["grad"][step]["embed_t.linear.weight"]), "d loss / d embed_t.weight");
+    expect_close(head->embed_t->weight.grad(), T(j["grad"][step]["embed_t.linear.weight"]),
+                 "d loss / d embed_t.weight");
     expect_close(head->embed_t->bias.grad(), T(j["grad"][step]["embed_t.linear.bias"]), "d loss / d embed_t.bias");
   }
 }
@@ -403,7 +405,8 @@ TEST(ReferencePart2, CRDMethodUpdatesExactlyTheBatchRowsWithMomentum) {
     EXPECT_TRUE(std::isfinite(term(terms, "crd").value.item<double>()));
     EXPECT_GT(head->params[2].item<double>(), 0) << "Z set by the first batch";
     auto rows = b.indices;
-    for (auto [bank, before, v] : {std::tuple{head->memory_v1, before_s, v_s}, std::tuple{head->memory_v2, before_t, v_t}}) {
+    for (auto [bank, before, v] :
+         {std::tuple{head->memory_v1, before_s, v_s}, std::tuple{head->memory_v2, before_t, v_t}}) {
       auto want = before.index_select(0, rows) * 0.5 + v * 0.5;
       want = want / want.norm(2, 1, true);
       expect_close(bank.index_select(0, rows), want, "updated rows");
@@ -569,8 +572,8 @@ TEST(ReferencePart2, OFDMarginsFromTheTeachersBatchNorms) {
     expect_close(kd::losses::ofd_margin(T(in["bn_weight"][i]), T(in["bn_bias"][i])),
                  T(j["outputs"]["get_margin_from_BN"]["margins"][i]), "margin " + std::to_string(i));
   // A batch norm at its initial weights (gamma 1, beta 0): E[x | x < 0] of N(0, 1) = -sqrt(2 / pi).
-  expect_close(kd::losses::ofd_margin(torch::ones({2}), torch::zeros({2})),
-               torch::full({2}, -std::sqrt(2.0 / M_PI)), "default margin", 1e-6);
+  expect_close(kd::losses::ofd_margin(torch::ones({2}), torch::zeros({2})), torch::full({2}, -std::sqrt(2.0 / M_PI)),
+               "default margin", 1e-6);
 }
 
 TEST(ReferencePart2, OFDMatchesTheAuthorsDistiller) {
@@ -660,7 +663,8 @@ TEST(ReferencePart2, StagesAsTheReferencesRunThem) {
   EXPECT_DOUBLE_EQ(ft[0].lr, 0.01);
   EXPECT_TRUE(ft[1].train_student);
   EXPECT_EQ(ft[1].train_modules, (std::vector<std::string>{"translator"}));
-  for (const char* single : {"vid", "crd", "reviewkd", "ofd"}) EXPECT_EQ(make(single, json::object())->stages().size(), 1u);
+  for (const char* single : {"vid", "crd", "reviewkd", "ofd"})
+    EXPECT_EQ(make(single, json::object())->stages().size(), 1u);
 }
 
 TEST(ReferencePart2, ExtraParametersAreTheReferenceModulesParameters) {
