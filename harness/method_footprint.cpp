@@ -39,10 +39,7 @@ std::optional<MethodFootprint> method_footprint(const RunSpec& run, const Plan& 
     ctx.teachers.push_back(tap_shapes(*teacher, x));
     require_taps(ctx.teachers.back(), method->teacher_taps(static_cast<int>(i)), run,
                  "teacher " + std::to_string(i) + " ('" + t->model + "')");
-    std::map<std::string, std::string> norms;
-    for (const auto& tap : teacher->tap_names())
-      if (auto norm = teacher->tap_norm(tap); !norm.empty()) norms[tap] = norm;
-    ctx.teacher_tap_norms.push_back(std::move(norms));
+    ctx.teacher_tap_norms.push_back(tap_norms(*teacher));
     ctx.teacher_modules.push_back(teacher);
   }
   try {

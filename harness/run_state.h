@@ -79,7 +79,7 @@ struct RunState {
       auto found = method_module->named_children();
       if (!found.contains(name))
         throw std::logic_error("run " + spec->id + ": a stage trains method module '" + name +
-                               "', which the method's " + "module() does not have");
+                               "', which the method's module() does not have");
       for (auto& p : found[name]->parameters()) out.push_back(p);
     }
     return out;

@@ -124,10 +124,7 @@ class LockstepGroup {
       const TeacherHandle& th = *member.teachers[t];
       ctx.teachers.push_back(teacher_shapes_.at(th.run_id));
       ctx.teacher_modules.push_back(th.model);
-      std::map<std::string, std::string> norms;
-      for (const auto& tap : th.model->tap_names())
-        if (auto norm = th.model->tap_norm(tap); !norm.empty()) norms[tap] = norm;
-      ctx.teacher_tap_norms.push_back(std::move(norms));
+      ctx.teacher_tap_norms.push_back(tap_norms(*th.model));
       rs.teacher_taps.push_back(rs.method->teacher_taps(static_cast<int>(t)));
       for (const auto& tap : rs.teacher_taps.back())
         if (!ctx.teachers.back().count(tap))

@@ -2,6 +2,7 @@
 #pragma once
 #include <torch/torch.h>
 
+#include <map>
 #include <memory>
 #include <string>
 #include <unordered_map>
@@ -28,6 +29,14 @@ class TapModel : public torch::nn::Module {
   // concatenation with an untransformed half).
   virtual std::string tap_norm(const std::string& /*tap*/) const { return ""; }
 };
+
+// Every tap of `m` that names its batch norm (TapModel::tap_norm): tap -> module name.
+inline std::map<std::string, std::string> tap_norms(const TapModel& m) {
+  std::map<std::string, std::string> norms;
+  for (const auto& tap : m.tap_names())
+    if (auto norm = m.tap_norm(tap); !norm.empty()) norms[tap] = norm;
+  return norms;
+}
 using ModelPtr = std::shared_ptr<TapModel>;
 
 struct ModelSpec {
