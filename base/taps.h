@@ -16,6 +16,8 @@ namespace kd {
 //   "block1".."blockN" output of each stage (after its final activation)
 //   "preact_block1".."preact_blockN" the same stage output before its final activation
 //                     (equal to blockN for models whose stages end without one)
+//   "raw_block1".."raw_blockN" (pre-activation networks, WRN) the stage's residual sum itself, before the batch
+//                     norm whose output is preact_blockK
 //   "pool"            globally pooled, flattened features fed to the classifier
 //   "logits"          classifier output
 using TapMap = std::unordered_map<std::string, torch::Tensor>;

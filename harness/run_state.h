@@ -17,6 +17,7 @@ namespace kd {
 struct StageState {
   StageSpec spec;
   int64_t epochs = 0;
+  Recipe recipe;  // the run's recipe, with the stage's own base learning rate where it declares one
   std::unique_ptr<torch::optim::Optimizer> optimizer;
 };
 
@@ -82,6 +83,19 @@ struct RunState {
   }
   std::vector<torch::Tensor> method_parameters() const {
     return method_module ? method_module->parameters() : std::vector<torch::Tensor>{};
+  }
+  // The parameters of the method's modules named in `children` (direct children of its module); all when empty.
+  std::vector<torch::Tensor> method_parameters(const std::vector<std::string>& children) const {
+    if (!method_module || children.empty()) return method_parameters();
+    std::vector<torch::Tensor> out;
+    for (const auto& name : children) {
+      auto found = method_module->named_children();
+      if (!found.contains(name))
+        throw std::logic_error("run " + spec->id + ": a stage trains method module '" + name +
+                               "', which the method's module() does not have");
+      for (auto& p : found[name]->parameters()) out.push_back(p);
+    }
+    return out;
   }
 };
 

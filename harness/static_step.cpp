@@ -75,14 +75,13 @@ torch::Tensor step_out(const BodyLoss& loss, const torch::Tensor& norm, const to
 
 }  // namespace
 
-void start_static_stage(RunState& rs, size_t si, std::vector<torch::Tensor> student_params, torch::Device device) {
+void start_static_stage(RunState& rs, size_t si, std::vector<torch::Tensor> params, torch::Device device) {
   StaticRunStep& ss = rs.static_step;
   ss.stage = si;
-  ss.params = std::move(student_params);
-  for (auto& p : rs.method_parameters()) ss.params.push_back(p);
+  ss.params = std::move(params);
   ss.momentum.clear();
   ss.lr = scalar_column({0.0}, device);
-  ss.wd = scalar_column({rs.spec->recipe.weight_decay}, device);
+  ss.wd = scalar_column({rs.stages[si].recipe.weight_decay}, device);
   ss.out = torch::Tensor();
 }
 

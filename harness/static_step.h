@@ -65,9 +65,9 @@ class StaticGroupStep {
 };
 
 // The static step's parameter bookkeeping for run `rs` at the start of stage `si`: the parameters the stage
-// trains (`student_params`: the student's, or none for a fused student or a stage that freezes it) plus the
-// method's own, fresh momentum buffers, and its learning-rate and weight-decay tensors.
-void start_static_stage(RunState& rs, size_t si, std::vector<torch::Tensor> student_params, torch::Device device);
+// trains (`params`: the student's, all or up to a tap or none for a fused or frozen student, and the method
+// modules the stage trains), fresh momentum buffers, and its learning-rate and weight-decay tensors.
+void start_static_stage(RunState& rs, size_t si, std::vector<torch::Tensor> params, torch::Device device);
 // The fused group's [K, 1] tensors of weight decay and clipping norms, and its learning-rate tensor.
 void start_static_fused(FusedGroup& g, torch::Device device);
 

@@ -23,7 +23,7 @@ const std::string& stage_name(const RunState& rs, int64_t epoch) {
 
 double step_learning_rate(const RunState& rs, const StepBatch& b) {
   auto [si, se] = rs.stage_of(b.epoch);
-  return learning_rate(rs.spec->recipe, rs.stages[si].epochs,
+  return learning_rate(rs.stages[si].recipe, rs.stages[si].epochs,
                        static_cast<double>(se) + static_cast<double>(b.step) / static_cast<double>(b.steps_per_epoch),
                        b.steps_per_epoch);
 }

@@ -157,10 +157,12 @@ class LockstepGroup {
     ctx.device = device_;
     ctx.train_size = data_.train->size();
     ctx.num_classes = data_.num_classes;
+    ctx.train_labels = data_.train->all_labels();
     for (size_t t = 0; t < member.teachers.size(); ++t) {
       const TeacherHandle& th = *member.teachers[t];
       ctx.teachers.push_back(teacher_shapes_.at(th.run_id));
       ctx.teacher_modules.push_back(th.model);
+      ctx.teacher_tap_norms.push_back(tap_norms(*th.model));
       rs.teacher_taps.push_back(rs.method->teacher_taps(static_cast<int>(t)));
       for (const auto& tap : rs.teacher_taps.back())
         if (!ctx.teachers.back().count(tap))
@@ -181,6 +183,8 @@ class LockstepGroup {
       StageState s;
       s.spec = st;
       s.epochs = st.epochs;
+      s.recipe = rs.spec->recipe;
+      if (st.lr > 0) s.recipe.lr = st.lr;
       rs.stages.push_back(std::move(s));
     }
     rs.total_epochs = rs.spec->total_epochs;
@@ -232,7 +236,7 @@ class LockstepGroup {
       auto [si, se] = rs.stage_of(epoch);
       if (se == 0) start_stage(rs, si);
       rs.acc = EpochAccumulators{};
-      rs.student->train();
+      rs.student->train(rs.stages[si].spec.train_student);  // a frozen student keeps its batch-norm statistics
       if (rs.method_module) rs.method_module->train();
       active.push_back(&rs);
     }
@@ -251,9 +255,9 @@ class LockstepGroup {
     } else {
       params = parameters_upstream_of(*rs.student, st.spec.train_until_tap, probe_x_);
     }
+    for (auto& p : rs.method_parameters(st.spec.train_modules)) params.push_back(p);
     if (static_step_) start_static_stage(rs, si, params, device_);
-    for (auto& p : rs.method_parameters()) params.push_back(p);
-    st.optimizer = params.empty() ? nullptr : make_optimizer(rs.spec->recipe, params);
+    st.optimizer = params.empty() ? nullptr : make_optimizer(st.recipe, params);
     if (si > 0) rs.stages[si - 1].optimizer.reset();
   }
 
@@ -400,8 +404,8 @@ class LockstepGroup {
     put("val.nll", v.nll);
     put("val.ece", v.ece);
     if (v.agreement >= 0) put("val.agreement", v.agreement);
-    put("lr",
-        learning_rate(rs.spec->recipe, rs.stages[si].epochs, static_cast<double>(se) + 1.0 - 1e-9, steps_per_epoch_));
+    put("lr", learning_rate(rs.stages[si].recipe, rs.stages[si].epochs, static_cast<double>(se) + 1.0 - 1e-9,
+                            steps_per_epoch_));
     put("seconds", rs.seconds);
     put("teacher_seconds", times.teacher);
     put("group_seconds", times.train);

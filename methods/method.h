@@ -88,9 +88,14 @@ using LossTerms = std::vector<LossTerm>;
 // to its guided tap on the hint term) then "kd".
 struct StageSpec {
   std::string name = "main";
-  int epochs = 0;               // 0 = the recipe's epochs
-  std::string train_until_tap;  // empty = the whole student; else only parameters upstream of it
-  bool train_student = true;    // false: only the method's own parameters train (e.g. a paraphraser)
+  int epochs = 0;                 // 0 = the recipe's epochs
+  std::string train_until_tap{};  // empty = the whole student; else only parameters upstream of it
+  bool train_student = true;      // false: only the method's own parameters train (e.g. a paraphraser); the
+                                  // student is frozen and runs in eval mode (its batch-norm statistics are kept)
+  // Which of the method's own modules (names of module()'s direct children) train in this stage; empty = all
+  // of module(). E.g. factor transfer trains its paraphraser in stage 1 and only its translator in stage 2.
+  std::vector<std::string> train_modules{};
+  double lr = 0;  // > 0: this stage's base learning rate instead of the recipe's (the recipe's schedule shape)
 };
 
 // One link of a teacher-assistant chain: train zoo model `model` from the previous teacher with method
@@ -110,8 +115,16 @@ struct PrepareContext {
   torch::Device device = torch::kCPU;
   int64_t train_size = 0;   // samples in the training split
   int64_t num_classes = 0;  // classes of the data set
-  // The run's teachers (frozen, eval mode), e.g. to read batch-norm statistics; never to train.
+  // int64 [train_size] on the CPU: the label of every sample of the training split, by the index that
+  // MethodInput.indices uses (e.g. CRD draws its negatives from the other classes). May be undefined (kdbench
+  // loss computes one batch from tensors alone).
+  torch::Tensor train_labels;
+  // The run's teachers (frozen, eval mode), e.g. to read batch-norm statistics; never to train. May be empty.
   std::vector<std::shared_ptr<torch::nn::Module>> teacher_modules;
+  // Per teacher in teacher_modules: pre-activation tap -> the name (in that module's named_modules()) of the
+  // batch norm whose output the tap is (for a residual sum, the batch norm of the residual branch), for the taps
+  // that have one (models/model.h, TapModel::tap_norm).
+  std::vector<std::map<std::string, std::string>> teacher_tap_norms;
 };
 
 class Method {

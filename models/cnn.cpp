@@ -32,6 +32,7 @@ class SmallCnn : public ZooModel {
         seq->push_back(torch::nn::BatchNorm2d(K * widths[i]));
       }
       stages_.push_back(register_module("block" + std::to_string(i), seq));
+      set_tap_norm(static_cast<int>(i), "block" + std::to_string(i) + "." + std::to_string(seq->size() - 1));
     }
     fc_.make(*this, K, widths.back(), classes);
     init_convs_fan_out(*this);

@@ -74,12 +74,18 @@ inline MConv2d conv(int64_t in, int64_t out, int64_t k, int64_t stride = 1, int6
 }
 
 // Base of every zoo model: the standard taps of models/model.h for `num_blocks` stages. The names
-// are built once, so a forward allocates nothing for them.
+// are built once, so a forward allocates nothing for them. `raw_taps` adds "raw_blockK" before each
+// "preact_blockK" (pre-activation networks, whose stages end in a residual sum that the next stage's
+// batch norm and ReLU follow).
 class ZooModel : public TapModel {
  public:
-  ZooModel(std::string arch, int num_blocks);
+  ZooModel(std::string arch, int num_blocks, bool raw_taps = false);
   std::string arch() const override { return arch_; }
   std::vector<std::string> tap_names() const override { return tap_names_; }
+  std::string tap_norm(const std::string& tap) const override {
+    auto it = tap_norms_.find(tap);
+    return it == tap_norms_.end() ? "" : it->second;
+  }
 
  protected:
   static void put(TapMap* taps, const std::string& name, const torch::Tensor& t) {
@@ -100,11 +106,18 @@ class ZooModel : public TapModel {
     (*taps)[preact_names_[i - 1]] = preact;
     (*taps)[block_names_[i - 1]] = out;
   }
+  // Stage i's (1-based) raw output (models built with raw_taps).
+  void put_raw(TapMap* taps, int i, const torch::Tensor& raw) const {
+    if (taps) (*taps)[raw_names_[i - 1]] = raw;
+  }
+  // Names the batch norm behind "preact_block<i>" (see TapModel::tap_norm); each family calls it once per stage.
+  void set_tap_norm(int i, std::string module_name) { tap_norms_[preact_names_[i - 1]] = std::move(module_name); }
   static const std::string kStem, kPool, kLogits;
 
  private:
   std::string arch_;
-  std::vector<std::string> block_names_, preact_names_, tap_names_;
+  std::vector<std::string> block_names_, preact_names_, raw_names_, tap_names_;
+  std::map<std::string, std::string> tap_norms_;
 };
 
 // Initialisers used by the reference definitions.

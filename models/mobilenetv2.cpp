@@ -53,6 +53,10 @@ class MobileNetV2 : public ZooModel {
       }
       groups_.push_back(seq);
       blocks->push_back(seq);
+      // Taps after groups 2, 3, 5 and 7 (see forward_taps): the last block's projection BN (body index 7).
+      const size_t gi = groups_.size() - 1;
+      const int tap = gi == 1 ? 1 : gi == 2 ? 2 : gi == 4 ? 3 : gi == 6 ? 4 : 0;
+      if (tap) set_tap_norm(tap, "blocks." + std::to_string(gi) + "." + std::to_string(g.n - 1) + ".conv.7");
     }
     register_module("blocks", blocks);
     const int64_t last = width > 1.0 ? static_cast<int64_t>(1280 * width) : 1280;

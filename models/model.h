@@ -2,6 +2,7 @@
 #pragma once
 #include <torch/torch.h>
 
+#include <map>
 #include <memory>
 #include <string>
 #include <unordered_map>
@@ -21,7 +22,21 @@ class TapModel : public torch::nn::Module {
   virtual std::vector<std::string> tap_names() const = 0;
   // The zoo name this model was created from (or "torchscript:<file>").
   virtual std::string arch() const = 0;
+  // For a pre-activation tap ("preact_blockK"): the name, in named_modules(), of the batch norm whose output
+  // the tap is, or, where the tap is a residual sum, of the batch norm that ends the residual branch added
+  // into it (what OFD's get_bn_before_relu returns: its margin is computed from that batch norm's affine
+  // parameters). "" for other taps and for models without one (TorchScript; ShuffleNet V2, whose tap is a
+  // concatenation with an untransformed half).
+  virtual std::string tap_norm(const std::string& /*tap*/) const { return ""; }
 };
+
+// Every tap of `m` that names its batch norm (TapModel::tap_norm): tap -> module name.
+inline std::map<std::string, std::string> tap_norms(const TapModel& m) {
+  std::map<std::string, std::string> norms;
+  for (const auto& tap : m.tap_names())
+    if (auto norm = m.tap_norm(tap); !norm.empty()) norms[tap] = norm;
+  return norms;
+}
 using ModelPtr = std::shared_ptr<TapModel>;
 
 struct ModelSpec {

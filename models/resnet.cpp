@@ -87,6 +87,9 @@ class ResNet : public ZooModel {
         in = planes[s] * Block::Impl::kExpansion;
       }
       register_module("layer" + std::to_string(s + 1), stage);
+      // The residual branch of the stage's last block ends in bn2 (basic) or bn3 (bottleneck).
+      set_tap_norm(static_cast<int>(s) + 1, "layer" + std::to_string(s + 1) + "." + std::to_string(depths[s] - 1) +
+                                                (Block::Impl::kExpansion == 4 ? ".bn3" : ".bn2"));
     }
     fc_.make(*this, K, in, classes);
     init_convs_fan_out(*this);

@@ -75,6 +75,8 @@ class ShuffleNetV1 : public ZooModel {
       }
       register_module("layer" + std::to_string(s + 1), layer);
       stages_.push_back(std::move(stage));
+      set_tap_norm(static_cast<int>(s) + 1,
+                   "layer" + std::to_string(s + 1) + "." + std::to_string(depths[s] - 1) + ".bn3");
     }
     linear_ = register_module("linear", MLinear(in, classes));
   }

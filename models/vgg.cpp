@@ -26,6 +26,7 @@ class Vgg : public ZooModel {
         in = groups[g][i];
       }
       groups_.push_back(register_module("block" + std::to_string(g), seq));
+      if (g > 0) set_tap_norm(static_cast<int>(g), "block" + std::to_string(g) + "." + std::to_string(seq->size() - 1));
     }
     classifier_ = register_module("classifier", MLinear(in, classes));
     init_convs_fan_out(*this);

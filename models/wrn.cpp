@@ -6,8 +6,9 @@
 // BN 1/0, linear weights PyTorch's default with zero bias. Taps: "stem" is the stem conv's output
 // (it has no BN/ReLU of its own). Stages of a pre-activation network end without an activation; the
 // activation that follows stage K is the BN + ReLU that opens stage K+1 (or the final BN + ReLU), so
-// "preact_blockK" is that BN's output (RepDistiller's preact features) and "blockK" its ReLU. Both
-// are activations the forward computes anyway.
+// "preact_blockK" is that BN's output (RepDistiller's preact features) and "blockK" its ReLU; "raw_blockK"
+// is the stage's residual sum itself (RepDistiller's and ReviewKD's default is_feat features of a WRN).
+// All three are activations the forward computes anyway.
 #include "models/layers.h"
 
 namespace kd::models {
@@ -37,7 +38,8 @@ TORCH_MODULE(WideBlock);
 
 class WideResNet : public ZooModel {
  public:
-  WideResNet(std::string arch, int64_t in_ch, int depth, int widen, int64_t classes) : ZooModel(std::move(arch), 3) {
+  WideResNet(std::string arch, int64_t in_ch, int depth, int widen, int64_t classes)
+      : ZooModel(std::move(arch), 3, /*raw_taps=*/true) {
     const int n = (depth - 4) / 6;
     const std::vector<int64_t> w{16, 16 * widen, 32 * widen, 64 * widen};
     conv1_ = register_module("conv1", conv(in_ch, w[0], 3));
@@ -57,6 +59,9 @@ class WideResNet : public ZooModel {
       stage_starts_.push_back(blocks_.size() - n);
     }
     bn1_ = register_module("bn1", BatchNorm2d(in));
+    set_tap_norm(1, "block2.layer.0.bn1");
+    set_tap_norm(2, "block3.layer.0.bn1");
+    set_tap_norm(3, "bn1");
     fc_ = register_module("fc", MLinear(in, classes));
     init_convs_fan_out(*this);
     zero_linear_biases(*this);
@@ -70,11 +75,13 @@ class WideResNet : public ZooModel {
       auto pre = blocks_[i]->bn1(h);
       auto a = torch::relu(pre);
       if (stage + 1 < static_cast<int>(stage_starts_.size()) && i == stage_starts_[stage + 1]) {
+        put_raw(taps, stage + 1, h);
         put_block(taps, stage + 1, pre, a);  // stage `stage + 1` ended; this BN + ReLU follows it
         ++stage;
       }
       h = blocks_[i]->forward(h, a);
     }
+    put_raw(taps, 3, h);
     auto pre = bn1_(h);
     h = torch::relu(pre);
     put_block(taps, 3, pre, h);

@@ -21,9 +21,13 @@ const std::string ZooModel::kStem = "stem";
 const std::string ZooModel::kPool = "pool";
 const std::string ZooModel::kLogits = "logits";
 
-ZooModel::ZooModel(std::string arch, int num_blocks) : arch_(std::move(arch)) {
+ZooModel::ZooModel(std::string arch, int num_blocks, bool raw_taps) : arch_(std::move(arch)) {
   tap_names_.push_back(kStem);
   for (int i = 1; i <= num_blocks; ++i) {
+    if (raw_taps) {
+      raw_names_.push_back("raw_block" + std::to_string(i));
+      tap_names_.push_back(raw_names_.back());
+    }
     preact_names_.push_back("preact_block" + std::to_string(i));
     block_names_.push_back("block" + std::to_string(i));
     tap_names_.push_back(preact_names_.back());

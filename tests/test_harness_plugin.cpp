@@ -193,7 +193,7 @@ TEST(AllMethods, TrainEndToEndWithoutNaN) {
     "dataset": {"name": "synthetic", "num_classes": 4, "train_size": 384, "test_size": 128, "image_size": 16,
                 "channels": 1, "seed": 5},
     "student": "cnn_tiny", "seeds": [0], "threads": 1,
-    "teachers": {"a": {"model": "cnn_medium"}, "b": {"model": "cnn_large"}},
+    "teachers": {"a": {"model": "cnn_medium"}, "b": {"model": "cnn_large"}, "c": {"model": "cnn_tiny"}},
     "recipe": {"epochs": 4, "batch_size": 32, "lr": 0.1},
     "methods": [
       {"method": "baseline"},
@@ -202,7 +202,14 @@ TEST(AllMethods, TrainEndToEndWithoutNaN) {
       {"method": "fitnets", "label": "fitnets2", "params": {"mode": "two_stage", "hint_epochs": 1}},
       {"method": "attention"},
       {"method": "multi_teacher", "teachers": ["a", "b"], "params": {"aggregation": "confidence", "beta": 1.0}},
-      {"method": "progressive", "params": {"assistants": ["cnn_medium"]}}
+      {"method": "progressive", "params": {"assistants": ["cnn_medium"]}},
+      {"method": "vid"},
+      {"method": "ab", "params": {"init_epochs": 1}},
+      {"method": "fsp", "teachers": ["c"], "params": {"init_epochs": 1}},
+      {"method": "ft", "params": {"init_epochs": 1}},
+      {"method": "crd", "params": {"nce_k": 64}},
+      {"method": "reviewkd", "params": {"warmup_epochs": 1}},
+      {"method": "ofd"}
     ]
   })");
   j["output"] = dir + "/out";
@@ -240,7 +247,8 @@ TEST(AllMethods, TrainEndToEndWithoutNaN) {
       for (const auto& e : store.epochs(r.id)) stages.insert(e.stage);
       EXPECT_EQ(stages, (std::set<std::string>{"hint", "kd"}));
     }
-    if (r.method == "fitnets" || r.method == "multi_teacher") {
+    if (r.method == "fitnets" || r.method == "multi_teacher" || r.method == "vid" || r.method == "ab" ||
+        r.method == "ft" || r.method == "crd" || r.method == "reviewkd" || r.method == "ofd") {
       EXPECT_GT(r.method_params, 0) << r.name;
     }
   }

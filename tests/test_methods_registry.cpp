@@ -149,7 +149,7 @@ TEST(Registry, OptionsAreFilledFromTheResolvedValuesByTheirOneDeclaration) {
 
 TEST(Registry, UnknownMethodNamesTheKeyAndTheKnownOnes) {
   std::string e = resolve_error("logit_dk", json::object(), "methods[2].method");
-  EXPECT_TRUE(contains(e, "methods[2].method: unknown method 'logit_dk' (known: attention, baseline, ")) << e;
+  EXPECT_TRUE(contains(e, "methods[2].method: unknown method 'logit_dk' (known: ab, attention, baseline, ")) << e;
   EXPECT_THROW(MethodRegistry::instance().get("nope"), ConfigError);
   EXPECT_EQ(MethodRegistry::instance().find("nope"), nullptr);
 }

@@ -62,8 +62,13 @@ Shape no_batch(const torch::Tensor& t) {
 
 // Checks what every zoo model promises about its taps, given the taps of one forward.
 void check_taps(const kd::TapModel& m, const kd::TapMap& taps, const torch::Tensor& logits, int64_t image_size) {
-  const auto names = m.tap_names();
-  // Standard names, in depth order: stem, (preact_blockK, blockK) for K = 1..N, pool, logits.
+  auto names = m.tap_names();
+  // Standard names, in depth order: stem, ([raw_blockK,] preact_blockK, blockK) for K = 1..N, pool, logits;
+  // raw_blockK only in pre-activation networks (WRN), all stages or none.
+  std::vector<std::string> raw;
+  for (const auto& n : names)
+    if (n.rfind("raw_block", 0) == 0) raw.push_back(n);
+  for (const auto& n : raw) names.erase(std::find(names.begin(), names.end(), n));
   ASSERT_GE(names.size(), 4u);
   EXPECT_EQ(names.front(), "stem");
   EXPECT_EQ(names[names.size() - 2], "pool");
@@ -75,6 +80,17 @@ void check_taps(const kd::TapModel& m, const kd::TapMap& taps, const torch::Tens
     EXPECT_EQ(names[2 * k - 1], "preact_block" + std::to_string(k));
     EXPECT_EQ(names[2 * k], "block" + std::to_string(k));
   }
+  if (!raw.empty()) {
+    ASSERT_EQ(raw.size(), blocks);
+    const auto all = m.tap_names();
+    for (size_t k = 1; k <= blocks; ++k) {
+      const auto at = std::find(all.begin(), all.end(), "raw_block" + std::to_string(k));
+      ASSERT_NE(at + 1, all.end());
+      EXPECT_EQ(*(at + 1), "preact_block" + std::to_string(k)) << "raw_blockK comes just before preact_blockK";
+      EXPECT_EQ(taps.at(*at).sizes(), taps.at("block" + std::to_string(k)).sizes());
+    }
+  }
+  names = m.tap_names();
   EXPECT_EQ(taps.size(), names.size()) << "forward fills exactly the named taps";
   for (const auto& n : names) ASSERT_TRUE(taps.count(n)) << "tap " << n << " missing";
 
@@ -106,6 +122,53 @@ void check_taps(const kd::TapModel& m, const kd::TapMap& taps, const torch::Tens
   }
 }
 
+// Each pre-activation tap names the batch norm behind it (OFD reads its margin from that norm): adding 1 to
+// that norm's bias adds exactly 1 to the tap (the norm's output is the tap, or is added into it), in eval mode.
+TEST(ModelsZoo, PreactTapsNameTheirBatchNorm) {
+  std::vector<std::pair<std::string, int>> models;  // (name, input channels)
+  for (const auto& ref : cifar_refs()) models.emplace_back(ref.name, 3);
+  for (const char* n : {"cnn_tiny", "cnn_medium", "cnn_large", "cnn_wide"}) models.emplace_back(n, 1);
+  for (const auto& [name, channels] : models) {
+    SCOPED_TRACE(name);
+    torch::manual_seed(0);
+    auto m = kd::create_model({name, 10, channels, 32});
+    m->eval();
+    torch::NoGradGuard ng;
+    auto x = torch::randn({2, channels, 32, 32});
+    kd::TapMap before;
+    m->forward_taps(x, &before);
+    auto modules = m->named_modules();
+    int named = 0;
+    for (const auto& tap : m->tap_names()) {
+      const std::string norm = m->tap_norm(tap);
+      if (tap.rfind("preact_block", 0) != 0) {
+        EXPECT_EQ(norm, "") << tap;
+        continue;
+      }
+      if (name == "shufflenetv2") {
+        EXPECT_EQ(norm, "") << "ShuffleNet V2's preact tap is a concatenation, not one norm's output";
+        continue;
+      }
+      ASSERT_TRUE(modules.contains(norm)) << tap << " names '" << norm << "', not a module";
+      auto* bn = modules[norm]->as<torch::nn::BatchNorm2dImpl>();
+      ASSERT_NE(bn, nullptr) << norm << " is not a BatchNorm2d";
+      ASSERT_EQ(bn->bias.size(0), before.at(tap).size(1));
+      bn->bias.add_(1.0);
+      kd::TapMap after;
+      m->forward_taps(x, &after);
+      bn->bias.sub_(1.0);
+      // float32 rounding of large activations (deep ResNets) scales with their magnitude
+      const double tol = 1e-4 + 1e-6 * before.at(tap).abs().max().item<double>();
+      EXPECT_LE((after.at(tap) - before.at(tap) - 1).abs().max().item<double>(), tol)
+          << tap << " is not " << norm << "'s output (or a sum it enters linearly)";
+      ++named;
+    }
+    if (name != "shufflenetv2") {
+      EXPECT_GE(named, 3);
+    }
+  }
+}
+
 TEST(ModelsZoo, CifarModelsMatchRepDistiller) {
   for (const auto& ref : cifar_refs()) {
     SCOPED_TRACE(ref.name);
@@ -122,7 +185,8 @@ TEST(ModelsZoo, CifarModelsMatchRepDistiller) {
     std::vector<std::string> order{"stem"};
     for (size_t k = 1; k + 1 < ref.taps.size(); ++k) order.push_back("block" + std::to_string(k));
     order.push_back("pool");
-    ASSERT_EQ(m->tap_names().size(), 3 + 2 * (ref.taps.size() - 2));
+    const bool raw = m->arch().rfind("wrn_", 0) == 0;  // pre-activation: raw_blockK too
+    ASSERT_EQ(m->tap_names().size(), 3 + (raw ? 3 : 2) * (ref.taps.size() - 2));
     for (size_t i = 0; i < order.size(); ++i) EXPECT_EQ(no_batch(taps.at(order[i])), ref.taps[i]) << order[i];
   }
 }

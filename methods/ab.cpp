@@ -1,0 +1,160 @@
+// ab: activation boundaries (Heo et al., "Knowledge Transfer via Distillation of Activation Boundaries Formed by
+// Hidden Neurons", AAAI 2019, Sec. 3, Eq. 5-6, and its initialisation scheme, Sec. 3.3). The reference is
+// RepDistiller's distiller_zoo/AB.py (ABLoss), models/util.py (Connector, ConvReg) and helper/pretrain.py (init),
+// the code of RepDistiller's CIFAR-100 table (HobbitLong/RepDistiller @ b84f547, --distill abound):
+//   stage "init" (init_epochs, RepDistiller 30): connector r_i(s_i) on each PRE-ReLU student map, and
+//     ab = sum_i 2^(i-n+1) sum( (r+m)^2 [r > -m, t <= 0] + (r-m)^2 [r <= m, t > 0] ) / B / 1000 * 3
+//   (losses::ab_loss, margin m = 1) against the teacher's pre-ReLU maps; it trains the connectors and the
+//   student up to its last tap (RepDistiller: model_s.get_feat_modules(), everything but the classifier), with
+//   the recipe's optimizer (RepDistiller: SGD, its lr 0.05 constant for 30 epochs, momentum 0.9, wd 5e-4);
+//   stage "main" (the recipe's epochs): ce (1 - alpha) + kd (alpha, only when alpha > 0). RepDistiller's loops.py
+//   sets loss_kd = 0 for abound and its script passes -a 0, so the main stage is cross-entropy alone (240 epochs);
+//   the connectors are no longer used.
+// Connector r_i, by shapes (ConvReg with use_relu=False): identity when channels and height agree; else a conv
+// (with bias) + BN: 3x3 stride 2 pad 1 when s_H = 2 t_H, 4x4 stride-2 transposed conv when 2 s_H = t_H,
+// a (1+s_H-t_H) x (1+s_W-t_W) conv when s_H >= t_H (1x1 when equal); a smaller student map otherwise is an error.
+// Paper vs reference (the default follows the reference):
+//   1. the code's piecewise form equals the paper's ||rho(T) . ReLU(m - r(S))^2 + (1 - rho(T)) . ReLU(m + r(S))^2||_1;
+//   2. the scale factors 2^(i-n+1) per layer, 1/B and 3/1000 are the code's (they only scale the init stage);
+//   3. the connector is RepDistiller's ConvReg + BN without ReLU, chosen by shape as above;
+//   4. layers: RepDistiller's preact feat[1:-1] (3 stage outputs for ResNet/WRN/ShuffleNet, 4 for VGG/MobileNetV2;
+//      for WRN the preact features are the next stage's BN outputs, the zoo's preact_blockK).
+//   5. the init stage trains every student parameter upstream of the last tap; for a WRN student that includes
+//      the final BN (whose output is preact_block3), which RepDistiller's get_feat_modules() leaves out of the
+//      init optimizer (so there it gets gradients but is not stepped).
+//   beta weighs the init-stage term (1 in the reference); it has no role in the main stage.
+#include "base/errors.h"
+#include "methods/feature_losses.h"
+#include "methods/losses.h"
+#include "methods/method.h"
+
+namespace kd {
+
+namespace {
+
+// RepDistiller's ConvReg(s_shape, t_shape, use_relu=False): conv chosen by the spatial sizes, then BN.
+struct ConvRegImpl : torch::nn::Module {
+  ConvRegImpl(const std::vector<int64_t>& s, const std::vector<int64_t>& t, const std::string& what) {
+    const int64_t sC = s[1], sH = s[2], sW = s[3], tC = t[1], tH = t[2], tW = t[3];
+    if (sH == 2 * tH) {
+      conv = register_module("conv", torch::nn::Conv2d(torch::nn::Conv2dOptions(sC, tC, 3).stride(2).padding(1)));
+    } else if (sH * 2 == tH) {
+      deconv = register_module(
+          "conv", torch::nn::ConvTranspose2d(torch::nn::ConvTranspose2dOptions(sC, tC, 4).stride(2).padding(1)));
+    } else if (sH >= tH) {
+      conv = register_module("conv", torch::nn::Conv2d(torch::nn::Conv2dOptions(sC, tC, {1 + sH - tH, 1 + sW - tW})));
+    } else {
+      throw ConfigError("student_taps", "AB's connector cannot map student map " + what + " of height " +
+                                            std::to_string(sH) + " to the teacher's height " + std::to_string(tH) +
+                                            " (RepDistiller's ConvReg takes s_H >= t_H or s_H = t_H / 2)");
+    }
+    bn = register_module("bn", torch::nn::BatchNorm2d(tC));
+  }
+  torch::Tensor forward(const torch::Tensor& x) { return bn(conv ? conv(x) : deconv(x)); }
+  torch::nn::Conv2d conv{nullptr};
+  torch::nn::ConvTranspose2d deconv{nullptr};
+  torch::nn::BatchNorm2d bn{nullptr};
+};
+TORCH_MODULE(ConvReg);
+
+}  // namespace
+
+class AB final : public Method {
+ public:
+  struct Options {
+    std::vector<std::string> student_taps{"preact_block1", "preact_block2", "preact_block3"};
+    std::vector<std::string> teacher_taps{"preact_block1", "preact_block2", "preact_block3"};
+    double margin = 1.0;
+    int64_t init_epochs = 30;
+    double init_lr = 0.0;
+    double beta = 1.0;
+    double alpha = 0.0;
+    double temperature = 4.0;
+    void validate() const {
+      if (student_taps.empty() || student_taps.size() != teacher_taps.size())
+        throw ConfigError("teacher_taps", "needs as many taps as student_taps (" + std::to_string(student_taps.size()) +
+                                              "), got " + std::to_string(teacher_taps.size()));
+    }
+  };
+  static MethodInfo info() {
+    return MethodInfo::of<AB>("ab",
+                              "Heo et al. 2019: initialise the student so its pre-ReLU activation boundaries match "
+                              "the teacher's (margin loss through connectors), then train on the labels")
+        .cite(
+            "Heo et al. 2019 (AAAI), Sec. 3 Eq. 5-6; reference RepDistiller distiller_zoo/AB.py, models/util.py, "
+            "helper/pretrain.py @ b84f547")
+        .teachers(1, 1)
+        .strings("student_taps", &Options::student_taps, "student pre-ReLU maps, paired in order with teacher_taps")
+        .strings("teacher_taps", &Options::teacher_taps, "teacher pre-ReLU maps")
+        .number("margin", &Options::margin, 0.0, 100.0, "margin m of the activation-boundary loss")
+        .integer("init_epochs", &Options::init_epochs, 1, 10000, "epochs of the initialisation stage (RepDistiller 30)")
+        .number("init_lr", &Options::init_lr, 0.0, 10.0,
+                "base lr of the initialisation stage; 0 = the recipe's (RepDistiller: its lr, 0.05)")
+        .number("beta", &Options::beta, 0.0, 1e6, "weight of the ab term in the initialisation stage")
+        .number("alpha", &Options::alpha, 0.0, 1.0, "main stage: weight of a KD term; CE gets 1 - alpha")
+        .number("temperature", &Options::temperature, 0.05, 100.0, "KD temperature when alpha > 0");
+  }
+  explicit AB(const Options& o) : o_(o) {}
+
+  std::vector<std::string> student_taps() const override {
+    auto v = o_.student_taps;
+    v.push_back("logits");
+    return v;
+  }
+  std::vector<std::string> teacher_taps(int) const override {
+    auto v = o_.teacher_taps;
+    v.push_back("logits");
+    return v;
+  }
+
+  void prepare(const PrepareContext& ctx) override {
+    module_ = std::make_shared<torch::nn::Module>("ABConnector");
+    connectors_ = module_->register_module("connectors", torch::nn::ModuleList());
+    for (size_t i = 0; i < o_.student_taps.size(); ++i) {
+      const auto& s = ctx.student.at(o_.student_taps[i]);
+      const auto& t = ctx.teachers.at(0).at(o_.teacher_taps[i]);
+      if (s.size() != 4 || t.size() != 4)
+        throw ConfigError("student_taps",
+                          "AB needs 4-D feature maps ('" + o_.student_taps[i] + "' / '" + o_.teacher_taps[i] + "')");
+      if (s[1] == t[1] && s[2] == t[2]) {
+        connectors_->push_back(torch::nn::Identity());
+      } else {
+        connectors_->push_back(ConvReg(s, t, "'" + o_.student_taps[i] + "'"));
+      }
+    }
+    module_->to(ctx.device);
+  }
+  std::shared_ptr<torch::nn::Module> module() override { return module_; }
+
+  std::vector<StageSpec> stages() const override {
+    StageSpec init{"init", static_cast<int>(o_.init_epochs), o_.student_taps.back()};
+    init.lr = o_.init_lr;
+    return {init, StageSpec{"main"}};
+  }
+
+  LossTerms compute(const MethodInput& in) override {
+    if (in.stage == 0) {
+      std::vector<torch::Tensor> s, t;
+      for (size_t i = 0; i < o_.student_taps.size(); ++i) {
+        s.push_back(connectors_[i]->as<torch::nn::Identity>()
+                        ? in.student.at(o_.student_taps[i])
+                        : connectors_[i]->as<ConvRegImpl>()->forward(in.student.at(o_.student_taps[i])));
+        t.push_back(in.teachers.at(0)->at(o_.teacher_taps[i]));
+      }
+      return {{"ab", losses::ab_loss(s, t, o_.margin), o_.beta}};
+    }
+    const auto& logits = in.student.at("logits");
+    LossTerms terms{{"ce", torch::cross_entropy_loss(logits, in.labels), 1.0 - o_.alpha}};
+    if (o_.alpha > 0)
+      terms.push_back({"kd", losses::soft_kl(logits, in.teachers.at(0)->at("logits"), o_.temperature), o_.alpha});
+    return terms;
+  }
+
+ private:
+  Options o_;
+  std::shared_ptr<torch::nn::Module> module_;
+  torch::nn::ModuleList connectors_{nullptr};
+};
+
+}  // namespace kd
+KD_REGISTER_METHOD(kd::AB);
