@@ -216,7 +216,8 @@ bool intact(const DataArchive& a, const fs::path& folder, std::string* why) {
   return true;
 }
 
-// Temporary files and unpack folders ("*.tmp.<pid>") that a killed kdbench left in `dir`.
+// Temporary files and unpack folders ("*.tmp.<pid>.<host>") that a killed kdbench of this host left in `dir`
+// (a data folder may be on a file system that several machines share: another host's pid means nothing here).
 void remove_stale(const std::string& dir) {
   remove_stale_temporaries(dir);
   std::error_code ec;
@@ -226,7 +227,8 @@ void remove_stale(const std::string& dir) {
     if (at == std::string::npos || !it->is_directory()) continue;
     char* stop = nullptr;
     const long pid = std::strtol(name.c_str() + at + 5, &stop, 10);
-    if (stop && *stop == '\0' && pid != ::getpid() && !process_alive(pid)) remove_tree(it->path().string());
+    if (stop && *stop == '.' && std::string(stop + 1) == this_host() && pid != ::getpid() && !process_alive(pid))
+      remove_tree(it->path().string());
   }
 }
 
@@ -313,7 +315,7 @@ FetchResult fetch_dataset(const DataArchive& a, const std::string& dir, const Fe
   const std::string base = o.url_base.empty() ? a.url_base : o.url_base;
   const std::string url = base + (base.empty() || base.back() == '/' ? "" : "/") + a.file;
   const fs::path archive = fs::path(dir) / a.file;
-  const std::string tmp_suffix = ".tmp." + std::to_string(::getpid());
+  const std::string tmp_suffix = ".tmp." + std::to_string(::getpid()) + "." + this_host();
   std::string got;
   if (fs::exists(archive)) {
     got = file_digest(archive.string(), algorithm);

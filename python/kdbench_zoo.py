@@ -9,7 +9,7 @@ uses it to rebuild a student before compiling it with torch.export and AOTInduct
     model.load_state_dict(torch.load("student.pt"))
 
 `create(name, num_classes, in_channels=3, taps=False)`: with taps=True the forward returns a dict of
-kdbench's taps (stem, blockK, preact_blockK, pool, logits) instead of the logits alone. resnet18/34/50
+kdbench's taps (stem, blockK, preact_blockK, raw_blockK for WRN, pool, logits) instead of the logits alone. resnet18/34/50
 come from torchvision (taps=False only).
 """
 import torch
@@ -156,6 +156,7 @@ class WideResNet(_Tapped):
                 if i == 0 and s > 1:  # the BN + ReLU that opens stage s follows stage s - 1
                     t["preact_block%d" % (s - 1)], t["block%d" % (s - 1)] = pre, a
                 h = block(h, a)
+            t["raw_block%d" % s] = h  # the stage's residual sum (RepDistiller's WRN features)
         pre = self.bn1(h)
         h = F.relu(pre)
         t["preact_block3"], t["block3"] = pre, h

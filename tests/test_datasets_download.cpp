@@ -195,14 +195,19 @@ pid_t DataDownload::pid_ = -1;
 TEST_F(DataDownload, Cifar10DownloadsUnpacksOpensAndIsNotFetchedTwice) {
   const std::string dir = kd::test::make_temp_dir("cifar10");
   // What a download and an unpacking killed half-way (by a process that is gone) left: removed.
-  kd::test::write_file(dir + "/cifar-10-binary.tar.gz.tmp.999999999", "partial");
-  kd::test::write_file(dir + "/cifar-10-batches-bin.unpack.tmp.999999999/cifar-10-batches-bin/test_batch.bin", "x");
+  const std::string gone = ".tmp.999999999." + kd::this_host();
+  kd::test::write_file(dir + "/cifar-10-binary.tar.gz" + gone, "partial");
+  kd::test::write_file(dir + "/cifar-10-batches-bin.unpack" + gone + "/cifar-10-batches-bin/test_batch.bin", "x");
+  // Another host's leftovers in a shared folder are that host's business: kept.
+  kd::test::write_file(dir + "/cifar-10-binary.tar.gz.tmp.999999999.another-host", "theirs");
   auto r = data("cifar10 " + dir + " --url-base " + base_ + "/full --sha256 " + cifar_sha_);
   ASSERT_EQ(r.exit_code, 0) << r.output;
   const json block = {{"name", "cifar10"}, {"root", dir + "/cifar-10-batches-bin"}};
   EXPECT_TRUE(contains(r.output, "\"dataset\": " + block.dump())) << r.output;
-  EXPECT_EQ(listing(dir), (std::vector<std::string>{"cifar-10-batches-bin", "cifar-10-binary.tar.gz"}));
+  EXPECT_EQ(listing(dir), (std::vector<std::string>{"cifar-10-batches-bin", "cifar-10-binary.tar.gz",
+                                                    "cifar-10-binary.tar.gz.tmp.999999999.another-host"}));
   EXPECT_EQ(requests_for("/full/cifar-10-binary.tar.gz"), 1);
+  fs::remove(dir + "/cifar-10-binary.tar.gz.tmp.999999999.another-host");
 
   // The readers open what was unpacked.
   kd::DataSplits s = kd::open_dataset({{"name", "cifar10"}, {"root", dir}, {"val_fraction", 0.0}});
