@@ -46,9 +46,11 @@ class Setup:
 
     def __init__(self, source, quick):
         cfg = json.load(open(os.path.join(source, "configs", "fashion-mnist.json")))
-        kd = [m for m in cfg["methods"] if m["method"] == "logit_kd"]
+        # The plain logit-KD grid: the logit_kd entry without a label (labelled ones are variants, e.g. logit
+        # standardisation).
+        kd = [m for m in cfg["methods"] if m["method"] == "logit_kd" and "label" not in m]
         if len(kd) != 1:
-            sys.exit("bench-compare: configs/fashion-mnist.json must have exactly one logit_kd entry")
+            sys.exit("bench-compare: configs/fashion-mnist.json must have exactly one logit_kd entry without a label")
         grid = kd[0].get("grid", {})
         self.temps = grid.get("temperature", [4])
         self.alphas = grid.get("alpha", [0.9])
