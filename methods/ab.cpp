@@ -24,6 +24,7 @@
 //      init optimizer (so there it gets gradients but is not stepped).
 //   beta weighs the init-stage term (1 in the reference); it has no role in the main stage.
 #include "base/errors.h"
+#include "methods/common_terms.h"
 #include "methods/feature_losses.h"
 #include "methods/losses.h"
 #include "methods/method.h"
@@ -96,16 +97,8 @@ class AB final : public Method {
   }
   explicit AB(const Options& o) : o_(o) {}
 
-  std::vector<std::string> student_taps() const override {
-    auto v = o_.student_taps;
-    v.push_back("logits");
-    return v;
-  }
-  std::vector<std::string> teacher_taps(int) const override {
-    auto v = o_.teacher_taps;
-    v.push_back("logits");
-    return v;
-  }
+  std::vector<std::string> student_taps() const override { return with_logits(o_.student_taps); }
+  std::vector<std::string> teacher_taps(int) const override { return with_logits(o_.teacher_taps); }
 
   void prepare(const PrepareContext& ctx) override {
     module_ = std::make_shared<torch::nn::Module>("ABConnector");
@@ -143,11 +136,7 @@ class AB final : public Method {
       }
       return {{"ab", losses::ab_loss(s, t, o_.margin), o_.beta}};
     }
-    const auto& logits = in.student.at("logits");
-    LossTerms terms{{"ce", torch::cross_entropy_loss(logits, in.labels), 1.0 - o_.alpha}};
-    if (o_.alpha > 0)
-      terms.push_back({"kd", losses::soft_kl(logits, in.teachers.at(0)->at("logits"), o_.temperature), o_.alpha});
-    return terms;
+    return ce_own_kd(in, {}, o_.alpha, o_.temperature);
   }
 
  private:

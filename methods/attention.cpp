@@ -21,6 +21,7 @@
 // Checked against RepDistiller's own values: tests/test_methods_reference.cpp (tests/data/reference/
 // attention.json). Terms: ce (1 - alpha), at (beta), kd (alpha, only when alpha > 0: the paper's AT + KD).
 #include "base/errors.h"
+#include "methods/common_terms.h"
 #include "methods/losses.h"
 #include "methods/method.h"
 
@@ -65,26 +66,15 @@ class Attention final : public Method {
         alpha_(o.alpha),
         T_(o.temperature),
         resize_(o.resize == "interpolate" ? losses::AttentionResize::Interpolate : losses::AttentionResize::Pool) {}
-  std::vector<std::string> student_taps() const override {
-    auto v = s_taps_;
-    v.push_back("logits");
-    return v;
-  }
-  std::vector<std::string> teacher_taps(int) const override {
-    auto v = t_taps_;
-    v.push_back("logits");
-    return v;
-  }
+  std::vector<std::string> student_taps() const override { return with_logits(s_taps_); }
+  std::vector<std::string> teacher_taps(int) const override { return with_logits(t_taps_); }
   LossTerms compute(const MethodInput& in) override {
     torch::Tensor at;
     for (size_t i = 0; i < s_taps_.size(); ++i) {
       auto l = losses::attention_loss(in.student.at(s_taps_[i]), in.teachers.at(0)->at(t_taps_[i]), p_, resize_);
       at = at.defined() ? at + l : l;
     }
-    const auto& s = in.student.at("logits");
-    LossTerms terms{{"ce", torch::cross_entropy_loss(s, in.labels), 1.0 - alpha_}, {"at", at, beta_}};
-    if (alpha_ > 0) terms.push_back({"kd", losses::soft_kl(s, in.teachers.at(0)->at("logits"), T_), alpha_});
-    return terms;
+    return ce_own_kd(in, {{"at", at, beta_}}, alpha_, T_);
   }
 
  private:

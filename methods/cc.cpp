@@ -19,6 +19,7 @@
 // Checked against RepDistiller's own values: tests/test_methods_reference.cpp (tests/data/reference/cc.json);
 // the paper form against hand arithmetic in the same file.
 #include "base/errors.h"
+#include "methods/common_terms.h"
 #include "methods/losses.h"
 #include "methods/method.h"
 #include "methods/relation_losses.h"
@@ -83,11 +84,7 @@ class CorrelationCongruence final : public Method {
     auto et = embed_t_(in.teachers.at(0)->at(o_.teacher_tap).flatten(1));
     auto cc = o_.form == "paper" ? losses::correlation_congruence_paper(es, et, o_.rbf_gamma, o_.taylor_order)
                                  : losses::correlation_congruence(es, et);
-    const auto& s = in.student.at("logits");
-    LossTerms terms{{"ce", torch::cross_entropy_loss(s, in.labels), 1.0 - o_.alpha}, {"cc", cc, o_.beta}};
-    if (o_.alpha > 0)
-      terms.push_back({"kd", losses::soft_kl(s, in.teachers.at(0)->at("logits"), o_.temperature), o_.alpha});
-    return terms;
+    return ce_own_kd(in, {{"cc", cc, o_.beta}}, o_.alpha, o_.temperature);
   }
 
  private:

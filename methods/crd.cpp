@@ -32,6 +32,7 @@
 //   5. eps 1e-7 inside both logs; 6. no eps in the embedding's norm; 7. RepDistiller's loss has shape [1] (a
 //   scalar here). Without the training labels (kdbench loss), "exact" draws from every other sample.
 #include "base/errors.h"
+#include "methods/common_terms.h"
 #include "methods/crd_memory.h"
 #include "methods/losses.h"
 #include "methods/method.h"
@@ -105,11 +106,7 @@ class CRD final : public Method {
     auto contrast_idx = sampler_.draw(in.indices, o_.nce_k, o_.negatives);
     auto out =
         head_->forward(in.student.at(o_.student_tap), in.teachers.at(0)->at(o_.teacher_tap), in.indices, contrast_idx);
-    const auto& logits = in.student.at("logits");
-    LossTerms terms{{"ce", torch::cross_entropy_loss(logits, in.labels), 1.0 - o_.alpha}, {"crd", out.loss, o_.beta}};
-    if (o_.alpha > 0)
-      terms.push_back({"kd", losses::soft_kl(logits, in.teachers.at(0)->at("logits"), o_.temperature), o_.alpha});
-    return terms;
+    return ce_own_kd(in, {{"crd", out.loss, o_.beta}}, o_.alpha, o_.temperature);
   }
 
  private:

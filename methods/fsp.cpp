@@ -19,6 +19,7 @@
 //      is pooled;
 //   3. all pair weights lambda = 1.
 #include "base/errors.h"
+#include "methods/common_terms.h"
 #include "methods/feature_losses.h"
 #include "methods/losses.h"
 #include "methods/method.h"
@@ -64,16 +65,8 @@ class FSP final : public Method {
   }
   explicit FSP(const Options& o) : o_(o) {}
 
-  std::vector<std::string> student_taps() const override {
-    auto v = o_.student_taps;
-    v.push_back("logits");
-    return v;
-  }
-  std::vector<std::string> teacher_taps(int) const override {
-    auto v = o_.teacher_taps;
-    v.push_back("logits");
-    return v;
-  }
+  std::vector<std::string> student_taps() const override { return with_logits(o_.student_taps); }
+  std::vector<std::string> teacher_taps(int) const override { return with_logits(o_.teacher_taps); }
 
   void prepare(const PrepareContext& ctx) override {
     for (size_t i = 0; i < o_.student_taps.size(); ++i) {
@@ -106,11 +99,7 @@ class FSP final : public Method {
       }
       return {{"fsp", losses::fsp_loss(s, t, o_.reduction == "sum"), o_.beta}};
     }
-    const auto& logits = in.student.at("logits");
-    LossTerms terms{{"ce", torch::cross_entropy_loss(logits, in.labels), 1.0 - o_.alpha}};
-    if (o_.alpha > 0)
-      terms.push_back({"kd", losses::soft_kl(logits, in.teachers.at(0)->at("logits"), o_.temperature), o_.alpha});
-    return terms;
+    return ce_own_kd(in, {}, o_.alpha, o_.temperature);
   }
 
  private:

@@ -26,6 +26,7 @@
 //   5. the init-stage lr depends on the student's family in RepDistiller (0.01 for ResNet/WRN students); here it
 //      is the option init_lr (default 0.01; configs/cifar100.json sets it per pair).
 #include "base/errors.h"
+#include "methods/common_terms.h"
 #include "methods/feature_losses.h"
 #include "methods/losses.h"
 #include "methods/method.h"
@@ -127,12 +128,8 @@ class FT final : public Method {
       factor_t = encoder_->forward(t);
     }
     auto factor_s = translator_->forward(in.student.at(o_.student_tap));
-    const auto& logits = in.student.at("logits");
-    LossTerms terms{{"ce", torch::cross_entropy_loss(logits, in.labels), 1.0 - o_.alpha},
-                    {"ft", losses::ft_loss(factor_s, factor_t, o_.p1, o_.p2, o_.factor == "paper"), o_.beta}};
-    if (o_.alpha > 0)
-      terms.push_back({"kd", losses::soft_kl(logits, in.teachers.at(0)->at("logits"), o_.temperature), o_.alpha});
-    return terms;
+    return ce_own_kd(in, {{"ft", losses::ft_loss(factor_s, factor_t, o_.p1, o_.p2, o_.factor == "paper"), o_.beta}},
+                     o_.alpha, o_.temperature);
   }
 
  private:

@@ -18,6 +18,7 @@
 //   4. it is applied to every stage and summed.
 // Checked against RepDistiller's own values: tests/test_methods_reference.cpp (tests/data/reference/nst.json).
 #include "base/errors.h"
+#include "methods/common_terms.h"
 #include "methods/losses.h"
 #include "methods/method.h"
 #include "methods/relation_losses.h"
@@ -52,26 +53,15 @@ class NST final : public Method {
   }
   explicit NST(const Options& o)
       : s_taps_(o.student_taps), t_taps_(o.teacher_taps), beta_(o.beta), alpha_(o.alpha), T_(o.temperature) {}
-  std::vector<std::string> student_taps() const override {
-    auto v = s_taps_;
-    v.push_back("logits");
-    return v;
-  }
-  std::vector<std::string> teacher_taps(int) const override {
-    auto v = t_taps_;
-    v.push_back("logits");
-    return v;
-  }
+  std::vector<std::string> student_taps() const override { return with_logits(s_taps_); }
+  std::vector<std::string> teacher_taps(int) const override { return with_logits(t_taps_); }
   LossTerms compute(const MethodInput& in) override {
     torch::Tensor mmd;
     for (size_t i = 0; i < s_taps_.size(); ++i) {
       auto l = losses::nst(in.student.at(s_taps_[i]), in.teachers.at(0)->at(t_taps_[i]));
       mmd = mmd.defined() ? mmd + l : l;
     }
-    const auto& s = in.student.at("logits");
-    LossTerms terms{{"ce", torch::cross_entropy_loss(s, in.labels), 1.0 - alpha_}, {"nst", mmd, beta_}};
-    if (alpha_ > 0) terms.push_back({"kd", losses::soft_kl(s, in.teachers.at(0)->at("logits"), T_), alpha_});
-    return terms;
+    return ce_own_kd(in, {{"nst", mmd, beta_}}, alpha_, T_);
   }
 
  private:

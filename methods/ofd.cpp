@@ -25,6 +25,7 @@
 // Without the teacher's modules (kdbench loss computes from tensors alone) the margins are those of a batch norm
 // at its initial weights (gamma 1, beta 0): -sqrt(2 / pi) for every channel.
 #include "base/errors.h"
+#include "methods/common_terms.h"
 #include "methods/feature_losses.h"
 #include "methods/losses.h"
 #include "methods/method.h"
@@ -61,16 +62,8 @@ class OFD final : public Method {
   }
   explicit OFD(const Options& o) : o_(o) {}
 
-  std::vector<std::string> student_taps() const override {
-    auto v = o_.student_taps;
-    v.push_back("logits");
-    return v;
-  }
-  std::vector<std::string> teacher_taps(int) const override {
-    auto v = o_.teacher_taps;
-    v.push_back("logits");
-    return v;
-  }
+  std::vector<std::string> student_taps() const override { return with_logits(o_.student_taps); }
+  std::vector<std::string> teacher_taps(int) const override { return with_logits(o_.teacher_taps); }
 
   void prepare(const PrepareContext& ctx) override {
     module_ = std::make_shared<torch::nn::Module>("OFD");
@@ -106,12 +99,7 @@ class OFD final : public Method {
                std::pow(2.0, n - i - 1);
       total = total.defined() ? total + d : d;
     }
-    const auto& logits = in.student.at("logits");
-    LossTerms terms{{"ce", torch::cross_entropy_loss(logits, in.labels), 1.0 - o_.alpha},
-                    {"ofd", total / static_cast<double>(logits.size(0)), o_.beta}};
-    if (o_.alpha > 0)
-      terms.push_back({"kd", losses::soft_kl(logits, in.teachers.at(0)->at("logits"), o_.temperature), o_.alpha});
-    return terms;
+    return ce_own_kd(in, {{"ofd", total / static_cast<double>(in.labels.size(0)), o_.beta}}, o_.alpha, o_.temperature);
   }
 
  private:

@@ -14,6 +14,7 @@
 // form: reference (default, follows the reference) | paper (1 and 2 as the paper, no eps).
 // Checked against RepDistiller's own values: tests/test_methods_reference.cpp (tests/data/reference/pkt.json;
 // the paper form against the arithmetic recorded there, labelled as not peer output).
+#include "methods/common_terms.h"
 #include "methods/losses.h"
 #include "methods/method.h"
 #include "methods/relation_losses.h"
@@ -57,11 +58,8 @@ class PKT final : public Method {
   std::vector<std::string> student_taps() const override { return {s_tap_, "logits"}; }
   std::vector<std::string> teacher_taps(int) const override { return {t_tap_, "logits"}; }
   LossTerms compute(const MethodInput& in) override {
-    const auto& s = in.student.at("logits");
-    LossTerms terms{{"ce", torch::cross_entropy_loss(s, in.labels), 1.0 - alpha_},
-                    {"pkt", losses::pkt(in.student.at(s_tap_), in.teachers.at(0)->at(t_tap_), form_), beta_}};
-    if (alpha_ > 0) terms.push_back({"kd", losses::soft_kl(s, in.teachers.at(0)->at("logits"), T_), alpha_});
-    return terms;
+    return ce_own_kd(in, {{"pkt", losses::pkt(in.student.at(s_tap_), in.teachers.at(0)->at(t_tap_), form_), beta_}},
+                     alpha_, T_);
   }
 
  private:

@@ -31,6 +31,7 @@
 #include <algorithm>
 
 #include "base/errors.h"
+#include "methods/common_terms.h"
 #include "methods/feature_losses.h"
 #include "methods/losses.h"
 #include "methods/method.h"
@@ -125,16 +126,8 @@ class ReviewKD final : public Method {
   }
   explicit ReviewKD(const Options& o) : o_(o) {}
 
-  std::vector<std::string> student_taps() const override {
-    auto v = o_.student_taps;
-    v.push_back("logits");
-    return v;
-  }
-  std::vector<std::string> teacher_taps(int) const override {
-    auto v = o_.teacher_taps;
-    v.push_back("logits");
-    return v;
-  }
+  std::vector<std::string> student_taps() const override { return with_logits(o_.student_taps); }
+  std::vector<std::string> teacher_taps(int) const override { return with_logits(o_.teacher_taps); }
 
   void prepare(const PrepareContext& ctx) override {
     const size_t n = o_.student_taps.size();
@@ -180,12 +173,8 @@ class ReviewKD final : public Method {
     std::vector<torch::Tensor> teacher;
     for (const auto& tap : o_.teacher_taps) teacher.push_back(as_map(in.teachers.at(0)->at(tap)));
     const double ramp = o_.warmup_epochs > 0 ? std::min(1.0, static_cast<double>(in.epoch) / o_.warmup_epochs) : 1.0;
-    const auto& logits = in.student.at("logits");
-    LossTerms terms{{"ce", torch::cross_entropy_loss(logits, in.labels), 1.0 - o_.alpha},
-                    {"reviewkd", losses::hcl(review(in.student), teacher), o_.beta * ramp}};
-    if (o_.alpha > 0)
-      terms.push_back({"kd", losses::soft_kl(logits, in.teachers.at(0)->at("logits"), o_.temperature), o_.alpha});
-    return terms;
+    return ce_own_kd(in, {{"reviewkd", losses::hcl(review(in.student), teacher), o_.beta * ramp}}, o_.alpha,
+                     o_.temperature);
   }
 
  private:

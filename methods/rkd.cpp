@@ -18,6 +18,7 @@
 //   4. both take square roots of distances clamped at 1e-12 and leave zero difference vectors at zero.
 // The default, form: reference, follows the reference.
 // Checked against RepDistiller's own values: tests/test_methods_reference.cpp (tests/data/reference/rkd.json).
+#include "methods/common_terms.h"
 #include "methods/losses.h"
 #include "methods/method.h"
 #include "methods/relation_losses.h"
@@ -65,12 +66,7 @@ class RKD final : public Method {
   std::vector<std::string> teacher_taps(int) const override { return {t_tap_, "logits"}; }
   LossTerms compute(const MethodInput& in) override {
     auto r = losses::rkd(in.student.at(s_tap_), in.teachers.at(0)->at(t_tap_), form_);
-    const auto& s = in.student.at("logits");
-    LossTerms terms{{"ce", torch::cross_entropy_loss(s, in.labels), 1.0 - alpha_},
-                    {"distance", r.distance, wd_},
-                    {"angle", r.angle, wa_}};
-    if (alpha_ > 0) terms.push_back({"kd", losses::soft_kl(s, in.teachers.at(0)->at("logits"), T_), alpha_});
-    return terms;
+    return ce_own_kd(in, {{"distance", r.distance, wd_}, {"angle", r.angle, wa_}}, alpha_, T_);
   }
 
  private:

@@ -12,6 +12,7 @@
 //   3. student and teacher may differ in channels and spatial size (Q is flattened per sample).
 // Checked against RepDistiller's own values: tests/test_methods_reference.cpp (tests/data/reference/sp.json).
 #include "base/errors.h"
+#include "methods/common_terms.h"
 #include "methods/losses.h"
 #include "methods/method.h"
 #include "methods/relation_losses.h"
@@ -45,26 +46,15 @@ class SimilarityPreserving final : public Method {
   }
   explicit SimilarityPreserving(const Options& o)
       : s_taps_(o.student_taps), t_taps_(o.teacher_taps), beta_(o.beta), alpha_(o.alpha), T_(o.temperature) {}
-  std::vector<std::string> student_taps() const override {
-    auto v = s_taps_;
-    v.push_back("logits");
-    return v;
-  }
-  std::vector<std::string> teacher_taps(int) const override {
-    auto v = t_taps_;
-    v.push_back("logits");
-    return v;
-  }
+  std::vector<std::string> student_taps() const override { return with_logits(s_taps_); }
+  std::vector<std::string> teacher_taps(int) const override { return with_logits(t_taps_); }
   LossTerms compute(const MethodInput& in) override {
     torch::Tensor sp;
     for (size_t i = 0; i < s_taps_.size(); ++i) {
       auto l = losses::similarity_preserving(in.student.at(s_taps_[i]), in.teachers.at(0)->at(t_taps_[i]));
       sp = sp.defined() ? sp + l : l;
     }
-    const auto& s = in.student.at("logits");
-    LossTerms terms{{"ce", torch::cross_entropy_loss(s, in.labels), 1.0 - alpha_}, {"sp", sp, beta_}};
-    if (alpha_ > 0) terms.push_back({"kd", losses::soft_kl(s, in.teachers.at(0)->at("logits"), T_), alpha_});
-    return terms;
+    return ce_own_kd(in, {{"sp", sp, beta_}}, alpha_, T_);
   }
 
  private:

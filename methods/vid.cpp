@@ -22,6 +22,7 @@
 #include <cmath>
 
 #include "base/errors.h"
+#include "methods/common_terms.h"
 #include "methods/feature_losses.h"
 #include "methods/losses.h"
 #include "methods/method.h"
@@ -67,16 +68,8 @@ class VID final : public Method {
   }
   explicit VID(const Options& o) : o_(o) {}
 
-  std::vector<std::string> student_taps() const override {
-    auto v = o_.student_taps;
-    v.push_back("logits");
-    return v;
-  }
-  std::vector<std::string> teacher_taps(int) const override {
-    auto v = o_.teacher_taps;
-    v.push_back("logits");
-    return v;
-  }
+  std::vector<std::string> student_taps() const override { return with_logits(o_.student_taps); }
+  std::vector<std::string> teacher_taps(int) const override { return with_logits(o_.teacher_taps); }
 
   void prepare(const PrepareContext& ctx) override {
     module_ = std::make_shared<torch::nn::Module>("VID");
@@ -115,11 +108,7 @@ class VID final : public Method {
                                o_.reduction == "sum");
       vid = vid.defined() ? vid + l : l;
     }
-    const auto& logits = in.student.at("logits");
-    LossTerms terms{{"ce", torch::cross_entropy_loss(logits, in.labels), 1.0 - o_.alpha}, {"vid", vid, o_.beta}};
-    if (o_.alpha > 0)
-      terms.push_back({"kd", losses::soft_kl(logits, in.teachers.at(0)->at("logits"), o_.temperature), o_.alpha});
-    return terms;
+    return ce_own_kd(in, {{"vid", vid, o_.beta}}, o_.alpha, o_.temperature);
   }
 
  private:

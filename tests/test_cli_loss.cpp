@@ -5,10 +5,10 @@
 #include <gtest/gtest.h>
 #include <torch/torch.h>
 
+#include <cmath>
 #include <fstream>
 #include <functional>
 #include <map>
-#include <cmath>
 #include <nlohmann/json.hpp>
 
 #include "test_util.h"
@@ -202,13 +202,9 @@ TEST_F(CliLoss, MethodModulesAreSeeded) {
 // identity when, as in this file, student and teacher maps have one shape). (Their values against the reference
 // code, with fixed module weights, are in tests/test_methods_reference_part2.cpp.)
 TEST_F(CliLoss, Part2MethodsEvaluateWithTheirOwnSeededModules) {
-  const std::map<std::string, std::string> params{{"vid", ""},
-                                                  {"ab", ""},
-                                                  {"fsp", ""},
-                                                  {"ft", ""},
-                                                  {"crd", "--params '{\"nce_k\": 8}'"},
-                                                  {"reviewkd", ""},
-                                                  {"ofd", ""}};
+  const std::map<std::string, std::string> params{
+      {"vid", ""},      {"ab", ""}, {"fsp", ""}, {"ft", ""}, {"crd", "--params '{\"nce_k\": 8}'"},
+      {"reviewkd", ""}, {"ofd", ""}};
   for (const auto& [method, extra] : params) {
     json a = loss_json(method, "part2", extra + " --seed 3"), b = loss_json(method, "part2", extra + " --seed 3"),
          c = loss_json(method, "part2", extra + " --seed 4");

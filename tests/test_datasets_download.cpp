@@ -21,6 +21,7 @@
 #include "base/fsutil.h"
 #include "datasets/dataset.h"
 #include "datasets/download.h"
+#include "jpeg_writer.h"
 #include "test_util.h"
 
 namespace fs = std::filesystem;
@@ -70,29 +71,7 @@ std::string cifar10_batch(int b) {
 }
 
 std::string tiny_jpeg() {
-  jpeg_compress_struct c{};
-  jpeg_error_mgr err{};
-  c.err = jpeg_std_error(&err);
-  jpeg_create_compress(&c);
-  unsigned char* buf = nullptr;
-  unsigned long size = 0;
-  jpeg_mem_dest(&c, &buf, &size);
-  c.image_width = 40;
-  c.image_height = 30;
-  c.input_components = 3;
-  c.in_color_space = JCS_RGB;
-  jpeg_set_defaults(&c);
-  jpeg_start_compress(&c, TRUE);
-  std::vector<unsigned char> row(40 * 3, 128);
-  while (c.next_scanline < c.image_height) {
-    JSAMPROW r = row.data();
-    jpeg_write_scanlines(&c, &r, 1);
-  }
-  jpeg_finish_compress(&c);
-  std::string out(reinterpret_cast<char*>(buf), size);
-  jpeg_destroy_compress(&c);
-  free(buf);
-  return out;
+  return kd::test::encode_jpeg(40, 30, 3, JCS_RGB, std::vector<unsigned char>(40 * 3, 128));
 }
 
 // Serves `root` on 127.0.0.1 (a free port); /cut/<file> declares the file's full length but sends half of

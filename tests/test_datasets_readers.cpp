@@ -11,6 +11,7 @@
 #include "base/errors.h"
 #include "datasets/dataset.h"
 #include "datasets/readers.h"
+#include "jpeg_writer.h"
 #include "test_util.h"
 
 namespace fs = std::filesystem;
@@ -154,34 +155,12 @@ TEST(Cifar, TruncatedAndBadLabel) {
 
 // A w x h RGB JPEG whose left half is red and right half is blue.
 std::string make_jpeg(int w, int h) {
-  jpeg_compress_struct c{};
-  jpeg_error_mgr err{};
-  c.err = jpeg_std_error(&err);
-  jpeg_create_compress(&c);
-  unsigned char* buf = nullptr;
-  unsigned long size = 0;
-  jpeg_mem_dest(&c, &buf, &size);
-  c.image_width = w;
-  c.image_height = h;
-  c.input_components = 3;
-  c.in_color_space = JCS_RGB;
-  jpeg_set_defaults(&c);
-  jpeg_set_quality(&c, 95, TRUE);
-  jpeg_start_compress(&c, TRUE);
   std::vector<unsigned char> row(static_cast<size_t>(w) * 3);
   for (int x = 0; x < w; ++x) {
     row[x * 3] = x < w / 2 ? 255 : 0;
     row[x * 3 + 2] = x < w / 2 ? 0 : 255;
   }
-  while (c.next_scanline < c.image_height) {
-    JSAMPROW r = row.data();
-    jpeg_write_scanlines(&c, &r, 1);
-  }
-  jpeg_finish_compress(&c);
-  std::string out(reinterpret_cast<char*>(buf), size);
-  jpeg_destroy_compress(&c);
-  free(buf);
-  return out;
+  return kd::test::encode_jpeg(w, h, 3, JCS_RGB, row, 95);
 }
 
 // A w x h grayscale PNG with value 200.
@@ -257,28 +236,7 @@ TEST(ImageFolder, FuzzerFindings) {
   EXPECT_NE(m.find("cut.JPEG"), std::string::npos) << m;
   // A CMYK JPEG (Photoshop's; ImageNet has some) decodes to RGB.
   {
-    jpeg_compress_struct c{};
-    jpeg_error_mgr err{};
-    c.err = jpeg_std_error(&err);
-    jpeg_create_compress(&c);
-    unsigned char* buf = nullptr;
-    unsigned long size = 0;
-    jpeg_mem_dest(&c, &buf, &size);
-    c.image_width = 16;
-    c.image_height = 8;
-    c.input_components = 4;
-    c.in_color_space = JCS_CMYK;
-    jpeg_set_defaults(&c);
-    jpeg_start_compress(&c, TRUE);
-    std::vector<unsigned char> row(16 * 4, 128);
-    while (c.next_scanline < c.image_height) {
-      JSAMPROW r = row.data();
-      jpeg_write_scanlines(&c, &r, 1);
-    }
-    jpeg_finish_compress(&c);
-    std::string cmyk(reinterpret_cast<char*>(buf), size);
-    jpeg_destroy_compress(&c);
-    free(buf);
+    const std::string cmyk = kd::test::encode_jpeg(16, 8, 4, JCS_CMYK, std::vector<unsigned char>(16 * 4, 128));
     auto img = kd::decode_image(cmyk, "cmyk.JPEG");
     EXPECT_EQ(img.sizes(), (std::vector<int64_t>{3, 8, 16}));
     EXPECT_LE((img.max() - img.min()).item<int>(), 2) << "a uniform CMYK image decodes uniform";
