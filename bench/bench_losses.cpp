@@ -10,6 +10,7 @@
 #include <string>
 #include <vector>
 
+#include "base/errors.h"
 #include "bench/bench_common.h"
 #include "methods/losses.h"
 #include "methods/method.h"
@@ -224,7 +225,14 @@ void BM_Method(benchmark::State& state, const Variant& v, const Pairing& pr, int
   ctx.teachers = tshapes;
   ctx.train_size = 50000;
   ctx.num_classes = pr.num_classes;
-  method->prepare(ctx);
+  try {
+    method->prepare(ctx);
+  } catch (const ConfigError& e) {
+    // The method does not apply to this pairing's shapes (e.g. FSP needs equal channel counts at every tap;
+    // cnn_tiny's and cnn_large's differ): no figure, and the reason in the output.
+    state.SkipWithError(("not applicable to " + pr.name + ": " + e.what()).c_str());
+    return;
+  }
   auto module = method->module();
   if (module) module->train();
 
