@@ -7,6 +7,7 @@
 #include <fstream>
 
 #include "base/log.h"
+#include "kd_source_dir.h"
 #include "reports/report.h"
 
 namespace fs = std::filesystem;

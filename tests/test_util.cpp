@@ -15,6 +15,8 @@
 #include <random>
 #include <stdexcept>
 
+#include "kd_source_dir.h"
+
 namespace fs = std::filesystem;
 
 namespace kd::test {
@@ -50,7 +52,9 @@ CommandResult run_command(const std::string& cmd) {
 
 std::string kdbench_bin() {
   const char* b = std::getenv("KDBENCH_BIN");
-  return b ? b : KDBENCH_BIN_DEFAULT;
+  if (b && *b) return b;
+  // The test executables live in <build>/tests/, kdbench in <build>/ (ctest sets KDBENCH_BIN as well).
+  return (std::filesystem::canonical("/proc/self/exe").parent_path().parent_path() / "kdbench").string();
 }
 
 std::string source_dir() {
