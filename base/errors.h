@@ -45,4 +45,12 @@ class DataError : public std::runtime_error {
   std::string file_;
 };
 
+// A method's own code failed while computing one run's loss (e.g. an exception raised in a Python method's
+// compute): that run fails with this message (the Python exception's type, message and file:line); the sweep
+// goes on. The message names what failed and where; the trainer adds the run, epoch and step.
+class MethodError : public std::runtime_error {
+ public:
+  using std::runtime_error::runtime_error;
+};
+
 }  // namespace kd

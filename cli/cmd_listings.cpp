@@ -46,6 +46,8 @@ int cmd_methods() {
     if (info.reference)
       std::cout << "    the reference student: gains are measured against it; teachers train with it\n";
     if (!info.citation.empty()) std::cout << "    source: " << info.citation << "\n";
+    if (!info.source_path.empty())
+      std::cout << "    Python plugin: " << info.source_path << " (sha256 " << info.source_sha256.substr(0, 16) << "...)\n";
     std::cout << "    teachers: " << info.min_teachers;
     if (info.max_teachers != info.min_teachers) std::cout << " to " << info.max_teachers;
     std::cout << "\n";

@@ -7,9 +7,11 @@
 #include <cstdlib>
 #include <iostream>
 #include <map>
+#include <set>
 
 #include "base/errors.h"
 #include "cli/command.h"
+#include "pybridge/plugins.h"
 
 namespace kd::cli {
 
@@ -58,11 +60,22 @@ int main(int argc, char** argv) {
   app.require_subcommand(1);
   app.set_version_flag("--version", std::string("kdbench 0.1.0 (libtorch ") + KDBENCH_TORCH_VERSION + ")");
   std::map<std::string, kd::cli::CommandRun> runs;
-  for (const auto& c : kd::cli::commands()) runs[c.name] = c.setup(*app.add_subcommand(c.name, c.description));
+  // The commands that read methods take Python method files (pybridge/): their methods are registered before the
+  // command runs, as a config's "plugins" are. (Cluster jobs run `kdbench sweep CONFIG` on other machines: there the
+  // config's "plugins" key is what names them.)
+  static const std::set<std::string> kTakePlugins{"sweep", "plan", "methods", "loss"};
+  std::vector<std::string> plugins;
+  for (const auto& c : kd::cli::commands()) {
+    CLI::App* sub = app.add_subcommand(c.name, c.description);
+    runs[c.name] = c.setup(*sub);
+    if (kTakePlugins.count(c.name))
+      sub->add_option("--plugin", plugins, "A Python method file (repeatable); see README, \"Write a method in Python\"");
+  }
 
   if (int rc = reject_unknown_subcommand(argc, argv); rc >= 0) return rc;
   CLI11_PARSE(app, argc, argv);
   try {
+    if (!plugins.empty()) kd::py::load_plugins(plugins, "", "--plugin");
     for (const auto* sub : app.get_subcommands()) return runs.at(sub->get_name())();
   } catch (const kd::ConfigError& e) {
     std::cerr << "kdbench: config error: " << e.what() << "\n";

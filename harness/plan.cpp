@@ -4,11 +4,13 @@
 
 #include <algorithm>
 #include <cstdlib>
+#include <filesystem>
 #include <functional>
 #include <set>
 
 #include "base/errors.h"
 #include "models/model.h"
+#include "pybridge/plugins.h"
 
 namespace kd {
 
@@ -222,6 +224,8 @@ SweepConfig parse_sweep_config(const json& j, const std::string& file) {
     for (auto it = t.begin(); it != t.end(); ++it)
       c.teachers.push_back(parse_teacher(it.key(), it.value(), "teachers." + it.key(), teacher_base));
   }
+  c.plugins = rd.strings("plugins", std::vector<std::string>{});
+  py::load_plugins(c.plugins, std::filesystem::path(file).parent_path().string(), "plugins");
   c.lockstep = rd.integer("lockstep", 0, 0, 100000);
   c.fuse = rd.string("fuse", std::string("auto"), {"auto", "on", "off"});
   c.precision = rd.string("precision", std::string("fp32"), {"fp32", "bf16"});
@@ -346,6 +350,7 @@ class Planner {
       r.config =
           json{{"role", "student"}, {"model", student}, {"method", e.method},           {"params", r.params},
                {"teachers", tids},  {"seed", seed},     {"recipe", r.recipe.to_json()}, {"dataset", cfg_.dataset}};
+      add_plugin(r.config, e.method);
       r.id = content_hash(r.config);
       if (seen(r.id) || std::any_of(students_.begin(), students_.end(), [&](const RunSpec& s) { return s.id == r.id; }))
         continue;
@@ -375,11 +380,21 @@ class Planner {
     a.config = json{{"role", "assistant"},          {"model", a.model},          {"method", link.method},
                     {"params", a.params},           {"teachers", a.teacher_ids}, {"seed", seed},
                     {"recipe", a.recipe.to_json()}, {"dataset", cfg_.dataset}};
+    add_plugin(a.config, link.method);
     a.id = content_hash(a.config);
     if (!seen(a.id)) attach_method(a);
     const std::string id = a.id;
     add(std::move(a));
     return id;
+  }
+
+  // A method from a plugin file: the run's config (so its id and its record) names the file and its content's
+  // SHA-256, so a changed file gives new runs and an unchanged one resumes. Native methods add nothing.
+  void add_plugin(json& config, const std::string& method) const {
+    const MethodInfo& info = reg_.get(method);
+    if (info.source_sha256.empty()) return;
+    config["plugin"] = json{{"file", std::filesystem::path(info.source_path).filename().string()},
+                            {"sha256", info.source_sha256}};
   }
 
   // Mixed precision changes the numbers, so it is part of what a trained run's id hashes (fp32 adds nothing,

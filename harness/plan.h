@@ -43,6 +43,9 @@ struct MethodEntry {
 
 struct SweepConfig {
   std::string name;
+  // Python method files (pybridge/), as the config names them (relative to the config's folder). They are loaded
+  // and their methods registered before "methods" is read.
+  std::vector<std::string> plugins;
   std::string output;     // sweep folder (default results/<name>)
   std::string cache_dir;  // teacher cache shared between sweeps (and between workers: a shared file system)
   std::string store;      // results store: "" = <output>/results.db; a postgresql:// URL (no password in it)

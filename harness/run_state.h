@@ -28,6 +28,7 @@ struct Failure {
 
 // What one epoch of a run adds up (means are taken at the epoch's end).
 struct EpochAccumulators {
+  int64_t epoch = 0;  // the run's epoch these sums are of
   std::map<std::string, double> term_sums;
   double total_sum = 0;
   int64_t correct = 0, seen = 0, steps = 0;
@@ -65,6 +66,7 @@ struct RunState {
   EvalMetrics best_val_metrics;
   double seconds = 0;                      // training time attributed to this run
   std::optional<Failure> pending_failure;  // set by a lane, handled after the lanes join
+  std::string setup_failure;               // the method's prepare() failed (MethodError): the run fails at the start
   torch::Tensor val_logits;
   EvalMetrics final_val;                           // the last epoch's validation metrics
   torch::Tensor test_logits, bestval_test_logits;  // at the end: final and best-on-validation weights

@@ -23,6 +23,7 @@
 #include "harness/progress.h"
 #include "harness/teacher_source.h"
 #include "harness/trainer.h"
+#include "pybridge/plugins.h"
 #include "store/store.h"
 #include "store/sweep_layout.h"
 
@@ -690,6 +691,8 @@ std::string environment_json(const std::string& device, int64_t threads) {
            {"cores", std::thread::hardware_concurrency()},
            {"cuda_available", torch::cuda::is_available()},
            {"cuda_devices", torch::cuda::device_count()}};
+  // Where Python methods ran: the interpreter (the venv) and its torch (absent when the sweep has no plugin).
+  if (std::string python = py::python_environment(); !python.empty()) env["python"] = python;
 #ifdef KDBENCH_WITH_CUDA
   env["build"] = "cuda";
 #else

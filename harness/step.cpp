@@ -1,8 +1,14 @@
 #include "harness/step.h"
 
+#include <fmt/format.h>
+
 #include <chrono>
 #include <cmath>
+#include <cstdio>
+#include <cstdlib>
+#include <mutex>
 
+#include "base/errors.h"
 #include "harness/autocast.h"
 #include "harness/fused_sgd.h"
 #include "harness/schedule.h"
@@ -38,7 +44,12 @@ std::optional<StepLoss> run_loss(RunState& rs, const TapMap& student_taps, const
   }
   MethodInput in{student_taps, teachers, b.y, b.indices, static_cast<int>(si), b.epoch, se, b.step, b.steps_per_epoch};
   StepLoss loss;
-  loss.terms = rs.method->compute(in);
+  try {
+    loss.terms = rs.method->compute(in);
+  } catch (const MethodError& e) {  // the method's own code failed (a Python exception): this run fails, not the group
+    rs.pending_failure = Failure{rs.stages[si].spec.name, "", e.what()};
+    return std::nullopt;
+  }
   for (const auto& term : loss.terms) {
     auto w = term.value.to(torch::kFloat) * term.weight;
     loss.total = loss.total.defined() ? loss.total + w : w;
@@ -72,8 +83,40 @@ std::optional<Failure> nonfinite_loss(const std::string& stage, const std::vecto
   return Failure{stage, bad, std::string("loss is ") + (std::isnan(total) ? "NaN" : "inf")};
 }
 
+namespace {
+// KDBENCH_TRACE_STEPS=FILE: every step of every run appended to FILE as one JSON line (run id, epoch, step, each
+// term's unweighted value, the weighted total), with 17 significant digits. For comparing two implementations of a
+// method step by step (tests/test_pybridge_twins.cpp, scripts/twin-check); off (and free) when unset.
+class StepTrace {
+ public:
+  static StepTrace& instance() {
+    static StepTrace t;
+    return t;
+  }
+  bool on() const { return file_ != nullptr; }
+  void write(const std::string& run, int64_t epoch, int64_t step, const std::vector<std::string>& names,
+             const std::vector<double>& values, double total) {
+    std::string line = fmt::format(R"({{"run":"{}","epoch":{},"step":{},"terms":{{)", run, epoch, step);
+    for (size_t k = 0; k < names.size(); ++k)
+      line += fmt::format(R"({}"{}":{:.17g})", k ? "," : "", names[k], values[k]);
+    line += fmt::format(R"(}},"total":{:.17g}}})", total) + "\n";
+    std::lock_guard<std::mutex> lock(mu_);
+    std::fputs(line.c_str(), file_);
+    std::fflush(file_);
+  }
+
+ private:
+  StepTrace() {
+    if (const char* p = std::getenv("KDBENCH_TRACE_STEPS"); p && *p) file_ = std::fopen(p, "a");
+  }
+  std::FILE* file_ = nullptr;
+  std::mutex mu_;
+};
+}  // namespace
+
 void account_values(RunState& rs, const std::vector<std::string>& names, const std::vector<double>& values,
                     double total, int64_t correct, int64_t seen, double seconds) {
+  if (StepTrace::instance().on()) StepTrace::instance().write(rs.spec->id, rs.acc.epoch, rs.acc.steps, names, values, total);
   for (size_t k = 0; k < names.size(); ++k) rs.acc.term_sums[names[k]] += values[k];
   rs.acc.total_sum += total;
   rs.acc.correct += correct;

@@ -105,10 +105,14 @@ class LockstepGroup {
     }
     runs_ = std::vector<RunState>(members_.size());
     for (size_t i = 0; i < members_.size(); ++i) set_up_run(runs_[i], members_[i]);
+    // A run whose method failed to prepare (an exception in a Python method's prepare) fails alone.
+    for (auto& rs : runs_)
+      if (!rs.setup_failure.empty()) fail(rs, 0, 0, rs.stages.front().spec.name, "", rs.setup_failure);
     if (opts_.fuse) set_up_fusion();
     // The static step (CUDA graphs) for the whole group, when every run can take it.
     std::vector<RunState*> all;
-    for (auto& rs : runs_) all.push_back(&rs);
+    for (auto& rs : runs_)
+      if (!rs.done) all.push_back(&rs);
     if (!opts_.replicas && (opts_.static_step || (opts_.cuda_graphs && device_.is_cuda())) &&
         StaticGroupStep::supports(all)) {
       static_step_ = std::make_unique<StaticGroupStep>(opts_.cuda_graphs && device_.is_cuda(),
@@ -175,7 +179,11 @@ class LockstepGroup {
                                              rs.spec->model + "', which it does not have");
     // Method-owned modules are seeded from the run's seed too.
     torch::manual_seed(static_cast<uint64_t>(rs.spec->seed) * 7919 + 17);
-    rs.method->prepare(ctx);
+    try {
+      rs.method->prepare(ctx);
+    } catch (const MethodError& e) {
+      rs.setup_failure = e.what();
+    }
     rs.method_module = rs.method->module();
     if (rs.method_module) rs.method_module->to(device_);
     if (rs.method_module && opts_.channels_last) to_channels_last(*rs.method_module);
@@ -199,7 +207,7 @@ class LockstepGroup {
     std::map<std::tuple<std::string, double, bool, int64_t>, std::vector<RunState*>> by;
     for (auto& rs : runs_) {
       const Recipe& r = rs.spec->recipe;
-      if (rs.stages.size() != 1 || !rs.stages[0].spec.train_until_tap.empty() || !rs.stages[0].spec.train_student ||
+      if (rs.done || rs.stages.size() != 1 || !rs.stages[0].spec.train_until_tap.empty() || !rs.stages[0].spec.train_student ||
           r.optimizer != "sgd" || !supports_fusion(rs.spec->model))
         continue;
       by[{rs.spec->model, r.momentum, r.nesterov, rs.total_epochs}].push_back(&rs);
@@ -236,6 +244,7 @@ class LockstepGroup {
       auto [si, se] = rs.stage_of(epoch);
       if (se == 0) start_stage(rs, si);
       rs.acc = EpochAccumulators{};
+      rs.acc.epoch = epoch;
       rs.student->train(rs.stages[si].spec.train_student);  // a frozen student keeps its batch-norm statistics
       if (rs.method_module) rs.method_module->train();
       active.push_back(&rs);

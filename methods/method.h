@@ -184,6 +184,22 @@ struct MethodInfo {
   std::function<std::unique_ptr<Method>(const nlohmann::json&)> factory;
   // Checks relations between resolved values (Options::validate), without building the method.
   std::function<void(const nlohmann::json&)> validate;
+  // A method loaded from a file at run time (a Python plugin, pybridge/): the file as the config or command line
+  // named it, its absolute path and the SHA-256 of its content. Empty for native methods. A run of such a method
+  // records the file and its digest, and its id covers the digest, so a changed file gives new runs.
+  std::string source_file, source_path, source_sha256;
+
+  // A method declared at run time rather than by a C++ Options struct (a Python plugin): its hyperparameters are
+  // added with param(), and the caller sets `factory` and `validate`.
+  static MethodInfo declared(std::string name, std::string description) {
+    return MethodInfo(std::move(name), std::move(description));
+  }
+  MethodInfo& param(ParamSpec p) {
+    for (const auto& q : params)
+      if (q.name == p.name) throw std::logic_error("method '" + name + "': hyperparameter '" + p.name + "' is declared twice");
+    params.push_back(std::move(p));
+    return *this;
+  }
 
   template <class M>
   static MethodInfo of(std::string name, std::string description) {

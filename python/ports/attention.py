@@ -1,0 +1,126 @@
+"""py_attention: attention transfer (Zagoruyko & Komodakis 2017, "Paying More Attention to Attention", ICLR,
+Sec. 3.1, Eq. 2), in Python.
+
+    Q(A) = vec(mean_c |A_c|^p) / ||vec(mean_c |A_c|^p)||_2            ([B, H*W] per tap)
+    at   = sum over tap pairs of mean over batch and positions of (Q(A_s) - Q(A_t))^2
+    L    = (1 - alpha) CE + beta * at (+ alpha * T^2 KL, only when alpha > 0)
+
+Maps of different spatial size (``resize``): pool (default) adaptive-average-pools the larger RAW map to the smaller
+one's size before the attention maps (RepDistiller); interpolate resizes the student's 2-D map mean_c |A_c|^p to the
+teacher's size (bilinear, align_corners false) before flattening and normalising.
+
+The same method as kdbench's native ``attention`` (methods/attention.cpp; losses::attention_loss,
+losses::pool_to_common_size, losses::soft_kl in methods/losses.cpp; ce_own_kd in methods/common_terms.cpp): terms ce
+(1 - alpha), at (beta), kd (alpha, only when alpha > 0), in that order, the same operations in the same order.
+Reference code: RepDistiller b84f547 distiller_zoo/AT.py (Attention.at_loss). kdbench's own code, written from the
+native C++.
+"""
+
+from dataclasses import dataclass
+from typing import List
+
+import torch
+import torch.nn.functional as F
+
+import kdbench as kd
+
+
+def soft_kl(student_logits, teacher_logits, T):
+    """losses::soft_kl: T^2 * (1/B) sum_b sum_c p_t (log p_t - log p_s), p = softmax(logits / T)."""
+    teacher_probs = torch.softmax(teacher_logits / T, 1)
+    log_ps = torch.log_softmax(student_logits / T, 1)
+    per_sample = (torch.xlogy(teacher_probs, teacher_probs) - teacher_probs * log_ps).sum(1)
+    return per_sample.mean() * (T * T)
+
+
+def ce_own_kd(inp, own, alpha, temperature):
+    """common_terms' ce_own_kd: ce (1 - alpha), the method's own terms, then kd (alpha) only when alpha > 0."""
+    logits = inp.student["logits"]
+    terms = [kd.Term("ce", F.cross_entropy(logits, inp.labels), 1.0 - alpha)]
+    terms.extend(own)
+    if alpha > 0:
+        terms.append(kd.Term("kd", soft_kl(logits, inp.teachers[0]["logits"], temperature), alpha))
+    return terms
+
+
+def pool_to_common_size(a, b):
+    """losses::pool_to_common_size: the larger map along each dimension adaptive-average-pooled to the smaller."""
+    if a.dim() != 4 or b.dim() != 4:
+        raise ValueError(f"pool_to_common_size: expected two [B,C,H,W] maps, got {a.dim()}-D and {b.dim()}-D")
+    h = min(a.size(2), b.size(2))
+    w = min(a.size(3), b.size(3))
+
+    def pool(x):
+        if x.size(2) == h and x.size(3) == w:
+            return x
+        return F.adaptive_avg_pool2d(x, [h, w])
+
+    return pool(a), pool(b)
+
+
+def _channel_mean_pow(a, p):
+    """mean_c |A_c|^p, keeping a channel dimension of 1: [B, 1, H, W]."""
+    return a.abs().pow(p).mean(1, True)
+
+
+def _l2_rows(m):
+    return F.normalize(m.flatten(1), p=2.0, dim=1)
+
+
+def attention_map(feature, p):
+    """losses::attention_map: Q = vec(mean_c |A_c|^p), L2-normalised per sample."""
+    return _l2_rows(_channel_mean_pow(feature, p))
+
+
+def attention_loss(fs, ft, p, resize="pool"):
+    """losses::attention_loss: mean over batch and positions of (Q_s - Q_t)^2 for one tap pair."""
+    if resize == "pool":
+        s, t = pool_to_common_size(fs, ft)
+        return (attention_map(s, p) - attention_map(t, p)).pow(2).mean()
+    a_s = _channel_mean_pow(fs, p)
+    a_t = _channel_mean_pow(ft, p)
+    if a_s.size(2) != a_t.size(2) or a_s.size(3) != a_t.size(3):
+        a_s = F.interpolate(a_s, size=[a_t.size(2), a_t.size(3)], mode="bilinear", align_corners=False)
+    return (_l2_rows(a_s) - _l2_rows(a_t)).pow(2).mean()
+
+
+class Attention(kd.Method):
+    """Zagoruyko & Komodakis 2017 (Python port of attention): match L2-normalised spatial attention maps."""
+
+    name = "py_attention"
+    description = "Zagoruyko & Komodakis 2017: match L2-normalised spatial attention maps at several depths"
+    citation = "Zagoruyko & Komodakis 2017, Sec. 3.1, Eq. 2 (p = 2)"
+    teachers = (1, 1)
+
+    @dataclass
+    class Options:
+        student_taps: List[str] = kd.option(["block1", "block2", "block3"], doc="student taps, paired in order")
+        teacher_taps: List[str] = kd.option(["block1", "block2", "block3"], doc="teacher taps, paired in order")
+        p: float = kd.option(2.0, range=(1.0, 8.0), doc="exponent of |A|^p")
+        beta: float = kd.option(1000.0, range=(0.0, 1e7), doc="weight of the attention term")
+        alpha: float = kd.option(0.0, range=(0.0, 1.0), doc="weight of an added KD term; CE gets 1 - alpha")
+        temperature: float = kd.option(4.0, range=(0.05, 100.0), doc="KD temperature when alpha > 0")
+        resize: str = kd.option(
+            "pool", choices=("pool", "interpolate"),
+            doc="maps of different sizes: pool = the larger raw map average-pooled to the smaller (RepDistiller); "
+                "interpolate = the student's attention map bilinearly resized to the teacher's")
+
+        def validate(self):
+            if len(self.student_taps) != len(self.teacher_taps) or not self.student_taps:
+                raise kd.OptionError("teacher_taps", f"needs as many taps as student_taps ({len(self.student_taps)}), "
+                                                     f"got {len(self.teacher_taps)}")
+
+    def student_taps(self):
+        return list(self.opt.student_taps) + ["logits"]
+
+    def teacher_taps(self, i):
+        return list(self.opt.teacher_taps) + ["logits"]
+
+    def compute(self, inp):
+        o = self.opt
+        resize = "interpolate" if o.resize == "interpolate" else "pool"
+        at = None
+        for s_tap, t_tap in zip(o.student_taps, o.teacher_taps):
+            loss = attention_loss(inp.student[s_tap], inp.teachers[0][t_tap], float(o.p), resize)
+            at = loss if at is None else at + loss
+        return ce_own_kd(inp, [kd.Term("at", at, float(o.beta))], float(o.alpha), float(o.temperature))

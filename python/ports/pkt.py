@@ -1,0 +1,114 @@
+"""py_pkt: Probabilistic Knowledge Transfer (Passalis & Tefas, ECCV 2018, Sec. 3, Eq. 7-10), in Python.
+
+The batch's cosine-similarity kernel K = (1 + cos) / 2 turned into conditional probabilities p_{j|i} = K_ij /
+sum_k K_ik, the student's matched to the teacher's by KL divergence:
+  reference form (default): x^ = x / (||x|| + 1e-7) (NaN -> 0), K over ALL pairs (the diagonal K_ii = 1 included),
+      P = K / rowsum(K), pkt = mean over all B^2 entries of P_t log((P_t + 1e-7) / (P_s + 1e-7));
+  paper form: the diagonal excluded from the normalisation and the KL, which is summed over i != j (no eps):
+      pkt = sum_{i != j} p^t_{j|i} log(p^t_{j|i} / p^s_{j|i}).
+    L = (1 - alpha) CE + beta * pkt (+ alpha * T^2 KL, only when alpha > 0)
+
+The same method as kdbench's native ``pkt`` (methods/pkt.cpp; losses::pkt in methods/relation_losses.cpp; ce_own_kd
+in methods/common_terms.cpp): terms ce (1 - alpha), pkt (beta), kd (alpha, only when alpha > 0), the same operations
+in the same order. Reference code: RepDistiller b84f547 distiller_zoo/PKT.py PKT.cosine_similarity_loss (=
+passalis/probabilistic_kt nn/pkt.py). kdbench's own code, written from the native C++.
+"""
+
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+
+import kdbench as kd
+
+
+def soft_kl(student_logits, teacher_logits, T):
+    """losses::soft_kl: T^2 * (1/B) sum_b sum_c p_t (log p_t - log p_s), p = softmax(logits / T)."""
+    teacher_probs = torch.softmax(teacher_logits / T, 1)
+    log_ps = torch.log_softmax(student_logits / T, 1)
+    per_sample = (torch.xlogy(teacher_probs, teacher_probs) - teacher_probs * log_ps).sum(1)
+    return per_sample.mean() * (T * T)
+
+
+def ce_own_kd(inp, own, alpha, temperature):
+    """common_terms' ce_own_kd: ce (1 - alpha), the method's own terms, then kd (alpha) only when alpha > 0."""
+    logits = inp.student["logits"]
+    terms = [kd.Term("ce", F.cross_entropy(logits, inp.labels), 1.0 - alpha)]
+    terms.extend(own)
+    if alpha > 0:
+        terms.append(kd.Term("kd", soft_kl(logits, inp.teachers[0]["logits"], temperature), alpha))
+    return terms
+
+
+def _check_batch(what, s, t, min_batch):
+    if s.dim() < 2 or t.dim() < 2 or s.size(0) != t.size(0):
+        raise ValueError(f"{what}: expected student and teacher features [B, ...] of one batch, got {s.dim()}-D and "
+                         f"{t.dim()}-D tensors")
+    if s.size(0) < min_batch:
+        raise ValueError(f"{what}: needs a batch of at least {min_batch} samples, got {s.size(0)}")
+
+
+def _cosine_kernel(f, eps):
+    """(x x^T + 1) / 2 of the rows of f normalised as the reference does: x = f / (||f|| + eps), NaN -> 0."""
+    x = f / (f.pow(2).sum(1, True).sqrt() + eps)
+    x = torch.where(torch.isnan(x), torch.zeros_like(x), x)
+    return (x.matmul(x.t()) + 1.0) / 2.0
+
+
+def pkt_loss(fs, ft, form="reference"):
+    """losses::pkt."""
+    _check_batch("pkt", fs, ft, 2 if form == "paper" else 1)
+    B = fs.size(0)
+    s = fs.reshape(B, -1)
+    t = ft.reshape(B, -1)
+    if form != "paper":
+        eps = 1e-7
+        ks = _cosine_kernel(s, eps)
+        kt = _cosine_kernel(t, eps)
+        ps = ks / ks.sum(1, True)
+        pt = kt / kt.sum(1, True)
+        return (pt * torch.log((pt + eps) / (ps + eps))).mean()
+    off = torch.eye(B, dtype=torch.bool, device=s.device).logical_not()
+
+    def cond(f):
+        k = _cosine_kernel(f, 0.0).masked_fill(off.logical_not(), 0.0)
+        return k / k.sum(1, True)
+
+    ps = cond(s).masked_select(off)
+    pt = cond(t).masked_select(off)
+    return (torch.xlogy(pt, pt) - pt * torch.log(ps)).sum()
+
+
+class PKT(kd.Method):
+    """Passalis & Tefas 2018 (Python port of pkt): KL between the batch's cosine-kernel conditional probabilities."""
+
+    name = "py_pkt"
+    description = ("Passalis & Tefas 2018: KL between the batch's cosine-kernel conditional "
+                   "probabilities of student and teacher")
+    citation = ("Passalis & Tefas, ECCV 2018, Sec. 3 (Eq. 7-10); reference RepDistiller distiller_zoo/PKT.py "
+                "(= passalis/probabilistic_kt)")
+    teachers = (1, 1)
+
+    @dataclass
+    class Options:
+        student_tap: str = kd.option("pool", doc="student features (RepDistiller: the pooled features)")
+        teacher_tap: str = kd.option("pool", doc="teacher features")
+        beta: float = kd.option(30000.0, range=(0.0, 1e7), doc="weight of the PKT term (RepDistiller: 30000)")
+        form: str = kd.option(
+            "reference", choices=("reference", "paper"),
+            doc="reference: mean over all B^2 pairs, self-similarity kept, eps 1e-7 (RepDistiller); paper: sum "
+                "over i != j, self-similarity excluded")
+        alpha: float = kd.option(0.0, range=(0.0, 1.0), doc="weight of an added KD term; CE gets 1 - alpha")
+        temperature: float = kd.option(4.0, range=(0.05, 100.0), doc="KD temperature when alpha > 0")
+
+    def student_taps(self):
+        return [self.opt.student_tap, "logits"]
+
+    def teacher_taps(self, i):
+        return [self.opt.teacher_tap, "logits"]
+
+    def compute(self, inp):
+        o = self.opt
+        form = "paper" if o.form == "paper" else "reference"
+        value = pkt_loss(inp.student[o.student_tap], inp.teachers[0][o.teacher_tap], form)
+        return ce_own_kd(inp, [kd.Term("pkt", value, float(o.beta))], float(o.alpha), float(o.temperature))
