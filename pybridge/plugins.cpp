@@ -115,7 +115,7 @@ Bridge& bridge(const std::string& key) {
       } else if (!(b = entry(python.c_str(), dir.c_str(), &error))) {
         failure = "Python methods are not available: " + error;
       } else {
-        log::info("Python methods run in {}", b->describe());
+        log::debug("Python methods run in {}", b->describe());
         return *b;
       }
     }

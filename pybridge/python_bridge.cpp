@@ -62,7 +62,8 @@ using PyRefPtr = std::shared_ptr<PyRef>;
 // "TypeError: ... (at plugin.py:12 in compute)": the current Python exception, for messages. GIL held.
 std::string exception_text(::py::error_already_set& e, const std::string& path) {
   try {
-    return bridge_module().attr("format_exception")(e.value(), path).cast<std::string>();
+    ::py::object tb = e.trace() ? ::py::reinterpret_borrow<::py::object>(e.trace()) : ::py::none();
+    return bridge_module().attr("format_exception")(e.value(), path, tb).cast<std::string>();
   } catch (...) {
     return e.what();
   }

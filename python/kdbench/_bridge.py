@@ -42,9 +42,9 @@ def _where_in(exc: BaseException, path: str) -> str:
     return f"{f.filename}:{f.lineno}" if f is not None else path
 
 
-def format_exception(exc: BaseException, path: str) -> str:
+def format_exception(exc: BaseException, path: str, tb: Any = None) -> str:
     """One line for a failed call into a plugin: the exception's type and message and where in the plugin."""
-    frames = traceback.extract_tb(exc.__traceback__)
+    frames = traceback.extract_tb(tb if tb is not None else exc.__traceback__)
     mine = [f for f in frames if os.path.abspath(f.filename) == path]
     f = (mine or frames or [None])[-1]
     where = f" (at {f.filename}:{f.lineno} in {f.name})" if f is not None else ""
@@ -174,7 +174,9 @@ def load_plugin(path: str) -> List[Tuple[type, str]]:
         raise PluginError(f"{e.filename or path}:{e.lineno or 0}", f"SyntaxError: {e.msg}") from None
     except Exception as e:  # noqa: BLE001 - any error while importing a plugin is the plugin's
         sys.modules.pop(module_name, None)
-        raise PluginError(_where_in(e, path), format_exception(e, path)) from None
+        message = str(e).strip().replace("\n", " ")
+        raise PluginError(_where_in(e, path), f"{type(e).__name__}: {message}" if message else type(e).__name__) \
+            from None
     found = []
     for value in list(vars(module).values()):
         if isinstance(value, type) and issubclass(value, kd.Method) and value is not kd.Method and \
