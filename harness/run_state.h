@@ -11,6 +11,7 @@
 
 #include "harness/metrics.h"
 #include "harness/trainer.h"
+#include "harness/updater.h"
 
 namespace kd {
 
@@ -18,7 +19,9 @@ struct StageState {
   StageSpec spec;
   int64_t epochs = 0;
   Recipe recipe;  // the run's recipe, with the stage's own base learning rate where it declares one
-  std::unique_ptr<torch::optim::Optimizer> optimizer;
+  // What the stage trains (the student's parameters, all, up to a tap or none, and the method modules it trains)
+  // and their optimizer state; null when it trains nothing of its own (a fused student whose method has no module).
+  std::unique_ptr<Updater> updater;
 };
 
 // Why a run failed in a step; handled after the lanes joined.
@@ -34,14 +37,12 @@ struct EpochAccumulators {
   int64_t correct = 0, seen = 0, steps = 0;
 };
 
-// What the static step (harness/static_step.h, the step CUDA graphs capture) keeps of a run: the parameters
-// its stage trains (for a fused student: its method's own only), their momentum buffers, its learning rate and
-// weight decay as device tensors read at every replay, and the step's outputs.
+// What the static step (harness/static_step.h, the step CUDA graphs capture) keeps of a run: the stage it was set
+// up for, its learning rate as a device tensor read at every replay, and the step's outputs.
 struct StaticRunStep {
-  size_t stage = static_cast<size_t>(-1);  // the stage the parameters are of
-  std::vector<torch::Tensor> params, momentum;
-  torch::Tensor lr, wd;  // [1, 1] on the device
-  // Written by every step: [values of the terms..., total, gradient norm (0 without clipping), correct].
+  size_t stage = static_cast<size_t>(-1);
+  torch::Tensor lr;  // [1, 1] on the device
+  // Written by every step: [values of the terms..., total, gradient norm (0 without clipping), correct] (doubles).
   torch::Tensor out;
   std::vector<std::string> terms;  // the names of the terms in `out`
 };
@@ -105,12 +106,9 @@ struct RunState {
 struct FusedGroup {
   std::vector<RunState*> runs;
   ModelPtr model;
-  std::vector<torch::Tensor> params, momentum;  // the fused parameters and their momentum buffers
-  double momentum_coef = 0;
-  bool nesterov = false;
-  // The static step's per-student learning rates, weight decays and clipping norms, [K, 1] on the device.
-  torch::Tensor lr, wd, clip;
-  bool any_wd = false;
+  // The fused parameters (K blocks: student k's recipe gives block k its weight decay and clipping norm).
+  std::unique_ptr<Updater> updater;
+  torch::Tensor lr;  // the static step's per-student learning rates, [K, 1] on the device
 };
 
 }  // namespace kd

@@ -26,16 +26,4 @@ double learning_rate(const Recipe& r, int64_t epochs, double t, int64_t steps_pe
   return r.min_lr + (base - r.min_lr) * 0.5 * (1.0 + std::cos(M_PI * x));
 }
 
-std::unique_ptr<torch::optim::Optimizer> make_optimizer(const Recipe& r, std::vector<torch::Tensor> params) {
-  if (r.optimizer == "adamw")
-    return std::make_unique<torch::optim::AdamW>(
-        params, torch::optim::AdamWOptions(r.lr).betas({r.beta1, r.beta2}).weight_decay(r.weight_decay));
-  return std::make_unique<torch::optim::SGD>(
-      params, torch::optim::SGDOptions(r.lr).momentum(r.momentum).nesterov(r.nesterov).weight_decay(r.weight_decay));
-}
-
-void set_lr(torch::optim::Optimizer& opt, double lr) {
-  for (auto& g : opt.param_groups()) g.options().set_lr(lr);
-}
-
 }  // namespace kd

@@ -35,7 +35,8 @@ class StaticGroupStep {
   // `capture`: capture and replay CUDA graphs (else every step runs eagerly).
   StaticGroupStep(bool capture, TeacherOutputs teachers);
 
-  // Whether the static step can train these runs: SGD, and methods that declare themselves graph-safe.
+  // Whether the static step can train these runs: an optimizer the updater implements, and methods that declare
+  // themselves graph-safe.
   static bool supports(const std::vector<RunState*>& active);
 
   // One step of every live run in `laned` and `fused` on batch (x, y, indices). Failures are left in each run's
@@ -48,10 +49,9 @@ class StaticGroupStep {
   int64_t replays() const { return replays_; }     // steps run by replaying a graph
 
  private:
-  // The work of one step on the given tensors (run eagerly, or captured).
+  // The work of one step on the given tensors (run eagerly, or captured): the teachers' outputs, then the step
+  // engine's run_step and fused_step in their Static mode (harness/step.h).
   void body(const std::vector<RunState*>& laned, std::vector<FusedGroup*>& fused, const StepBatch& b);
-  void body_run(RunState& rs, const StepBatch& b, const std::map<std::string, TapMap>& teacher_out);
-  void body_fused(FusedGroup& g, const StepBatch& b, const std::map<std::string, TapMap>& teacher_out);
   // Reads every live run's outputs (one device-to-host copy) and accounts them.
   void account(const std::vector<RunState*>& live, const StepBatch& b, double seconds);
 
@@ -64,11 +64,10 @@ class StaticGroupStep {
   int64_t captures_ = 0, replays_ = 0;
 };
 
-// The static step's parameter bookkeeping for run `rs` at the start of stage `si`: the parameters the stage
-// trains (`params`: the student's, all or up to a tap or none for a fused or frozen student, and the method
-// modules the stage trains), fresh momentum buffers, and its learning-rate and weight-decay tensors.
-void start_static_stage(RunState& rs, size_t si, std::vector<torch::Tensor> params, torch::Device device);
-// The fused group's [K, 1] tensors of weight decay and clipping norms, and its learning-rate tensor.
+// Sets up run `rs`'s static step for stage `si` (its learning-rate tensor; the stage's updater holds the
+// parameters and their state).
+void start_static_stage(RunState& rs, size_t si, torch::Device device);
+// The fused group's [K, 1] learning-rate tensor.
 void start_static_fused(FusedGroup& g, torch::Device device);
 
 }  // namespace kd

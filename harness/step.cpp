@@ -10,7 +10,6 @@
 
 #include "base/errors.h"
 #include "harness/autocast.h"
-#include "harness/fused_sgd.h"
 #include "harness/schedule.h"
 
 namespace kd {
@@ -21,10 +20,6 @@ using Clock = std::chrono::steady_clock;
 double seconds_since(Clock::time_point t0) {
   return std::chrono::duration<double>(Clock::now() - t0).count();
 }
-
-const std::string& stage_name(const RunState& rs, int64_t epoch) {
-  return rs.stages[rs.stage_of(epoch).first].spec.name;
-}
 }  // namespace
 
 double step_learning_rate(const RunState& rs, const StepBatch& b) {
@@ -34,7 +29,7 @@ double step_learning_rate(const RunState& rs, const StepBatch& b) {
                        b.steps_per_epoch);
 }
 
-std::optional<StepLoss> run_loss(RunState& rs, const TapMap& student_taps, const StepBatch& b) {
+std::optional<RunLoss> method_loss(RunState& rs, const TapMap& student_taps, const StepBatch& b) {
   auto [si, se] = rs.stage_of(b.epoch);
   static const TapMap kNone;  // a teacher the method asked nothing of in this stage
   std::vector<const TapMap*> teachers;
@@ -43,32 +38,40 @@ std::optional<StepLoss> run_loss(RunState& rs, const TapMap& student_taps, const
     teachers.push_back(it == b.teacher_out.end() ? &kNone : &it->second);
   }
   MethodInput in{student_taps, teachers, b.y, b.indices, static_cast<int>(si), b.epoch, se, b.step, b.steps_per_epoch};
-  StepLoss loss;
+  LossTerms terms;
   try {
-    loss.terms = rs.method->compute(in);
+    terms = rs.method->compute(in);
   } catch (const MethodError& e) {  // the method's own code failed (a Python exception): this run fails, not the group
     rs.pending_failure = Failure{rs.stages[si].spec.name, "", e.what()};
     return std::nullopt;
   }
-  for (const auto& term : loss.terms) {
+  if (terms.empty()) {
+    rs.pending_failure = Failure{rs.stages[si].spec.name, "", "method returned no loss terms"};
+    return std::nullopt;
+  }
+  RunLoss loss;
+  std::vector<torch::Tensor> values;
+  for (const auto& term : terms) {
     auto w = term.value.to(torch::kFloat) * term.weight;
     loss.total = loss.total.defined() ? loss.total + w : w;
+    loss.names.push_back(term.name);
+    values.push_back(term.value.detach().to(torch::kDouble).reshape({}));
   }
-  const std::string& stage = rs.stages[si].spec.name;
-  if (!loss.total.defined()) {
-    rs.pending_failure = Failure{stage, "", "method returned no loss terms"};
-    return std::nullopt;
-  }
-  loss.values.reserve(loss.terms.size());
-  for (const auto& term : loss.terms) loss.values.push_back(term.value.item<double>());
-  loss.total_value = loss.total.item<double>();
-  std::vector<std::string> names;
-  for (const auto& term : loss.terms) names.push_back(term.name);
-  if (auto f = nonfinite_loss(stage, names, loss.values, loss.total_value)) {
-    rs.pending_failure = *f;
-    return std::nullopt;
-  }
+  values.push_back(loss.total.detach().to(torch::kDouble).reshape({}));
+  loss.packed = torch::stack(values);
   return loss;
+}
+
+bool read_loss(RunState& rs, const RunLoss& loss, const StepBatch& b, std::vector<double>& values, double& total) {
+  const torch::Tensor host = loss.packed.to(torch::kCPU).contiguous();
+  const double* v = host.data_ptr<double>();
+  values.assign(v, v + loss.names.size());
+  total = v[loss.names.size()];
+  if (auto f = nonfinite_loss(rs.stages[rs.stage_of(b.epoch).first].spec.name, loss.names, values, total)) {
+    rs.pending_failure = *f;
+    return false;
+  }
+  return true;
 }
 
 std::optional<Failure> nonfinite_loss(const std::string& stage, const std::vector<std::string>& names,
@@ -126,109 +129,110 @@ void account_values(RunState& rs, const std::vector<std::string>& names, const s
   rs.images += seen;
 }
 
-void account_step(RunState& rs, const StepLoss& loss, const torch::Tensor& logits, const torch::Tensor& y,
-                  double seconds) {
-  std::vector<std::string> names;
-  for (const auto& term : loss.terms) names.push_back(term.name);
-  account_values(rs, names, loss.values, loss.total_value, logits.argmax(1).eq(y).sum().item<int64_t>(), y.size(0),
-                 seconds);
-}
-
 void broadcast_buffers(ReplicaSync& replicas, torch::nn::Module& module) {
   std::vector<torch::Tensor> buffers = module.buffers();
   if (!buffers.empty()) replicas.broadcast_from_first(buffers);
 }
 
 namespace {
-std::vector<torch::Tensor> optimizer_parameters(torch::optim::Optimizer& optimizer) {
-  std::vector<torch::Tensor> ps;
-  for (auto& g : optimizer.param_groups())
-    for (auto& p : g.params()) ps.push_back(p);
-  return ps;
+
+const std::string& stage_name(const RunState& rs, int64_t epoch) {
+  return rs.stages[rs.stage_of(epoch).first].spec.name;
 }
+
+const torch::Tensor& static_lr(const RunState& rs) {
+  if (!rs.static_step.lr.defined()) throw std::logic_error("run " + rs.spec->id + " has no static step set up");
+  return rs.static_step.lr;
+}
+
+// [values..., total, norm, correct] of a run's step (the static step's output, read after the step).
+torch::Tensor pack_out(const RunLoss& loss, const torch::Tensor& norm, const torch::Tensor& logits,
+                       const torch::Tensor& y) {
+  return torch::cat({loss.packed, norm.to(torch::kDouble).reshape({1}),
+                     logits.detach().argmax(1).eq(y).sum().to(torch::kDouble).reshape({1})});
+}
+
+int64_t correct_of(const torch::Tensor& logits, const torch::Tensor& y) {
+  return logits.argmax(1).eq(y).sum().item<int64_t>();
+}
+
 }  // namespace
 
-void step_on_lane(RunState& rs, const StepBatch& b) {
+void run_step(RunState& rs, const StepBatch& b, StepMode mode) {
   auto t0 = Clock::now();
+  const bool eager = mode == StepMode::Eager;
   StageState& st = rs.stages[rs.stage_of(b.epoch).first];
-  set_lr(*st.optimizer, step_learning_rate(rs, b));
+  if (!st.updater) throw std::logic_error("run " + rs.spec->id + ": stage '" + st.spec.name + "' trains nothing");
+  Updater& up = *st.updater;
+  const double lr = step_learning_rate(rs, b);
   if (b.replicas) {
     broadcast_buffers(*b.replicas, *rs.student);
     if (rs.method_module) broadcast_buffers(*b.replicas, *rs.method_module);
   }
-  std::optional<StepLoss> loss;
+  if (!eager) up.zero_grad();
+  std::optional<RunLoss> loss;
   TapMap staps;
+  torch::Tensor logits;
   {
     AutocastScope autocast(b.bf16, b.device.type());  // backward and the update outside, as torch.autocast is used
-    auto logits = rs.student->forward_taps(b.x, &staps);
+    logits = rs.student->forward_taps(b.x, &staps);
     staps["logits"] = logits;
-    loss = run_loss(rs, staps, b);
+    loss = method_loss(rs, staps, b);
   }
-  if (!loss && !b.replicas) return;
-  st.optimizer->zero_grad();
-  if (loss) loss->total.backward();
+  if (!eager) {
+    if (!loss) throw std::logic_error("run " + rs.spec->id + ": no loss in a static step (" +
+                                      (rs.pending_failure ? rs.pending_failure->message : std::string()) + ")");
+    loss->total.backward();
+    torch::Tensor norm = torch::zeros({}, torch::TensorOptions().dtype(torch::kDouble).device(b.device));
+    if (up.clips()) {
+      norm = up.grad_norm2().sqrt();
+      up.clip(norm);
+    }
+    up.step(static_lr(rs));
+    rs.static_step.out = pack_out(*loss, norm.reshape({}), logits, b.y);
+    rs.static_step.terms = loss->names;
+    return;
+  }
+  std::vector<double> values;
+  double total = 0;
+  const bool ok = loss && read_loss(rs, *loss, b, values, total);
+  if (!ok && !b.replicas) return;
+  up.zero_grad();
+  if (ok) loss->total.backward();
   // Data-parallel: every replica joins the gradient all-reduce, a replica whose loss failed too, so all fail.
-  if (b.replicas &&
-      !b.replicas->average_gradients(optimizer_parameters(*st.optimizer), b.y.size(0), loss.has_value())) {
+  if (b.replicas && !b.replicas->average_gradients(up.params(), b.y.size(0), ok)) {
     if (!rs.pending_failure)
       rs.pending_failure = Failure{st.spec.name, "", "loss is not finite on another data-parallel replica"};
     return;
   }
-  if (rs.spec->recipe.grad_clip > 0) {
-    double norm = torch::nn::utils::clip_grad_norm_(optimizer_parameters(*st.optimizer), rs.spec->recipe.grad_clip);
-    if (!std::isfinite(norm)) {
+  if (up.clips()) {
+    auto norm = up.grad_norm2().sqrt();
+    if (!std::isfinite(norm.item<double>())) {
       rs.pending_failure = Failure{st.spec.name, "gradient", "gradient norm is not finite"};
       return;
     }
+    up.clip(norm);
   }
-  st.optimizer->step();
-  account_step(rs, *loss, staps.at("logits"), b.y, seconds_since(t0));
+  up.step(lr);
+  account_values(rs, loss->names, values, total, correct_of(logits, b.y), b.y.size(0), seconds_since(t0));
 }
 
-namespace {
-// Per-student gradient clipping of a fused group: the norm of student k's slices of the fused gradients and
-// of its method's own; a run whose norm is not finite fails (its learning rate is set to 0).
-void clip_fused(FusedGroup& g, const std::vector<RunState*>& live, int64_t epoch, std::vector<double>& lr) {
-  bool any_clip = false;
-  for (auto* rs : live) any_clip |= rs->spec->recipe.grad_clip > 0;
-  if (!any_clip) return;
-  const auto K = static_cast<int64_t>(g.runs.size());
-  torch::NoGradGuard ng;
-  auto norm2 = torch::zeros({K}, torch::TensorOptions().dtype(torch::kDouble).device(g.params.front().device()));
-  for (auto& p : g.params)
-    if (p.grad().defined()) norm2 += p.grad().view({K, -1}).to(torch::kDouble).pow(2).sum(1);
-  auto n2 = norm2.cpu();
-  std::vector<double> coef(static_cast<size_t>(K), 1.0);
-  for (auto* rs : live) {
-    const auto uk = static_cast<size_t>(rs->fused_index);
-    double n = n2[rs->fused_index].item<double>();
-    for (auto& p : rs->method_parameters())
-      if (p.grad().defined()) n += p.grad().to(torch::kDouble).pow(2).sum().item<double>();
-    n = std::sqrt(n);
-    const double clip = rs->spec->recipe.grad_clip;
-    if (clip <= 0) continue;
-    if (!std::isfinite(n)) {
-      rs->pending_failure = Failure{stage_name(*rs, epoch), "gradient", "gradient norm is not finite"};
-      lr[uk] = 0;
-      continue;
-    }
-    coef[uk] = std::min(1.0, clip / (n + 1e-6));
-    for (auto& p : rs->method_parameters())
-      if (p.grad().defined()) p.grad().mul_(coef[uk]);
-  }
-  auto coef_t = torch::tensor(coef, torch::kDouble).to(g.params.front().options()).view({K, 1});
-  for (auto& p : g.params)
-    if (p.grad().defined()) p.grad().view({K, -1}).mul_(coef_t);
-}
-}  // namespace
-
-void step_fused(FusedGroup& g, const StepBatch& b) {
+void fused_step(FusedGroup& g, const StepBatch& b, StepMode mode) {
   auto t0 = Clock::now();
+  const bool eager = mode == StepMode::Eager;
   const auto K = static_cast<int64_t>(g.runs.size());
-  std::vector<double> lr(static_cast<size_t>(K), 0.0), wd(static_cast<size_t>(K), 0.0);
-  std::vector<std::optional<StepLoss>> losses(static_cast<size_t>(K));
+  std::vector<double> lr(static_cast<size_t>(K), 0.0);
+  std::vector<std::optional<RunLoss>> losses(static_cast<size_t>(K));
+  std::vector<std::vector<double>> values(static_cast<size_t>(K));
+  std::vector<double> totals(static_cast<size_t>(K), 0.0);
   std::vector<torch::Tensor> logits(static_cast<size_t>(K));
   std::vector<RunState*> live;
+  auto own = [&](RunState& rs) -> Updater* { return rs.stages[rs.stage_of(b.epoch).first].updater.get(); };
+  if (!eager) {
+    g.updater->zero_grad();
+    for (auto* rs : g.runs)
+      if (!rs->done && own(*rs)) own(*rs)->zero_grad();
+  }
   torch::Tensor sum;
   {
     AutocastScope autocast(b.bf16, b.device.type());
@@ -238,39 +242,68 @@ void step_fused(FusedGroup& g, const StepBatch& b) {
       RunState& rs = *g.runs[static_cast<size_t>(k)];
       if (rs.done) continue;
       const auto uk = static_cast<size_t>(k);
-      StageState& st = rs.stages[rs.stage_of(b.epoch).first];
       lr[uk] = step_learning_rate(rs, b);
-      if (st.optimizer) set_lr(*st.optimizer, lr[uk]);
       TapMap staps;
       for (const auto& tap : rs.student_taps) staps[tap] = fused_part(ftaps.at(tap), k, K);
       logits[uk] = fused_part(flogits, k, K);
       staps["logits"] = logits[uk];
-      losses[uk] = run_loss(rs, staps, b);
-      if (!losses[uk]) {
+      losses[uk] = method_loss(rs, staps, b);
+      if (!eager && !losses[uk]) throw std::logic_error("run " + rs.spec->id + ": no loss in a static step");
+      if (eager && (!losses[uk] || !read_loss(rs, *losses[uk], b, values[uk], totals[uk]))) {
         lr[uk] = 0;
         continue;
       }
-      wd[uk] = rs.spec->recipe.weight_decay;
       sum = sum.defined() ? sum + losses[uk]->total : losses[uk]->total;
       live.push_back(&rs);
     }
   }
   if (!sum.defined()) return;
-  for (auto& p : g.params) p.mutable_grad() = torch::Tensor();
-  for (auto* rs : live) {
-    auto& st = rs->stages[rs->stage_of(b.epoch).first];
-    if (st.optimizer) st.optimizer->zero_grad();
+  if (eager) {
+    g.updater->zero_grad();
+    for (auto* rs : live)
+      if (own(*rs)) own(*rs)->zero_grad();
   }
   sum.backward();
-  clip_fused(g, live, b.epoch, lr);
-  fused_sgd_step(g, lr, wd);
+  // Per-student clipping: the norm of student k's blocks of the fused gradients and of its method's own.
+  torch::Tensor norm;
+  if (g.updater->clips()) {
+    torch::NoGradGuard ng;
+    auto n2 = g.updater->grad_norm2();
+    for (auto* rs : live)
+      if (own(*rs)) n2[rs->fused_index] += own(*rs)->grad_norm2()[0];
+    norm = n2.sqrt();
+    if (eager) {
+      auto host = norm.cpu();
+      for (auto* rs : live)
+        if (rs->spec->recipe.grad_clip > 0 && !std::isfinite(host[rs->fused_index].item<double>())) {
+          rs->pending_failure = Failure{stage_name(*rs, b.epoch), "gradient", "gradient norm is not finite"};
+          lr[static_cast<size_t>(rs->fused_index)] = 0;
+        }
+    }
+    auto coef = g.updater->clip(norm);
+    for (auto* rs : live)
+      if (own(*rs)) Updater::scale_grads(own(*rs)->params(), coef[rs->fused_index]);
+  }
+  if (eager) {
+    g.updater->step(lr);
+  } else {
+    g.updater->step(g.lr);
+  }
   const double dt = seconds_since(t0) / static_cast<double>(live.size());
   for (auto* rs : live) {
-    if (rs->pending_failure) continue;
-    auto& st = rs->stages[rs->stage_of(b.epoch).first];
-    if (st.optimizer) st.optimizer->step();
     const auto uk = static_cast<size_t>(rs->fused_index);
-    account_step(*rs, *losses[uk], logits[uk], b.y, dt);
+    if (!eager) {
+      if (own(*rs)) own(*rs)->step(static_lr(*rs));
+      const torch::Tensor n = rs->spec->recipe.grad_clip > 0 && norm.defined()
+                                  ? norm[rs->fused_index]
+                                  : torch::zeros({}, torch::TensorOptions().dtype(torch::kDouble).device(b.device));
+      rs->static_step.out = pack_out(*losses[uk], n, logits[uk], b.y);
+      rs->static_step.terms = losses[uk]->names;
+      continue;
+    }
+    if (rs->pending_failure) continue;
+    if (own(*rs)) own(*rs)->step(lr[uk]);
+    account_values(*rs, losses[uk]->names, values[uk], totals[uk], correct_of(logits[uk], b.y), b.y.size(0), dt);
   }
 }
 

@@ -10,7 +10,6 @@
 #include "base/fsutil.h"
 #include "base/log.h"
 #include "harness/autocast.h"
-#include "harness/fused_sgd.h"
 #include "harness/lanes.h"
 #include "harness/run_state.h"
 #include "harness/static_step.h"
@@ -122,7 +121,7 @@ class LockstepGroup {
       for (auto& g : fused_) start_static_fused(g, device_);
     } else if (opts_.cuda_graphs && device_.is_cuda()) {
       log::info(
-          "CUDA graphs: not used for this group (a run uses AdamW or a method that is not graph-safe, or the run is "
+          "CUDA graphs: not used for this group (a run uses a method that is not graph-safe, or the run is "
           "data-parallel)");
     }
     if (opts_.replicas) start_replicas_equal();
@@ -204,13 +203,14 @@ class LockstepGroup {
   // Horizontal fusion: eligible runs of one architecture (and momentum, Nesterov, length) become one
   // fused model built from their own initial weights.
   void set_up_fusion() {
-    std::map<std::tuple<std::string, double, bool, int64_t>, std::vector<RunState*>> by;
+    // Students fused together share one updater: the same optimizer, momentum and betas (harness/updater.h).
+    std::map<std::tuple<std::string, std::string, double, bool, double, double, int64_t>, std::vector<RunState*>> by;
     for (auto& rs : runs_) {
       const Recipe& r = rs.spec->recipe;
-      if (rs.done || rs.stages.size() != 1 || !rs.stages[0].spec.train_until_tap.empty() || !rs.stages[0].spec.train_student ||
-          r.optimizer != "sgd" || !supports_fusion(rs.spec->model))
+      if (rs.done || rs.stages.size() != 1 || !rs.stages[0].spec.train_until_tap.empty() ||
+          !rs.stages[0].spec.train_student || !supports_fusion(rs.spec->model))
         continue;
-      by[{rs.spec->model, r.momentum, r.nesterov, rs.total_epochs}].push_back(&rs);
+      by[{rs.spec->model, r.optimizer, r.momentum, r.nesterov, r.beta1, r.beta2, rs.total_epochs}].push_back(&rs);
     }
     for (auto& [key, members] : by) {
       if (members.size() < 2) continue;
@@ -222,10 +222,9 @@ class LockstepGroup {
       g.model->to(device_);
       if (opts_.channels_last) to_channels_last(*g.model);
       g.model->train();
-      g.params = g.model->parameters();
-      g.momentum.resize(g.params.size());
-      g.momentum_coef = std::get<1>(key);
-      g.nesterov = std::get<2>(key);
+      std::vector<Recipe> recipes;  // block k: student k's own weight decay and clipping norm
+      for (auto* rs : members) recipes.push_back(rs->stages[0].recipe);
+      g.updater = std::make_unique<Updater>(g.model->parameters(), recipes);
       for (size_t k = 0; k < members.size(); ++k) {
         members[k]->fused_group = static_cast<int>(fused_.size());
         members[k]->fused_index = static_cast<int64_t>(k);
@@ -265,9 +264,9 @@ class LockstepGroup {
       params = parameters_upstream_of(*rs.student, st.spec.train_until_tap, probe_x_);
     }
     for (auto& p : rs.method_parameters(st.spec.train_modules)) params.push_back(p);
-    if (static_step_) start_static_stage(rs, si, params, device_);
-    st.optimizer = params.empty() ? nullptr : make_optimizer(st.recipe, params);
-    if (si > 0) rs.stages[si - 1].optimizer.reset();
+    if (static_step_) start_static_stage(rs, si, device_);
+    st.updater = params.empty() ? nullptr : std::make_unique<Updater>(std::move(params), st.recipe);
+    if (si > 0) rs.stages[si - 1].updater.reset();
   }
 
   // Every batch of the epoch: the teachers' outputs once, then one step of every active run.
@@ -304,9 +303,9 @@ class LockstepGroup {
         StepBatch b{epoch, step, steps_per_epoch_, x, y, indices, teacher_out, opts_.bf16, device_, opts_.replicas};
         // Each lane (thread) steps its share of the runs; failures are handled here, after the join.
         for_each_lane(laned, lanes_, [&](RunState& rs) {
-          if (!rs.done) step_on_lane(rs, b);
+          if (!rs.done) run_step(rs, b, StepMode::Eager);
         });
-        for (auto& g : fused_) step_fused(g, b);
+        for (auto& g : fused_) fused_step(g, b, StepMode::Eager);
       }
       for (auto* rs : active)
         if (rs->pending_failure) {

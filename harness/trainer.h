@@ -4,12 +4,13 @@
 // Its parts, each in a file of its own:
 //   trainer.cpp        the lockstep group and its phases: set-up, per epoch (stage switch, teacher forward or
 //                      cache, one step for every run, epoch end: metrics and best-on-validation), finish
-//   step.cpp           the one step core (a run's method terms, their weighted sum, the finiteness check and
-//                      the epoch accumulators), used by runs stepped on lanes and by fused students alike
-//   fused_sgd.cpp      SGD on K horizontally fused students at once, each with its own hyperparameters
-//   static_step.cpp    the same step as device work only, which CUDA graphs capture and replay (cuda_graph.cpp)
+//   step.cpp           the step engine: the loss core (a run's method terms, their weighted sum, the finiteness
+//                      check, the epoch accumulators) and its two strategies, a run on its own model (laned) and the
+//                      students of a fused model, each eager or as the device work a CUDA graph captures
+//   updater.cpp        clipping and the optimizer step (SGD, AdamW) for one model or K fused students
+//   static_step.cpp    capture and replay of the step's device form (cuda_graph.cpp)
 //   teacher_cache.cpp  teacher outputs shared across seeds and epochs when the data are not augmented
-//   schedule.cpp       learning-rate schedule and optimizers;  metrics.cpp  evaluation
+//   schedule.cpp       learning-rate schedule;  metrics.cpp  evaluation
 #pragma once
 #include <torch/torch.h>
 

@@ -33,6 +33,20 @@ Updater::Updater(std::vector<torch::Tensor> params, const std::vector<Recipe>& r
   exp_avg_sq_.resize(params_.size());
 }
 
+namespace {
+// A parameter (or its gradient) as K blocks: dim 0 split into [K, n / K]. A view whatever the memory format (a
+// channels-last weight cannot be viewed as [K, -1], but its outermost dimension can always be split).
+torch::Tensor blocks_of(const torch::Tensor& t, int64_t K) {
+  return t.unflatten(0, {K, t.size(0) / K});
+}
+// A [K, 1] column broadcast against blocks_of(t): [K, 1, ..., 1].
+torch::Tensor against(const torch::Tensor& column, const torch::Tensor& blocks) {
+  std::vector<int64_t> shape(static_cast<size_t>(blocks.dim()), 1);
+  shape[0] = column.size(0);
+  return column.reshape(shape);
+}
+}  // namespace
+
 torch::Tensor Updater::column(const std::vector<double>& v) const {
   const auto& p = params_.front();
   return torch::tensor(v, torch::kDouble).to(torch::TensorOptions().dtype(p.scalar_type()).device(p.device())).view(
@@ -48,7 +62,7 @@ torch::Tensor Updater::grad_norm2() const {
   auto opts = torch::TensorOptions().dtype(torch::kDouble).device(params_.empty() ? torch::kCPU : params_.front().device());
   torch::Tensor n2 = torch::zeros({blocks_}, opts);
   for (const auto& p : params_)
-    if (p.grad().defined()) n2 = n2 + p.grad().view({blocks_, -1}).to(torch::kDouble).pow(2).sum(1);
+    if (p.grad().defined()) n2 = n2 + blocks_of(p.grad(), blocks_).to(torch::kDouble).pow(2).flatten(1).sum(1);
   return n2;
 }
 
@@ -57,7 +71,10 @@ torch::Tensor Updater::clip(const torch::Tensor& norm) const {
   const auto& clip = clip_vec_.defined() ? clip_vec_ : torch::tensor(clip_, torch::kDouble).to(norm.device());
   auto coef = torch::where(clip > 0, (clip / (norm + 1e-6)).clamp_max(1.0), torch::ones_like(clip)).to(torch::kFloat);
   for (const auto& p : params_)
-    if (p.grad().defined()) p.grad().view({blocks_, -1}).mul_(coef.view({blocks_, 1}).to(p.grad().scalar_type()));
+    if (p.grad().defined()) {
+      auto g = blocks_of(p.grad(), blocks_);
+      g.mul_(against(coef.view({blocks_, 1}).to(g.scalar_type()), g));
+    }
   return coef;
 }
 
@@ -117,9 +134,9 @@ void Updater::sgd_blocks(const torch::Tensor& lr) {
   for (size_t i = 0; i < params_.size(); ++i) {
     const auto& p = params_[i];
     if (!p.grad().defined()) continue;
-    auto pv = p.view({blocks_, -1});
-    auto d = p.grad().view({blocks_, -1});
-    if (any_wd_) d = d + wd_col_ * pv;
+    auto pv = blocks_of(p, blocks_);
+    auto d = blocks_of(p.grad(), blocks_);
+    if (any_wd_) d = d + against(wd_col_, pv) * pv;
     if (momentum_ != 0) {
       auto& buf = buf_[i];
       if (!buf.defined()) {
@@ -129,7 +146,7 @@ void Updater::sgd_blocks(const torch::Tensor& lr) {
       }
       d = nesterov_ ? d.add(buf, momentum_) : buf;
     }
-    pv.sub_(lr * d);
+    pv.sub_(against(lr, pv) * d);
   }
 }
 
@@ -176,9 +193,10 @@ void Updater::adamw_blocks(const torch::Tensor& lr) {
   for (size_t i = 0; i < params_.size(); ++i) {
     const auto& p = params_[i];
     if (!p.grad().defined()) continue;
-    auto pv = p.view({blocks_, -1});
-    auto g = p.grad().view({blocks_, -1});
-    if (any_wd_) pv.mul_(1 - lr * wd_col_);
+    auto pv = blocks_of(p, blocks_);
+    auto g = blocks_of(p.grad(), blocks_);
+    auto lr_b = against(lr, pv);
+    if (any_wd_) pv.mul_(1 - lr_b * against(wd_col_, pv));
     auto& m = exp_avg_[i];
     auto& v = exp_avg_sq_[i];
     if (!m.defined()) {
@@ -188,7 +206,7 @@ void Updater::adamw_blocks(const torch::Tensor& lr) {
     m.mul_(beta1_).add_(g, 1 - beta1_);
     v.mul_(beta2_).addcmul_(g, g, 1 - beta2_);
     auto denom = (v.sqrt() / bc2_sqrt).add_(eps_);
-    pv.sub_((lr / bc1) * m / denom);
+    pv.sub_((lr_b / bc1) * m / denom);
   }
 }
 
