@@ -237,7 +237,7 @@ class LockstepGroup {
       if (se == 0) start_stage(rs, si);
       rs.acc = EpochAccumulators{};
       rs.student->train(rs.stages[si].spec.train_student);  // a frozen student keeps its batch-norm statistics
-      if (rs.method_module) rs.method_module->train();
+      rs.set_method_modes(rs.stages[si].spec);
       active.push_back(&rs);
     }
     return active;
@@ -255,7 +255,7 @@ class LockstepGroup {
     } else {
       params = parameters_upstream_of(*rs.student, st.spec.train_until_tap, probe_x_);
     }
-    for (auto& p : rs.method_parameters(st.spec.train_modules)) params.push_back(p);
+    for (auto& p : rs.method_parameters(st.spec)) params.push_back(p);
     if (static_step_) start_static_stage(rs, si, params, device_);
     st.optimizer = params.empty() ? nullptr : make_optimizer(st.recipe, params);
     if (si > 0) rs.stages[si - 1].optimizer.reset();

@@ -9,7 +9,8 @@
 //   the recipe's optimizer (RepDistiller: SGD, its lr 0.05 constant for 30 epochs, momentum 0.9, wd 5e-4);
 //   stage "main" (the recipe's epochs): ce (1 - alpha) + kd (alpha, only when alpha > 0). RepDistiller's loops.py
 //   sets loss_kd = 0 for abound and its script passes -a 0, so the main stage is cross-entropy alone (240 epochs);
-//   the connectors are no longer used.
+//   the connectors are no longer used: they neither train nor leave eval mode (StageSpec::eval_modules), as in
+//   RepDistiller (in module_list, not trainable_list; loops.py module_list[1].eval()).
 // Connector r_i, by shapes (ConvReg with use_relu=False): identity when channels and height agree; else a conv
 // (with bias) + BN: 3x3 stride 2 pad 1 when s_H = 2 t_H, 4x4 stride-2 transposed conv when 2 s_H = t_H,
 // a (1+s_H-t_H) x (1+s_W-t_W) conv when s_H >= t_H (1x1 when equal); a smaller student map otherwise is an error.
@@ -94,7 +95,11 @@ class AB final : public Method {
   std::vector<StageSpec> stages() const override {
     StageSpec init{"init", static_cast<int>(o_.init_epochs), o_.student_taps.back()};
     init.lr = o_.init_lr;
-    return {init, StageSpec{"main"}};
+    // RepDistiller trains the connectors in the init stage only (helper/pretrain.py); train_student.py then puts
+    // them in module_list, not trainable_list, and loops.py sets module_list[1].eval().
+    StageSpec main{"main"};
+    main.eval_modules = {"connectors"};
+    return {init, main};
   }
 
   LossTerms compute(const MethodInput& in) override {
