@@ -24,13 +24,14 @@ inline std::string zoo_name(std::string peer) {
 // RepDistiller's feat[k] of its `n` features (model(x, is_feat=True, preact=...)) as the zoo model's tap: feat[0]
 // is the stem, feat[n-1] the pooled features, feat[1..n-2] the stage outputs. WRN's stage outputs are the residual
 // sums (raw_blockK); with preact=True they are the maps before the stage's last ReLU (preact_blockK), for models
-// that have one (RepDistiller's MobileNetV2 ignores preact: its stages end without a ReLU, blockK). `taps` are the
+// that have one (RepDistiller's MobileNetV2 ignores preact: its stages end in a linear projection, blockK, which the
+// zoo's preact_blockK equals). `taps` are the
 // zoo model's taps. tests/test_harness_footprint.cpp checks every shape against RepDistiller's.
 inline std::string tap_of_feat(const std::string& zoo_model, size_t k, size_t n, bool preact, const TapShapes& taps) {
   if (k == 0) return "stem";
   if (k + 1 == n) return "pool";
   const std::string K = std::to_string(k);
-  if (preact && taps.count("preact_block" + K)) return "preact_block" + K;
+  if (preact && zoo_model != "mobilenetv2" && taps.count("preact_block" + K)) return "preact_block" + K;
   return zoo_model.rfind("wrn", 0) == 0 ? "raw_block" + K : "block" + K;
 }
 

@@ -88,7 +88,7 @@ TEST(MethodFootprint, EveryPart2EntryOfTheCifarConfigBuildsOnItsArchitectures) {
     static const std::map<std::string, std::string> peer_distill{
         {"vid", "vid"}, {"ab", "abound"}, {"ft", "factor"}, {"crd", "crd"}};
     if (peer_distill.count(r.method)) {
-      const json& m = repdistiller_modules(plan, r).at(peer_distill.at(r.method));
+      const json m = repdistiller_modules(plan, r).at(peer_distill.at(r.method));
       EXPECT_EQ(f->parameters, m.at("parameters").get<int64_t>());
       if (r.method != "crd") {
         EXPECT_EQ(f->buffer_elements, m.at("buffer_elements").get<int64_t>());
