@@ -2,6 +2,7 @@
 #include "datasets/dataset.h"
 
 #include <algorithm>
+#include <cmath>
 #include <cstdlib>
 #include <filesystem>
 #include <map>
@@ -143,6 +144,28 @@ DatasetPtr subset_count(DatasetPtr d, int64_t count, uint64_t seed) {
   return make_subset(d, picked);
 }
 
+// "normalize": {"mean": [...], "std": [...]}, one value per channel on [0, 1] pixels (e.g. the statistics a peer's
+// loader uses, so its teachers see the inputs they were trained on).
+Normalization parse_normalization(const nlohmann::json& j, const std::string& key_path, size_t channels) {
+  ObjectReader rd(j, key_path);
+  Normalization n;
+  for (auto [key, out] : {std::pair<const char*, std::vector<float>*>{"mean", &n.mean}, {"std", &n.std}}) {
+    const nlohmann::json& v = rd.raw(key);
+    if (!v.is_array() || v.size() != channels)
+      throw ConfigError(rd.path(key),
+                        "expected an array of " + std::to_string(channels) + " numbers (one per channel)");
+    for (const auto& x : v) {
+      if (!x.is_number() || !std::isfinite(x.get<double>()) ||
+          x.get<double>() < (std::string(key) == "std" ? 1e-6 : -1) || x.get<double>() > 1)
+        throw ConfigError(rd.path(key),
+                          std::string(key) == "std" ? "each value must be in (0, 1]" : "each value must be in [-1, 1]");
+      out->push_back(x.get<float>());
+    }
+  }
+  rd.finish();
+  return n;
+}
+
 }  // namespace
 
 AugmentOptions parse_augment(const nlohmann::json& cfg, const std::string& key_path) {
@@ -167,6 +190,7 @@ DataSplits open_dataset(const nlohmann::json& cfg, const std::string& key_path) 
   int64_t train_subset = rd.integer("train_subset", 0, 0, INT64_MAX);
   int64_t test_subset = rd.integer("test_subset", 0, 0, INT64_MAX);
   nlohmann::json augment = rd.has("augment") ? rd.raw("augment") : nlohmann::json(nullptr);
+  nlohmann::json normalize = rd.has("normalize") ? rd.raw("normalize") : nlohmann::json(nullptr);
   DatasetPtr train, test;
   if (s.name == "fashion_mnist" || s.name == "mnist_idx") {
     std::string root = s.name == "fashion_mnist" ? rd.string("root", fashion_root()) : rd.string("root", std::nullopt);
@@ -226,6 +250,7 @@ DataSplits open_dataset(const nlohmann::json& cfg, const std::string& key_path) 
   }
   parse_augment(augment, key_path + ".augment");  // validate
   s.augment = augment;
+  if (!normalize.is_null()) s.norm = parse_normalization(normalize, key_path + ".normalize", s.norm.mean.size());
   train = subset_count(train, train_subset, split_seed);
   test = subset_count(test, test_subset, split_seed);
   if (val_fraction > 0) {

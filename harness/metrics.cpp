@@ -42,8 +42,9 @@ EvalMetrics metrics_from_logits(const torch::Tensor& logits_in, const torch::Ten
 }
 
 void record_finals(std::map<std::string, double>& finals, const std::string& which, const EvalMetrics& val,
-                   const EvalMetrics& test) {
+                   const EvalMetrics& test, bool with_val) {
   for (const auto& [split, m] : {std::pair<const char*, const EvalMetrics&>{"val", val}, {"test", test}}) {
+    if (!with_val && std::string(split) == "val") continue;
     const std::string p = which + "." + split + ".";
     finals[p + "top1"] = m.top1;
     finals[p + "top5"] = m.top5;

@@ -17,9 +17,10 @@ struct EvalMetrics {
 // Metrics of logits [N, C] against labels [N] (and a teacher's logits [N, C] for agreement).
 EvalMetrics metrics_from_logits(const torch::Tensor& logits, const torch::Tensor& labels,
                                 const torch::Tensor& teacher_logits = {});
-// Writes `<which>.val.*` and `<which>.test.*` (top1, top5, nll, ece; agreement when measured) into `finals`.
+// Writes `<which>.val.*` and `<which>.test.*` (top1, top5, nll, ece; agreement when measured) into `finals`;
+// `<which>.test.*` only when the data set has no validation split (`with_val` false).
 void record_finals(std::map<std::string, double>& finals, const std::string& which, const EvalMetrics& val,
-                   const EvalMetrics& test);
+                   const EvalMetrics& test, bool with_val = true);
 // Expected calibration error with `bins` equal-width confidence bins.
 double expected_calibration_error(const torch::Tensor& probs, const torch::Tensor& labels, int bins = 15);
 

@@ -106,6 +106,22 @@ std::vector<json> expand_grid(const json& grid) {
   return points;
 }
 
+// Where an entry's setting is published: {"repo", "commit", "file"} and optionally "line", "args", "note". Shown by
+// the report; not part of any run's id (the same runs whatever the entry says it reproduces).
+json parse_provenance(const json& j, const std::string& path) {
+  ObjectReader rd(j, path);
+  json p = json::object();
+  for (const char* key : {"repo", "commit", "file"}) {
+    p[key] = rd.string(key, std::nullopt);
+    if (p[key].get<std::string>().empty()) throw ConfigError(rd.path(key), "must not be empty");
+  }
+  if (rd.has("line")) p["line"] = rd.integer("line", std::nullopt, 1, INT32_MAX);
+  for (const char* key : {"args", "note"})
+    if (rd.has(key)) p[key] = rd.string(key, std::nullopt);
+  rd.finish();
+  return p;
+}
+
 MethodEntry parse_method_entry(const json& j, const std::string& path, const SweepConfig& cfg) {
   MethodEntry e;
   e.path = path;
@@ -164,6 +180,7 @@ MethodEntry parse_method_entry(const json& j, const std::string& path, const Swe
   // A per-entry recipe (e.g. the published CIFAR-100 tables' lr 0.01 for MobileNetV2/ShuffleNet students):
   // its keys over the sweep's recipe; it is part of every run's resolved config, so of its id.
   e.recipe = rd.has("recipe") ? parse_recipe(rd.raw("recipe"), rd.path("recipe"), cfg.recipe) : cfg.recipe;
+  if (rd.has("provenance")) e.provenance = parse_provenance(rd.raw("provenance"), rd.path("provenance"));
   rd.finish();
   // Validate every grid point now, so a bad value is reported before anything trains.
   for (const auto& point : expand_grid(e.grid)) {

@@ -38,6 +38,7 @@ struct MethodEntry {
   json grid = json::object();         // key -> list of values; the runs are the cartesian product
   std::vector<std::string> students;  // default: the sweep's students
   Recipe recipe;                      // the sweep's recipe with this entry's "recipe" keys over it
+  json provenance;                    // where its setting is published (repo, commit, file, line, args); null = unsaid
   std::string path;                   // "methods[3]" for messages
 };
 
@@ -57,9 +58,9 @@ struct SweepConfig {
   std::vector<TeacherSpec> teachers;
   Recipe recipe;
   std::vector<MethodEntry> methods;
-  int64_t lockstep = 0;             // max runs trained together behind one teacher forward; 0 = no limit
-  std::string fuse = "auto";        // horizontal fusion of same-architecture students: auto (on CUDA) | on | off
-  std::string precision = "fp32";   // fp32 | bf16 (autocast for forward passes and losses)
+  int64_t lockstep = 0;            // max runs trained together behind one teacher forward; 0 = no limit
+  std::string fuse = "auto";       // horizontal fusion of same-architecture students: auto (on CUDA) | on | off
+  std::string precision = "fp32";  // fp32 | bf16 (autocast for forward passes and losses)
   // CUDA graphs for the training step: auto (on for CUDA) | on | off. Not part of run ids: a replayed step
   // computes what the eager step computes (the same kernels; floating-point summation order aside).
   std::string cuda_graphs = "auto";

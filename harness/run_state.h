@@ -2,6 +2,7 @@
 #pragma once
 #include <torch/torch.h>
 
+#include <algorithm>
 #include <map>
 #include <memory>
 #include <optional>
@@ -91,14 +92,32 @@ struct RunState {
   std::vector<torch::Tensor> method_parameters(const std::vector<std::string>& children) const {
     if (!method_module || children.empty()) return method_parameters();
     std::vector<torch::Tensor> out;
-    for (const auto& name : children) {
-      auto found = method_module->named_children();
-      if (!found.contains(name))
-        throw std::logic_error("run " + spec->id + ": a stage trains method module '" + name +
-                               "', which the method's module() does not have");
-      for (auto& p : found[name]->parameters()) out.push_back(p);
-    }
+    for (const auto& name : children)
+      for (auto& p : method_child(name)->parameters()) out.push_back(p);
     return out;
+  }
+  // What stage `st` trains of the method's modules: its train_modules (all when empty) less its eval_modules.
+  std::vector<torch::Tensor> method_parameters(const StageSpec& st) const {
+    std::vector<torch::Tensor> out = method_parameters(st.train_modules);
+    for (const auto& name : st.eval_modules)
+      for (const auto& p : method_child(name)->parameters())
+        out.erase(std::remove_if(out.begin(), out.end(), [&](const torch::Tensor& q) { return q.is_same(p); }),
+                  out.end());
+    return out;
+  }
+  // The method's modules in training mode for stage `st`, except its eval_modules.
+  void set_method_modes(const StageSpec& st) const {
+    if (!method_module) return;
+    method_module->train();
+    for (const auto& name : st.eval_modules) method_child(name)->eval();
+  }
+  std::shared_ptr<torch::nn::Module> method_child(const std::string& name) const {
+    auto found = method_module ? method_module->named_children()
+                               : torch::OrderedDict<std::string, std::shared_ptr<torch::nn::Module>>{};
+    if (!found.contains(name))
+      throw std::logic_error("run " + (spec ? spec->id : std::string("?")) + ": a stage names method module '" + name +
+                             "', which the method's module() does not have");
+    return found[name];
   }
 };
 

@@ -414,8 +414,8 @@ class SweepRun {
     const int64_t batch_size = r.recipe.eval_batch_size;
     h.val_logits = predict(*h.model, data_.val, data_, batch_size, device_, opts_.workers);
     h.test_logits = predict(*h.model, data_.test, data_, batch_size, device_, opts_.workers);
-    if (h.val_logits.size(1) != data_.num_classes)
-      throw ConfigError("teachers." + r.name, "teacher has " + std::to_string(h.val_logits.size(1)) +
+    if (h.test_logits.size(1) != data_.num_classes)
+      throw ConfigError("teachers." + r.name, "teacher has " + std::to_string(h.test_logits.size(1)) +
                                                   " classes but the data set has " + std::to_string(data_.num_classes));
   }
 
@@ -423,7 +423,9 @@ class SweepRun {
     std::map<std::string, double> f;
     EvalMetrics v = metrics_from_logits(h.val_logits, data_.val->all_labels());
     EvalMetrics t = metrics_from_logits(h.test_logits, data_.test->all_labels());
-    for (const char* which : {"final", "bestval"}) record_finals(f, which, v, t);
+    const bool with_val = data_.val->size() > 0;  // no validation split: test metrics only, no best epoch
+    for (const char* which : {"final", "bestval"})
+      if (with_val || std::string(which) == "final") record_finals(f, which, v, t, with_val);
     return f;
   }
 
@@ -579,8 +581,10 @@ class SweepRun {
       }
       ++summary_.trained;
       if (r.role != RunRole::Student) keep_handle(r, o.model);
-      progress_->note(fmt::format("done {:<14} {:<28} seed {}: test top-1 {:.2f}% (val {:.2f}%)", r.name,
-                                  r.setting.dump(), r.seed, o.finals["final.test.top1"], o.finals["final.val.top1"]));
+      const auto val = o.finals.find("final.val.top1");
+      progress_->note(fmt::format("done {:<14} {:<28} seed {}: test top-1 {:.2f}% (val {})", r.name, r.setting.dump(),
+                                  r.seed, o.finals["final.test.top1"],
+                                  val == o.finals.end() ? std::string("-") : fmt::format("{:.2f}%", val->second)));
     };
     train_lockstep(members, data_, to);
     members.clear();

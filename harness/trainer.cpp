@@ -245,7 +245,7 @@ class LockstepGroup {
       rs.acc = EpochAccumulators{};
       rs.acc.epoch = epoch;
       rs.student->train(rs.stages[si].spec.train_student);  // a frozen student keeps its batch-norm statistics
-      if (rs.method_module) rs.method_module->train();
+      rs.set_method_modes(rs.stages[si].spec);
       active.push_back(&rs);
     }
     return active;
@@ -263,7 +263,7 @@ class LockstepGroup {
     } else {
       params = parameters_upstream_of(*rs.student, st.spec.train_until_tap, probe_x_);
     }
-    for (auto& p : rs.method_parameters(st.spec.train_modules)) params.push_back(p);
+    for (auto& p : rs.method_parameters(st.spec)) params.push_back(p);
     if (static_step_) start_static_stage(rs, si, device_);
     st.updater = params.empty() ? nullptr : std::make_unique<Updater>(std::move(params), st.recipe);
     if (si > 0) rs.stages[si - 1].updater.reset();
@@ -364,7 +364,8 @@ class LockstepGroup {
     for_each_lane(evaluated, lanes_, [&](RunState& rs) {
       if (rs.done) return;
       if (rs.method_module) rs.method_module->eval();
-      rs.val_logits = predict(*rs.student, data_.val, data_, rs.spec->recipe.eval_batch_size, device_, 1);
+      if (has_val())
+        rs.val_logits = predict(*rs.student, data_.val, data_, rs.spec->recipe.eval_batch_size, device_, 1);
     });
     times.eval = seconds_since(eval_start);
     std::vector<RunState*> finishing;  // runs whose last epoch this was
@@ -397,8 +398,13 @@ class LockstepGroup {
     if (opts_.replicas) sum_over_replicas(rs.acc);
     auto [si, se] = rs.stage_of(epoch);
     const std::string& stage = rs.stages[si].spec.name;
-    torch::Tensor tval = rs.member->teachers.empty() ? torch::Tensor() : rs.member->teachers[0]->val_logits;
-    EvalMetrics v = metrics_from_logits(rs.val_logits, data_.val->all_labels(), tval);
+    // Without a validation split (dataset.val_fraction 0) there is no validation metric and no best epoch.
+    const bool val = has_val();
+    EvalMetrics v;
+    if (val) {
+      torch::Tensor tval = rs.member->teachers.empty() ? torch::Tensor() : rs.member->teachers[0]->val_logits;
+      v = metrics_from_logits(rs.val_logits, data_.val->all_labels(), tval);
+    }
     rs.val_logits = torch::Tensor();
     const auto steps = std::max<int64_t>(1, rs.acc.steps);
     const double train_top1 = rs.acc.seen ? 100.0 * static_cast<double>(rs.acc.correct) / rs.acc.seen : 0.0;
@@ -407,11 +413,13 @@ class LockstepGroup {
     for (const auto& [name, sum] : rs.acc.term_sums) put("loss." + name, sum / steps);
     put("loss.total", rs.acc.total_sum / steps);
     put("train.top1", train_top1);
-    put("val.top1", v.top1);
-    put("val.top5", v.top5);
-    put("val.nll", v.nll);
-    put("val.ece", v.ece);
-    if (v.agreement >= 0) put("val.agreement", v.agreement);
+    if (val) {
+      put("val.top1", v.top1);
+      put("val.top5", v.top5);
+      put("val.nll", v.nll);
+      put("val.ece", v.ece);
+      if (v.agreement >= 0) put("val.agreement", v.agreement);
+    }
     put("lr", learning_rate(rs.stages[si].recipe, rs.stages[si].epochs, static_cast<double>(se) + 1.0 - 1e-9,
                             steps_per_epoch_));
     put("seconds", rs.seconds);
@@ -422,11 +430,12 @@ class LockstepGroup {
     put("group_eval_seconds", times.eval);
     put("images_per_second", rs.seconds > 0 ? rs.images / rs.seconds : 0);
     if (opts_.progress)
-      opts_.progress->note(fmt::format("{:<14} {:<28} seed {} epoch {}/{} [{}] loss {:.4f} train {:.2f}% val {:.2f}%",
+      opts_.progress->note(fmt::format("{:<14} {:<28} seed {} epoch {}/{} [{}] loss {:.4f} train {:.2f}% val {}",
                                        rs.spec->name, rs.spec->setting.dump(), rs.spec->seed, epoch + 1,
-                                       rs.total_epochs, stage, rs.acc.total_sum / steps, train_top1, v.top1));
+                                       rs.total_epochs, stage, rs.acc.total_sum / steps, train_top1,
+                                       val ? fmt::format("{:.2f}%", v.top1) : std::string("-")));
     // Best epoch on VALIDATION (only in the final stage: earlier stages train a partial objective).
-    if (si + 1 == rs.stages.size() && v.top1 > rs.best_val) {
+    if (val && si + 1 == rs.stages.size() && v.top1 > rs.best_val) {
       rs.best_val = v.top1;
       rs.best_epoch = epoch;
       rs.best_val_metrics = v;
@@ -453,10 +462,13 @@ class LockstepGroup {
     for (auto* rs : finishing) finish_run(*rs);
   }
 
+  bool has_val() const { return data_.val && data_.val->size() > 0; }
+
   void finish_run(RunState& rs) {
     torch::Tensor ttest = rs.member->teachers.empty() ? torch::Tensor() : rs.member->teachers[0]->test_logits;
     const auto& labels = data_.test->all_labels();
-    record_finals(rs.outcome.finals, "final", rs.final_val, metrics_from_logits(rs.test_logits, labels, ttest));
+    record_finals(rs.outcome.finals, "final", rs.final_val, metrics_from_logits(rs.test_logits, labels, ttest),
+                  has_val());
     if (!rs.best_state.empty()) {
       record_finals(rs.outcome.finals, "bestval", rs.best_val_metrics,
                     metrics_from_logits(rs.bestval_test_logits, labels, ttest));

@@ -9,7 +9,8 @@
 //   the recipe's optimizer (RepDistiller: SGD, its lr 0.05 constant for 30 epochs, momentum 0.9, wd 5e-4);
 //   stage "main" (the recipe's epochs): ce (1 - alpha) + kd (alpha, only when alpha > 0). RepDistiller's loops.py
 //   sets loss_kd = 0 for abound and its script passes -a 0, so the main stage is cross-entropy alone (240 epochs);
-//   the connectors are no longer used.
+//   the connectors are no longer used: they neither train nor leave eval mode (StageSpec::eval_modules), as in
+//   RepDistiller (in module_list, not trainable_list; loops.py module_list[1].eval()).
 // Connector r_i, by shapes (ConvReg with use_relu=False): identity when channels and height agree; else a conv
 // (with bias) + BN: 3x3 stride 2 pad 1 when s_H = 2 t_H, 4x4 stride-2 transposed conv when 2 s_H = t_H,
 // a (1+s_H-t_H) x (1+s_W-t_W) conv when s_H >= t_H (1x1 when equal); a smaller student map otherwise is an error.
@@ -25,40 +26,12 @@
 //   beta weighs the init-stage term (1 in the reference); it has no role in the main stage.
 #include "base/errors.h"
 #include "methods/common_terms.h"
+#include "methods/conv_reg.h"
 #include "methods/feature_losses.h"
 #include "methods/losses.h"
 #include "methods/method.h"
 
 namespace kd {
-
-namespace {
-
-// RepDistiller's ConvReg(s_shape, t_shape, use_relu=False): conv chosen by the spatial sizes, then BN.
-struct ConvRegImpl : torch::nn::Module {
-  ConvRegImpl(const std::vector<int64_t>& s, const std::vector<int64_t>& t, const std::string& what) {
-    const int64_t sC = s[1], sH = s[2], sW = s[3], tC = t[1], tH = t[2], tW = t[3];
-    if (sH == 2 * tH) {
-      conv = register_module("conv", torch::nn::Conv2d(torch::nn::Conv2dOptions(sC, tC, 3).stride(2).padding(1)));
-    } else if (sH * 2 == tH) {
-      deconv = register_module(
-          "conv", torch::nn::ConvTranspose2d(torch::nn::ConvTranspose2dOptions(sC, tC, 4).stride(2).padding(1)));
-    } else if (sH >= tH) {
-      conv = register_module("conv", torch::nn::Conv2d(torch::nn::Conv2dOptions(sC, tC, {1 + sH - tH, 1 + sW - tW})));
-    } else {
-      throw ConfigError("student_taps", "AB's connector cannot map student map " + what + " of height " +
-                                            std::to_string(sH) + " to the teacher's height " + std::to_string(tH) +
-                                            " (RepDistiller's ConvReg takes s_H >= t_H or s_H = t_H / 2)");
-    }
-    bn = register_module("bn", torch::nn::BatchNorm2d(tC));
-  }
-  torch::Tensor forward(const torch::Tensor& x) { return bn(conv ? conv(x) : deconv(x)); }
-  torch::nn::Conv2d conv{nullptr};
-  torch::nn::ConvTranspose2d deconv{nullptr};
-  torch::nn::BatchNorm2d bn{nullptr};
-};
-TORCH_MODULE(ConvReg);
-
-}  // namespace
 
 class AB final : public Method {
  public:
@@ -112,7 +85,7 @@ class AB final : public Method {
       if (s[1] == t[1] && s[2] == t[2]) {
         connectors_->push_back(torch::nn::Identity());
       } else {
-        connectors_->push_back(ConvReg(s, t, "'" + o_.student_taps[i] + "'"));
+        connectors_->push_back(ConvReg(s, t, /*use_relu=*/false, "student_taps", "'" + o_.student_taps[i] + "'"));
       }
     }
     module_->to(ctx.device);
@@ -122,7 +95,11 @@ class AB final : public Method {
   std::vector<StageSpec> stages() const override {
     StageSpec init{"init", static_cast<int>(o_.init_epochs), o_.student_taps.back()};
     init.lr = o_.init_lr;
-    return {init, StageSpec{"main"}};
+    // RepDistiller trains the connectors in the init stage only (helper/pretrain.py); train_student.py then puts
+    // them in module_list, not trainable_list, and loops.py sets module_list[1].eval().
+    StageSpec main{"main"};
+    main.eval_modules = {"connectors"};
+    return {init, main};
   }
 
   LossTerms compute(const MethodInput& in) override {

@@ -113,6 +113,7 @@ class FT final : public Method {
     StageSpec para{"paraphraser", static_cast<int>(o_.init_epochs), "", /*train_student=*/false, {"paraphraser"}};
     para.lr = o_.init_lr;
     StageSpec main{"main", 0, "", true, {"translator"}};
+    main.eval_modules = {"paraphraser"};  // RepDistiller's loops.py: module_list[2].eval() (no batch norm in it)
     return {para, main};
   }
 

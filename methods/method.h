@@ -95,6 +95,9 @@ struct StageSpec {
   // Which of the method's own modules (names of module()'s direct children) train in this stage; empty = all
   // of module(). E.g. factor transfer trains its paraphraser in stage 1 and only its translator in stage 2.
   std::vector<std::string> train_modules{};
+  // Of those, the ones that do NOT train in this stage and run in eval mode (RepDistiller's module_list[i].eval()
+  // for AB's connectors and FT's paraphraser after their initialisation stage).
+  std::vector<std::string> eval_modules{};
   double lr = 0;  // > 0: this stage's base learning rate instead of the recipe's (the recipe's schedule shape)
 };
 

@@ -141,6 +141,7 @@ class PyMethod : public Method {
       st.train_until_tap = s.at("train_until_tap").get<std::string>();
       st.train_student = s.at("train_student").get<bool>();
       st.train_modules = s.at("train_modules").get<std::vector<std::string>>();
+      st.eval_modules = s.at("eval_modules").get<std::vector<std::string>>();
       st.lr = s.at("lr").get<double>();
       out.push_back(std::move(st));
     }

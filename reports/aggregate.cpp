@@ -139,6 +139,32 @@ void collect_settings(const ResultsStore& store, const std::vector<RunRecord>& r
   }
 }
 
+// Each setting's provenance: the "provenance" of the sweep config's method entry with its label whose students
+// (the entry's, else the sweep's) include its student model.
+void attach_provenance(const json& sweeps, std::vector<SettingStats>& settings) {
+  auto names = [](const json& v) {
+    std::vector<std::string> out;
+    if (v.is_string()) out.push_back(v.get<std::string>());
+    if (v.is_array())
+      for (const auto& x : v)
+        if (x.is_string()) out.push_back(x.get<std::string>());
+    return out;
+  };
+  for (const auto& sweep : sweeps) {
+    const json cfg = sweep.value("config", json::object());
+    if (!cfg.is_object() || !cfg.contains("methods") || !cfg["methods"].is_array()) continue;
+    for (const auto& e : cfg["methods"]) {
+      if (!e.is_object() || !e.contains("provenance") || !e["method"].is_string()) continue;
+      const json label = e.value("label", e["method"]);
+      const auto students = names(e.contains("students") ? e["students"] : cfg.value("student", json()));
+      for (auto& s : settings)
+        if (s.provenance.is_null() && label == s.label &&
+            std::find(students.begin(), students.end(), s.model) != students.end())
+          s.provenance = e["provenance"];
+    }
+  }
+}
+
 // One row per (pair, method entry): its best setting on VALIDATION (a tie keeps the setting that came first).
 std::vector<MethodRow> best_settings(const std::vector<SettingStats>& settings, const TeacherChains& chains) {
   std::vector<std::string> order;
@@ -225,6 +251,7 @@ ReportData aggregate(const ResultsStore& store) {
   TeacherChains chains(runs);
   collect_teachers(store, runs, d, chains);
   collect_settings(store, runs, chains, d.settings);
+  attach_provenance(d.sweeps, d.settings);
   auto rows = best_settings(d.settings, chains);
   compare_with_reference(rows);
   d.rows = reference_first(rows, d.settings);
@@ -239,6 +266,16 @@ std::set<size_t> selected_settings(const ReportData& d) {
 
 std::string report_title(const ReportData& d) {
   return d.sweeps.empty() ? std::string("sweep") : d.sweeps[0].value("name", std::string("sweep"));
+}
+
+std::string provenance_text(const json& p) {
+  if (!p.is_object()) return "";
+  auto str = [&](const char* k) { return p.contains(k) && p[k].is_string() ? p[k].get<std::string>() : std::string(); };
+  std::string t = str("repo") + "@" + str("commit").substr(0, 7) + " " + str("file");
+  if (p.contains("line") && p["line"].is_number_integer()) t += ":" + std::to_string(p["line"].get<int64_t>());
+  if (!str("args").empty()) t += " " + str("args");
+  if (!str("note").empty()) t += " (" + str("note") + ")";
+  return t;
 }
 
 std::string method_text(const SettingStats& s) {

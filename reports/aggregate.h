@@ -40,6 +40,7 @@ struct SettingStats {
   std::vector<double> latency_ms;         // batch-1 inference latency recorded by each done run
   std::vector<std::string> run_ids;       // every run of the group, any status
   std::vector<std::string> done_run_ids;  // parallel to seeds
+  nlohmann::json provenance;              // the published line its method entry reproduces (null = unsaid)
 };
 
 struct MethodRow {
@@ -75,6 +76,9 @@ std::set<size_t> selected_settings(const ReportData& d);
 
 // The report's title: the first sweep's name ("sweep" when the store has none).
 std::string report_title(const ReportData& d);
+
+// A method entry's "provenance" in one line: "owner/repo@commit7 file:line args (note)"; "" for null.
+std::string provenance_text(const nlohmann::json& provenance);
 
 // label, or "label (method)" when the sweep named the entry differently from its method.
 std::string method_text(const SettingStats& s);

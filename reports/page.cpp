@@ -31,6 +31,15 @@ std::string page_intro(const ReportData& d) {
        "with the 95% Student-t interval; gain and Welch's t-test are against the reference "
        "method (the student trained alone) of the same student model; gap closed = (method - reference) / "
        "(teacher - reference). Click a column's header to sort by it.</p>\n";
+  // Runs without a validation split (dataset.val_fraction 0, the published protocol of the CIFAR-100 tables).
+  const bool any_val = std::any_of(d.settings.begin(), d.settings.end(), [](const auto& s) { return !s.val.empty(); });
+  const bool any_test =
+      std::any_of(d.settings.begin(), d.settings.end(), [](const auto& s) { return !s.test.empty(); });
+  if (any_test && !any_val)
+    h += "<p class=\"warn\">No validation split (dataset.val_fraction 0: trained on the whole training set, as the "
+         "published tables are): every number is the <b>final epoch's</b> test top-1; no setting and no epoch is "
+         "selected (Val top-1 and the best-val-epoch columns are empty; an entry with several settings shows its "
+         "first setting in the comparison, all of them under Every setting).</p>\n";
   h += "<nav><a href=\"#comparison\">Comparison</a> | <a href=\"#failed\">Failed runs</a> | "
        "<a href=\"#figures\">Figures</a> | <a href=\"#settings\">Every setting</a> | <a href=\"#runs\">Runs</a> | "
        "<a href=\"#run-details\">Run details</a> | <a href=\"#environment\">Software and hardware</a> | "

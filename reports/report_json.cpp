@@ -52,6 +52,7 @@ json setting_json(const SettingStats& s) {
           {"macs", s.macs},
           {"latency_ms", s.latency_ms.empty() ? json(nullptr) : json(stats::median(s.latency_ms))},
           {"method_params", s.method_params},
+          {"provenance", s.provenance},
           {"run_ids", s.run_ids}};
 }
 

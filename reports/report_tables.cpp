@@ -2,6 +2,8 @@
 
 #include <fmt/format.h>
 
+#include <algorithm>
+
 #include "reports/format.h"
 #include "reports/stats.h"
 #include "reports/writers.h"
@@ -121,14 +123,27 @@ Table settings_table(const ReportData& d, const RunIndex& runs) {
                Column::number("Failed"),
                Column::text("Selected (by val)"),
                Column::links("Runs")};
+  // The published line each entry reproduces, when the sweep's config names one ("provenance").
+  const bool provenance =
+      std::any_of(d.settings.begin(), d.settings.end(), [](const SettingStats& s) { return !s.provenance.is_null(); });
+  if (provenance) t.columns.push_back(Column::text("Reproduces").wrapped());
   const auto selected = selected_settings(d);
   for (size_t i = 0; i < d.settings.size(); ++i) {
     const auto& s = d.settings[i];
-    t.add({s.model, method_text(s), s.teachers.empty() ? "-" : s.teachers, setting_text(s.setting),
-           mean_std_cell(s.val), mean_std_cell(s.test), ci_cell(s.test), mean_std_cell(s.bestval_test),
-           Cell::integer(static_cast<int64_t>(s.test.size())), Cell::integer(s.failed), selected.count(i) ? "yes" : "",
-           Cell::link(runs.seed_links(s.run_ids))},
-          s.model + "\x1f" + s.teachers + "\x1f" + s.label, "setting-" + std::to_string(i));
+    std::vector<Cell> row{s.model,
+                          method_text(s),
+                          s.teachers.empty() ? "-" : s.teachers,
+                          setting_text(s.setting),
+                          mean_std_cell(s.val),
+                          mean_std_cell(s.test),
+                          ci_cell(s.test),
+                          mean_std_cell(s.bestval_test),
+                          Cell::integer(static_cast<int64_t>(s.test.size())),
+                          Cell::integer(s.failed),
+                          selected.count(i) ? "yes" : "",
+                          Cell::link(runs.seed_links(s.run_ids))};
+    if (provenance) row.push_back(s.provenance.is_null() ? "-" : provenance_text(s.provenance));
+    t.add(row, s.model + "\x1f" + s.teachers + "\x1f" + s.label, "setting-" + std::to_string(i));
   }
   return t;
 }

@@ -173,9 +173,11 @@ TEST_F(Scaleout, ThreeWorkersOnPostgresOneKilledEveryRunOnceSameMetrics) {
   EXPECT_EQ(dump.find(PostgresServer::kPassword), std::string::npos);
   for (int i = 0; i < 3; ++i)
     EXPECT_EQ(slurp(*dir_ + "/w" + std::to_string(i) + ".log").find(PostgresServer::kPassword), std::string::npos);
-  for (const auto& e : fs::recursive_directory_iterator(*dir_ + "/three"))
-    if (e.is_regular_file())
+  for (const auto& e : fs::recursive_directory_iterator(*dir_ + "/three")) {
+    if (e.is_regular_file()) {
       EXPECT_EQ(slurp(e.path().string()).find(PostgresServer::kPassword), std::string::npos) << e.path();
+    }
+  }
 
   // Readers take the URL: runs, plan and report.
   auto runs = kd::test::run_command(pgpw + " " + kd::test::kdbench_bin() + " runs --store " + url + " --format csv");

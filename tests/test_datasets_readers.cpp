@@ -309,6 +309,26 @@ TEST(OpenDataset, ConfigErrorsNameTheKey) {
   EXPECT_NE(m.find("dataset.augment.flip"), std::string::npos) << m;
 }
 
+// "normalize" replaces the data set's own statistics (e.g. RepDistiller's CIFAR-100 loader's, for its teachers).
+TEST(OpenDataset, NormalizeSetsTheStatisticsPerChannel) {
+  const nlohmann::json three = {{"name", "synthetic"}, {"channels", 3}, {"train_size", 20}, {"test_size", 10}};
+  EXPECT_EQ(kd::open_dataset(three).norm.mean, (std::vector<float>{0.5f, 0.5f, 0.5f})) << "the synthetic default";
+  auto cfg = three;
+  cfg["normalize"] = {{"mean", {0.5071, 0.4867, 0.4408}}, {"std", {0.2675, 0.2565, 0.2761}}};
+  auto s = kd::open_dataset(cfg);
+  EXPECT_EQ(s.norm.mean, (std::vector<float>{0.5071f, 0.4867f, 0.4408f}));
+  EXPECT_EQ(s.norm.std, (std::vector<float>{0.2675f, 0.2565f, 0.2761f}));
+  cfg["normalize"]["mean"] = {0.5, 0.5};
+  auto m = error_of([&] { kd::open_dataset(cfg); });
+  EXPECT_EQ(m, "dataset.normalize.mean: expected an array of 3 numbers (one per channel)");
+  cfg["normalize"] = {{"mean", {0.5, 0.5, 0.5}}, {"std", {0.2, 0.0, 0.2}}};
+  m = error_of([&] { kd::open_dataset(cfg); });
+  EXPECT_EQ(m, "dataset.normalize.std: each value must be in (0, 1]");
+  cfg["normalize"] = {{"mean", {0.5, 0.5, 0.5}}};
+  m = error_of([&] { kd::open_dataset(cfg); });
+  EXPECT_NE(m.find("dataset.normalize.std"), std::string::npos) << m;
+}
+
 std::vector<torch::Tensor> epoch_batches(kd::DatasetPtr d, uint64_t seed, int workers, bool augment) {
   kd::LoaderOptions o;
   o.batch_size = 32;

@@ -15,6 +15,7 @@
 #include <set>
 #include <string>
 
+#include "harness/run_state.h"
 #include "harness/runner.h"
 #include "methods/method.h"
 #include "store/store.h"
@@ -155,6 +156,31 @@ TEST(Stages, EachStageTrainsWhatItDeclares) {
     EXPECT_EQ(differing(a.method, b.method), matching(a.method, e.method2)) << "method modules, stage 2";
   }
   EXPECT_TRUE(runs.at("fsp_A").method.empty()) << "FSP has no module of its own";
+}
+
+// A stage's eval_modules (AB's connectors and FT's paraphraser after their initialisation stage, as RepDistiller's
+// module_list[i].eval()) are left out of what the stage trains and run in eval mode while the others train.
+TEST(Stages, EvalModulesNeitherTrainNorLeaveEvalMode) {
+  kd::RunState rs;
+  auto m = std::make_shared<torch::nn::Module>("Method");
+  auto a = m->register_module("a", torch::nn::Linear(2, 3));
+  auto b = m->register_module("b", torch::nn::BatchNorm1d(3));
+  rs.method_module = m;
+  kd::StageSpec st;
+  EXPECT_EQ(rs.method_parameters(st).size(), 4u) << "a.weight, a.bias, b.weight, b.bias";
+  st.eval_modules = {"b"};
+  auto trained = rs.method_parameters(st);
+  ASSERT_EQ(trained.size(), 2u);
+  EXPECT_TRUE(trained[0].is_same(a->weight));
+  EXPECT_TRUE(trained[1].is_same(a->bias));
+  m->eval();
+  rs.set_method_modes(st);
+  EXPECT_TRUE(a->is_training());
+  EXPECT_FALSE(b->is_training());
+  st.train_modules = {"a"};
+  EXPECT_EQ(rs.method_parameters(st).size(), 2u);
+  st.eval_modules = {"c"};
+  EXPECT_THROW(rs.method_parameters(st), std::logic_error);
 }
 
 }  // namespace

@@ -6,6 +6,7 @@
 #include <torch/torch.h>
 
 #include "base/errors.h"
+#include "methods/conv_reg.h"
 #include "methods/losses.h"
 #include "methods/method.h"
 
@@ -280,10 +281,11 @@ TEST(Methods, FitNetsHintStagesAndTerms) {
   term(os, "hint", &w);
   EXPECT_DOUBLE_EQ(w, 5.0);
   ASSERT_TRUE(keep->module());
-  // 1x1 conv 8 -> 16 (no bias) + BN(16): 128 + 32 parameters.
+  // RepDistiller's ConvReg for a student map of half the teacher's size (7 -> 14): a 4x4 transposed conv 8 -> 16
+  // with bias + BN(16).
   int64_t n = 0;
   for (auto& p : keep->module()->parameters()) n += p.numel();
-  EXPECT_EQ(n, 8 * 16 + 2 * 16);
+  EXPECT_EQ(n, 8 * 16 * 4 * 4 + 16 + 2 * 16);
   // The hint's gradient reaches the regressor and the student's guided layer.
   auto sv = s.at("block2").clone().requires_grad_(true);
   TapMap s2{{"logits", s.at("logits")}, {"block2", sv}};
@@ -297,8 +299,8 @@ TEST(Methods, FitNetsHintStagesAndTerms) {
   EXPECT_GT(sv.grad().abs().sum().item<double>(), 0);
 }
 
-TEST(Methods, FitNetsHintThroughAKnownRegressorPoolsTheLargerMap) {
-  // Regressor set by hand: 1x1 conv weight 1 (1 -> 1 channel), BatchNorm in eval mode with its initial
+TEST(Methods, FitNetsConv1x1BnRegressorPoolsTheLargerMap) {
+  // regressor conv1x1_bn, set by hand: 1x1 conv weight 1 (1 -> 1 channel), BatchNorm in eval mode with its initial
   // running statistics (mean 0, var 1, gamma 1, beta 0): r(v) = v / sqrt(1 + 1e-5) = c v.
   const double c = 1.0 / std::sqrt(1.0 + 1e-5);
   auto grid = torch::tensor({1.0, 2.0, 3.0, 4.0}, torch::kFloat).view({1, 1, 2, 2});
@@ -307,7 +309,7 @@ TEST(Methods, FitNetsHintThroughAKnownRegressorPoolsTheLargerMap) {
     TapMap s{{"logits", torch::zeros({1, 2})}, {"block2", v}};
     TapMap t{{"logits", torch::zeros({1, 2})}, {"block2", u}};
     auto& reg = MethodRegistry::instance();
-    auto m = reg.create("fitnets", reg.resolve("fitnets", {{"mode", "one_stage"}}, "t"));
+    auto m = reg.create("fitnets", reg.resolve("fitnets", {{"mode", "one_stage"}, {"regressor", "conv1x1_bn"}}, "t"));
     kd::PrepareContext ctx;
     ctx.student = {{"block2", v.sizes().vec()}};
     ctx.teachers = {{{"block2", u.sizes().vec()}}};
@@ -327,6 +329,73 @@ TEST(Methods, FitNetsHintThroughAKnownRegressorPoolsTheLargerMap) {
   EXPECT_NEAR(hint_of(one(3.0), grid), std::pow(3.0 * c - 2.5, 2), 1e-6);
   // Same size: mean over the 4 elements of (c v - u)^2 with u = 0 -> c^2 (1 + 4 + 9 + 16) / 4 = 7.5 c^2.
   EXPECT_NEAR(hint_of(grid, torch::zeros({1, 1, 2, 2})), 7.5 * c * c, 1e-5);
+}
+
+// The default regressor, RepDistiller's ConvReg (models/util.py @ b84f547): its layer chosen by the maps' heights,
+// in the reference's order, and its forward conv (with bias) -> BN -> ReLU. Sizes on the CIFAR-100 pairs are checked
+// against the reference's own counts in test_harness_footprint.cpp.
+TEST(Methods, FitNetsConvRegRegressorFollowsRepDistillersConvReg) {
+  auto& reg = MethodRegistry::instance();
+  EXPECT_EQ(reg.get("fitnets").find("regressor")->default_value, "conv_reg");
+  auto build = [&](std::vector<int64_t> s, std::vector<int64_t> t) {
+    auto m = reg.create("fitnets", reg.resolve("fitnets", {{"mode", "one_stage"}}, "t"));
+    kd::PrepareContext ctx;
+    ctx.student = {{"block2", s}};
+    ctx.teachers = {{{"block2", t}}};
+    m->prepare(ctx);
+    return m;
+  };
+  auto shape_of = [](const std::shared_ptr<torch::nn::Module>& mod, const std::string& name) {
+    for (auto& p : mod->named_parameters())
+      if (p.key() == name) return p.value().sizes().vec();
+    return std::vector<int64_t>{};
+  };
+  // Student map twice the teacher's: a 3x3 conv of stride 2 (padding 1), 8 -> 4 (not a 5x5 conv).
+  auto a = build({2, 3, 8, 8}, {2, 5, 4, 4});
+  EXPECT_EQ(shape_of(a->module(), "conv.weight"), (std::vector<int64_t>{5, 3, 3, 3}));
+  EXPECT_EQ(shape_of(a->module(), "conv.bias"), (std::vector<int64_t>{5}));
+  EXPECT_EQ(shape_of(a->module(), "bn.weight"), (std::vector<int64_t>{5}));
+  auto fwd = [](const std::unique_ptr<kd::Method>& m, const torch::Tensor& x) {
+    auto reg_module = std::dynamic_pointer_cast<kd::ConvRegImpl>(m->module());
+    EXPECT_TRUE(reg_module) << "the default regressor is a kd::ConvRegImpl";
+    return reg_module ? reg_module->forward(x).sizes().vec() : std::vector<int64_t>{};
+  };
+  EXPECT_EQ(fwd(a, torch::randn({2, 3, 8, 8})), (std::vector<int64_t>{2, 5, 4, 4}));
+  // Half: a 4x4 transposed conv of stride 2 (weight [in, out, 4, 4]).
+  auto b = build({2, 3, 4, 4}, {2, 5, 8, 8});
+  EXPECT_EQ(shape_of(b->module(), "conv.weight"), (std::vector<int64_t>{3, 5, 4, 4}));
+  EXPECT_EQ(fwd(b, torch::randn({2, 3, 4, 4})), (std::vector<int64_t>{2, 5, 8, 8}));
+  // Larger otherwise: a (1 + sH - tH) x (1 + sW - tW) conv; equal sizes: 1x1.
+  EXPECT_EQ(shape_of(build({2, 3, 7, 6}, {2, 5, 4, 4})->module(), "conv.weight"), (std::vector<int64_t>{5, 3, 4, 3}));
+  EXPECT_EQ(shape_of(build({2, 3, 4, 4}, {2, 5, 4, 4})->module(), "conv.weight"), (std::vector<int64_t>{5, 3, 1, 1}));
+  // A student map smaller than the teacher's and not half of it: no ConvReg exists (RepDistiller raises).
+  try {
+    build({2, 3, 3, 3}, {2, 5, 4, 4});
+    ADD_FAILURE() << "3x3 -> 4x4 was accepted";
+  } catch (const kd::ConfigError& e) {
+    EXPECT_EQ(e.key_path(), "student_tap");
+    EXPECT_NE(std::string(e.what()).find("3x3 to the teacher's 4x4"), std::string::npos) << e.what();
+  }
+
+  // Values: 1x1 conv of weight 2 and bias 0.5, BN in eval mode at its initial statistics (x / sqrt(1 + 1e-5)),
+  // then ReLU: v = [-1, 0.5] -> r = [0, 1.5 c]; u = [1, 1] -> hint = ((0 - 1)^2 + (1.5 c - 1)^2) / 2.
+  const double c = 1.0 / std::sqrt(1.0 + 1e-5);
+  auto m = build({1, 1, 1, 2}, {1, 1, 1, 2});
+  {
+    torch::NoGradGuard ng;
+    for (auto& p : m->module()->named_parameters()) {
+      if (p.key() == "conv.weight") p.value().fill_(2.0);
+      if (p.key() == "conv.bias") p.value().fill_(0.5);
+    }
+  }
+  m->module()->eval();
+  TapMap s{{"logits", torch::zeros({1, 2})}, {"block2", torch::tensor({-1.0f, 0.5f}).view({1, 1, 1, 2})}};
+  TapMap t{{"logits", torch::zeros({1, 2})}, {"block2", torch::ones({1, 1, 1, 2})}};
+  std::vector<const TapMap*> tp{&t};
+  auto labels = torch::tensor({0}, torch::kLong);
+  auto indices = torch::tensor({0}, torch::kLong);
+  EXPECT_NEAR(term(m->compute(MethodInput{s, tp, labels, indices, 0}), "hint"), (1.0 + std::pow(1.5 * c - 1.0, 2)) / 2,
+              1e-6);
 }
 
 TEST(Methods, ProgressiveDeclaresItsChain) {

@@ -649,6 +649,8 @@ TEST(ReferencePart2, StagesAsTheReferencesRunThem) {
   EXPECT_EQ(ab[0].lr, 0.0) << "RepDistiller's init runs at its lr";
   EXPECT_EQ(ab[1].name, "main");
   EXPECT_EQ(ab[1].epochs, 0);
+  // RepDistiller's main stage: the connectors in module_list but not trainable_list, and in eval mode (loops.py).
+  EXPECT_EQ(ab[1].eval_modules, (std::vector<std::string>{"connectors"}));
   auto fsp = make("fsp", json::object())->stages();
   ASSERT_EQ(fsp.size(), 2u);
   EXPECT_EQ(fsp[0].name, "init");
@@ -663,6 +665,9 @@ TEST(ReferencePart2, StagesAsTheReferencesRunThem) {
   EXPECT_DOUBLE_EQ(ft[0].lr, 0.01);
   EXPECT_TRUE(ft[1].train_student);
   EXPECT_EQ(ft[1].train_modules, (std::vector<std::string>{"translator"}));
+  EXPECT_EQ(ft[1].eval_modules, (std::vector<std::string>{"paraphraser"})) << "loops.py: module_list[2].eval()";
+  EXPECT_TRUE(ft[0].eval_modules.empty());
+  EXPECT_TRUE(ab[0].eval_modules.empty());
   for (const char* single : {"vid", "crd", "reviewkd", "ofd"})
     EXPECT_EQ(make(single, json::object())->stages().size(), 1u);
 }

@@ -284,7 +284,7 @@ TEST(Declarations, SharedHyperparametersHaveTheSameNamesAndMeaning) {
   EXPECT_DOUBLE_EQ(reg.get("attention").find("p")->default_value.get<double>(), 2.0);
   EXPECT_DOUBLE_EQ(reg.get("attention").find("alpha")->default_value.get<double>(), 0.0);
   EXPECT_DOUBLE_EQ(reg.get("multi_teacher").find("beta")->default_value.get<double>(), 0.0);
-  EXPECT_EQ(reg.get("fitnets").find("regressor")->default_value, "conv");
+  EXPECT_EQ(reg.get("fitnets").find("regressor")->default_value, "conv_reg");
   EXPECT_EQ(reg.get("progressive").find("assistants")->default_value, json::array({"cnn_medium"}));
   EXPECT_EQ(reg.get("progressive").find("link_method")->default_value,
             (json{{"name", "logit_kd"}, {"temperature", 4}, {"alpha", 0.9}}));

@@ -215,10 +215,15 @@ TEST(Training, FitNetsHintStageLeavesPostTapParametersWithoutGradients) {
 }
 
 TEST(Training, RegressorSizesFollowTheTapShapes) {
-  // conv: 1x1 conv 6 -> 12 channels without bias (72) + BatchNorm(12) (24) = 96 parameters.
+  // conv_reg (RepDistiller's ConvReg), block2 4x4 -> 8x8: a 4x4 transposed conv 6 -> 12 with bias + BatchNorm(12).
   auto conv = make_setup("fitnets", {{"mode", "one_stage"}}, 1);
   int64_t n = 0;
   for (const auto& p : conv.method->module()->parameters()) n += p.numel();
+  EXPECT_EQ(n, 6 * 12 * 16 + 12 + 2 * 12);
+  // conv1x1_bn: 1x1 conv 6 -> 12 channels without bias (72) + BatchNorm(12) (24) = 96 parameters.
+  auto c11 = make_setup("fitnets", {{"mode", "one_stage"}, {"regressor", "conv1x1_bn"}}, 1);
+  n = 0;
+  for (const auto& p : c11.method->module()->parameters()) n += p.numel();
   EXPECT_EQ(n, 6 * 12 + 2 * 12);
   // linear: block2 flattened 6*4*4 = 96 -> 12*8*8 = 768, weights + bias.
   auto lin = make_setup("fitnets", {{"mode", "one_stage"}, {"regressor", "linear"}}, 1);

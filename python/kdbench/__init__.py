@@ -104,7 +104,8 @@ class Stage:
     epochs: 0 = the recipe's epochs. train_until_tap: train only the student's parameters upstream of this tap
     ("" = all of it). train_student: False freezes the student (eval mode) and trains only the method's module.
     train_modules: names of the direct children of the method's module that train in this stage ([] = all).
-    lr: this stage's base learning rate (0 = the recipe's).
+    eval_modules: names of direct children that neither train nor leave eval mode in this stage (e.g. connectors
+    fitted in an earlier stage). lr: this stage's base learning rate (0 = the recipe's).
     """
 
     name: str = "main"
@@ -112,6 +113,7 @@ class Stage:
     train_until_tap: str = ""
     train_student: bool = True
     train_modules: List[str] = dataclasses.field(default_factory=list)
+    eval_modules: List[str] = dataclasses.field(default_factory=list)
     lr: float = 0.0
 
 

@@ -1,24 +1,25 @@
 """py_fitnets: FitNets (Romero et al. 2015, "FitNets: Hints for Thin Deep Nets", ICLR, Sec. 2.2 and 2.3), in Python.
 
 A regressor r maps the student's guided layer v_g to the teacher's hint layer u_h:
-    conv   (default): 1x1 conv (no bias) + BatchNorm, C_s -> C_t channels; when the spatial sizes differ, the LARGER
-                      of r(v_g) and u_h is adaptive-average-pooled to the smaller one's size (no interpolation);
-    linear:           a fully connected layer from the flattened v_g to the flattened u_h.
+    conv_reg (default): RepDistiller's ConvReg: a conv WITH bias chosen by the maps' heights (3x3 stride 2 when the
+                        student's map is twice the teacher's, a 4x4 stride-2 transposed conv when half, else a conv
+                        whose kernel shrinks the student's map to the teacher's: 1x1 when equal), then BatchNorm and
+                        a ReLU; children ``conv`` and ``bn`` (the reference's parameter names);
+    conv1x1_bn:         1x1 conv (no bias) + BatchNorm, C_s -> C_t channels; when the spatial sizes differ, the
+                        LARGER of r(v_g) and u_h is adaptive-average-pooled to the smaller one's size;
+    linear:             a fully connected layer from the flattened v_g to the flattened u_h.
     hint = mean((r(v_g) - u_h)^2) over every element  (= 2/N x the batch mean of Eq. 3's 1/2 ||u_h - r(v_g)||^2)
 one_stage: terms ce (1 - alpha), kd (alpha; omitted when alpha = 0), hint (beta), trained jointly.
 two_stage: stage "hint" (hint_epochs epochs) trains only the student up to its guided tap (and r) on the hint alone
            (term hint, weight 1); stage "kd" then trains the whole student on ce (1 - alpha) + kd (alpha).
 
-The same method as kdbench's native ``fitnets`` (methods/fitnets.cpp; losses::hint_mse, losses::pool_to_common_size,
-losses::soft_kl in methods/losses.cpp): the same options, taps, stages and terms, and the same module: prepare()
-returns a ``FitNetsRegressor`` with children ``conv`` and ``bn`` (conv) or ``linear`` (linear), built on the CPU with
-the layers created in the native order (so one seed gives the same initial weights; PyTorch's nn.Conv2d / nn.Linear
-initialise as LibTorch's) and then moved to the run's device, as the native one is. kdbench's own code, written from
-the native C++. Paper: Romero et al. 2015; the reference for the conv + BN regressor form is kdbench's native method.
-
-Adding a regressor form (e.g. RepDistiller's ConvReg: conv with bias + BN + ReLU, the kernel chosen from the maps'
-sizes): add its name to the ``regressor`` option's choices (and doc), build its layers in ``FitNetsRegressor.__init__``
-and map v_g in ``FitNetsRegressor.hint`` (the two places marked "regressor forms"); prepare() passes the option through.
+The same method as kdbench's native ``fitnets`` (methods/fitnets.cpp, methods/conv_reg.cpp; losses::hint_mse,
+losses::pool_to_common_size, losses::soft_kl in methods/losses.cpp): the same options, taps, stages and terms, and the
+same module (``FitNetsRegressor``), built on the CPU with the layers created in the native order (so one seed gives
+the same initial weights; PyTorch's nn.Conv2d / nn.ConvTranspose2d / nn.Linear initialise as LibTorch's) and then
+moved to the run's device, as the native one is. Reference code: RepDistiller b84f547 models/util.py ConvReg and
+distiller_zoo/FitNet.py HintLoss (its CIFAR-100 table: one_stage, alpha 0, beta 100). kdbench's own code, written
+from the native C++.
 """
 
 from dataclasses import dataclass
@@ -66,17 +67,35 @@ def _flat(shape):
 
 
 class FitNetsRegressor(nn.Module):
-    """The native "FitNetsRegressor": conv (1x1, no bias) + bn, or linear, from the student's tap to the teacher's."""
+    """The native regressor, by kind: "conv_reg" (RepDistiller's ConvReg: children conv, bn; then a ReLU),
+    "conv1x1_bn" (children conv, bn) or "linear" (child linear), from the student's tap to the teacher's."""
 
     def __init__(self, kind, s_shape, t_shape, s_tap="", t_tap=""):
         super().__init__()
         self.kind = kind
+        what = f"'{s_tap}' / '{t_tap}'"
         # regressor forms (1/2): the layers, created in the native order (the order of the random draws).
         if kind == "linear":
             self.linear = nn.Linear(_flat(s_shape), _flat(t_shape))
-        elif kind == "conv":
+        elif kind == "conv_reg":
+            # methods/conv_reg.cpp (RepDistiller b84f547 models/util.py ConvReg): the conv's shape from the heights.
             if len(s_shape) != 4 or len(t_shape) != 4:
-                raise kd.OptionError("student_tap", f"conv regressor needs 4-D feature maps ('{s_tap}' / '{t_tap}')")
+                raise kd.OptionError("student_tap", f"RepDistiller's ConvReg needs 4-D feature maps ({what})")
+            _, s_c, s_h, s_w = s_shape
+            _, t_c, t_h, t_w = t_shape
+            if s_h == 2 * t_h:
+                self.conv = nn.Conv2d(s_c, t_c, 3, stride=2, padding=1)
+            elif s_h * 2 == t_h:
+                self.conv = nn.ConvTranspose2d(s_c, t_c, 4, stride=2, padding=1)
+            elif s_h >= t_h and s_w >= t_w:
+                self.conv = nn.Conv2d(s_c, t_c, (1 + s_h - t_h, 1 + s_w - t_w))
+            else:
+                raise kd.OptionError("student_tap", f"RepDistiller's ConvReg cannot map {what}: student map "
+                                                    f"{s_h}x{s_w} to the teacher's {t_h}x{t_w}")
+            self.bn = nn.BatchNorm2d(t_c)
+        elif kind == "conv1x1_bn":
+            if len(s_shape) != 4 or len(t_shape) != 4:
+                raise kd.OptionError("student_tap", f"conv1x1_bn regressor needs 4-D feature maps ({what})")
             self.conv = nn.Conv2d(s_shape[1], t_shape[1], 1, bias=False)
             self.bn = nn.BatchNorm2d(t_shape[1])
         else:
@@ -87,6 +106,8 @@ class FitNetsRegressor(nn.Module):
         # regressor forms (2/2): how r(v) meets u.
         if self.kind == "linear":
             return hint_mse(self.linear(v.flatten(1)), u.flatten(1))
+        if self.kind == "conv_reg":
+            return hint_mse(torch.relu(self.bn(self.conv(v))), u)
         r, t = pool_to_common_size(self.bn(self.conv(v)), u)
         return hint_mse(r, t)
 
@@ -97,7 +118,8 @@ class FitNets(kd.Method):
     name = "py_fitnets"
     description = ("Romero et al. 2015: hint from a teacher layer through a learned regressor; "
                    "one-stage or two-stage")
-    citation = "Romero et al. 2015, Sec. 2.2 (Eq. 3, hint loss) and 2.3 (stage-wise training)"
+    citation = ("Romero et al. 2015, Sec. 2.2 (Eq. 3, hint loss) and 2.3 (stage-wise training); reference RepDistiller "
+                "models/util.py ConvReg, distiller_zoo/FitNet.py HintLoss @ b84f547")
     teachers = (1, 1)
 
     @dataclass
@@ -107,8 +129,9 @@ class FitNets(kd.Method):
         student_tap: str = kd.option("block2", doc="student guided layer")
         teacher_tap: str = kd.option("block2", doc="teacher hint layer")
         regressor: str = kd.option(
-            "conv", choices=("conv", "linear"),
-            doc="conv: 1x1 conv + BN (the larger map pooled to the smaller); linear: on flattened features")
+            "conv_reg", choices=("conv_reg", "conv1x1_bn", "linear"),
+            doc="conv_reg: RepDistiller's ConvReg (conv with bias chosen by the maps' sizes, BN, ReLU); "
+                "conv1x1_bn: 1x1 conv + BN, the larger map pooled to the smaller; linear: on flattened features")
         hint_epochs: int = kd.option(1, range=(1, 10000), doc="two_stage: epochs of stage 1")
         beta: float = kd.option(1.0, range=(0.0, 1e6), doc="one_stage: weight of the hint term")
         temperature: float = kd.option(4.0, range=(0.05, 100.0), doc="KD temperature T")

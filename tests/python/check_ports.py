@@ -613,9 +613,12 @@ def check_fitnets(C, port, logit_kd_json):
     C.equal((r.weight("ce"), r.weight("kd"), r.weight("hint")), (1.0 - 0.9, 0.9, 5.0), "fitnets: weights")
     C.equal(run_method(port, {"mode": "one_stage", "alpha": 0.0}, s, t, labels).names, ["ce", "hint"],
             "fitnets: alpha 0 drops kd")
-    C.equal(sum(p.numel() for p in r.module.parameters()), 8 * 16 + 2 * 16, "fitnets: conv 8->16 + BN(16) parameters")
+    # The default regressor, RepDistiller's ConvReg: a student map of half the teacher's (7 -> 14) takes a 4x4
+    # transposed conv 8 -> 16 with bias, then BN(16) (tests/test_methods_losses.cpp counts the same).
+    C.equal(sum(p.numel() for p in r.module.parameters()), 8 * 16 * 4 * 4 + 16 + 2 * 16,
+            "fitnets: ConvReg 7x7 -> 14x14: transposed conv 8->16 (4x4, bias) + BN(16) parameters")
     C.equal(sorted(r.module.state_dict().keys()),
-            sorted(["conv.weight", "bn.weight", "bn.bias", "bn.running_mean", "bn.running_var",
+            sorted(["conv.weight", "conv.bias", "bn.weight", "bn.bias", "bn.running_mean", "bn.running_var",
                     "bn.num_batches_tracked"]), "fitnets: the regressor's state-dict names (native: conv, bn)")
     C.equal([n for n, _ in r.module.named_children()], ["conv", "bn"], "fitnets: children in the native order")
     sv = s["block2"].clone().requires_grad_(True)
@@ -623,14 +626,35 @@ def check_fitnets(C, port, logit_kd_json):
     next(v for n, v, _ in terms if n == "hint").backward()
     C.ok(sv.grad is not None and float(sv.grad.abs().sum()) > 0, "fitnets: the hint's gradient reaches the student")
     C.ok(all(p.grad is not None for p in r.module.parameters()), "fitnets: the hint's gradient reaches the regressor")
-    # The initial weights are those of nn.Conv2d(8, 16, 1, bias=False) then nn.BatchNorm2d(16) drawn from the same
-    # seed on the CPU (the native order: conv, then bn).
+    # The initial weights are those of the layers drawn from the same seed on the CPU in the native order (conv,
+    # then bn): nn.ConvTranspose2d(8, 16, 4, 2, 1) for the default ConvReg here, nn.Conv2d(8, 16, 1, bias=False)
+    # for conv1x1_bn.
     torch.manual_seed(123)
-    m = port.make({"mode": "one_stage"})
-    got = prepare(m, s, t)
+    got = prepare(port.make({"mode": "one_stage"}), s, t)
+    torch.manual_seed(123)
+    conv = torch.nn.ConvTranspose2d(8, 16, 4, stride=2, padding=1)
+    C.ok(torch.equal(got.conv.weight, conv.weight) and torch.equal(got.conv.bias, conv.bias),
+         "fitnets: initial ConvReg weights = the seed's nn.ConvTranspose2d draw")
+    torch.manual_seed(123)
+    got = prepare(port.make({"mode": "one_stage", "regressor": "conv1x1_bn"}), s, t)
     torch.manual_seed(123)
     conv = torch.nn.Conv2d(8, 16, 1, bias=False)
-    C.ok(torch.equal(got.conv.weight, conv.weight), "fitnets: initial conv weight = the seed's nn.Conv2d draw")
+    C.ok(torch.equal(got.conv.weight, conv.weight), "fitnets: initial conv1x1_bn weight = the seed's nn.Conv2d draw")
+
+    def conv_reg_shape(sshape, tshape):
+        m = port.make({"mode": "one_stage"})
+        reg = prepare(m, {"logits": torch.zeros(2, 3), "block2": torch.zeros(*sshape)},
+                      {"logits": torch.zeros(2, 3), "block2": torch.zeros(*tshape)})
+        return tuple(reg.conv.weight.shape), tuple(reg.bn(reg.conv(torch.zeros(*sshape))).shape)
+
+    # RepDistiller's ConvReg by the maps' heights (tests/test_methods_losses.cpp's cases): twice -> 3x3 stride 2,
+    # half -> 4x4 transposed, larger -> (1 + sH - tH) x (1 + sW - tW), equal -> 1x1, else refused.
+    C.equal(conv_reg_shape((2, 3, 8, 8), (2, 5, 4, 4)), ((5, 3, 3, 3), (2, 5, 4, 4)), "fitnets: ConvReg 8 -> 4")
+    C.equal(conv_reg_shape((2, 3, 4, 4), (2, 5, 8, 8)), ((3, 5, 4, 4), (2, 5, 8, 8)), "fitnets: ConvReg 4 -> 8")
+    C.equal(conv_reg_shape((2, 3, 7, 6), (2, 5, 4, 4))[0], (5, 3, 4, 3), "fitnets: ConvReg 7x6 -> 4x4")
+    C.equal(conv_reg_shape((2, 3, 4, 4), (2, 5, 4, 4))[0], (5, 3, 1, 1), "fitnets: ConvReg 4 -> 4 (1x1)")
+    C.raises(lambda: conv_reg_shape((2, 3, 3, 3), (2, 5, 4, 4)), kd.OptionError, "fitnets: ConvReg 3 -> 4 refused",
+             lambda e: e.key == "student_tap" and "3x3 to the teacher's 4x4" in e.message)
     torch.manual_seed(7)
     lm = port.make({"mode": "one_stage", "regressor": "linear"})
     lin = prepare(lm, s, t)
@@ -644,7 +668,7 @@ def check_fitnets(C, port, logit_kd_json):
         """tests/test_methods_losses.cpp: conv weight 1, BN in eval mode: r(v) = v / sqrt(1 + 1e-5)."""
         ss = {"logits": torch.zeros(1, 2), "block2": v}
         tt = {"logits": torch.zeros(1, 2), "block2": u}
-        mm = port.make({"mode": "one_stage"})
+        mm = port.make({"mode": "one_stage", "regressor": "conv1x1_bn"})
         reg = prepare(mm, ss, tt)
         with torch.no_grad():
             reg.conv.weight.fill_(1.0)
@@ -667,7 +691,8 @@ def check_fitnets(C, port, logit_kd_json):
         rr = run_method(port, {"mode": "two_stage", "temperature": T}, {"logits": sl, "block2": zero_map},
                         {"logits": tl, "block2": zero_map}, torch.zeros(4, dtype=torch.long), stage=1)
         C.close(rr.value("kd"), c["outputs"]["loss"], f"fitnets {c['name']}: kd term = RepDistiller DistillKL")
-    C.raises(lambda: prepare(port.make({"mode": "one_stage", "student_tap": "pool", "teacher_tap": "pool"}),
+    C.raises(lambda: prepare(port.make({"mode": "one_stage", "student_tap": "pool", "teacher_tap": "pool",
+                                        "regressor": "conv1x1_bn"}),
                              {"logits": torch.zeros(2, 3), "pool": torch.zeros(2, 4)},
                              {"logits": torch.zeros(2, 3), "pool": torch.zeros(2, 5)}),
              kd.OptionError, "fitnets: conv regressor on 2-D taps is refused", lambda e: e.key == "student_tap")
@@ -947,7 +972,7 @@ def check_crd(C, port):
     C.ok(st2["pool"].grad is not None, "crd: backward reaches the student's tap")
     C.raises(lambda: prepare(port.make({}), st2, tt2, train_size=1), ValueError, "crd: n_data < 2 refused")
     C.equal(_bridge.stages(m2), json.dumps([{"name": "main", "epochs": 0, "train_until_tap": "", "train_student": True,
-                                             "train_modules": [], "lr": 0.0}]), "crd: one stage")
+                                             "train_modules": [], "eval_modules": [], "lr": 0.0}]), "crd: one stage")
 
 
 def check_contract(C, ports):
