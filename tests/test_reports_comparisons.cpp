@@ -1,0 +1,179 @@
+// The report's comparisons with the student alone, end to end from a results store, against scipy: the
+// store holds the per-seed test top-1 of tests/data/reference/stats.json's "report_case" (three methods with
+// the reference's seeds, one with a seed more), and every number of the comparison (which test, p, the Holm-
+// corrected p, the difference's interval, the detectable difference, the seeds needed) must equal what
+// gen_stats.py computed with scipy.stats on those values. Also: the tables say the same, and two data sets in
+// one store are two students with their own references and blocks.
+#include <gtest/gtest.h>
+
+#include <cmath>
+#include <filesystem>
+#include <fstream>
+#include <nlohmann/json.hpp>
+#include <sstream>
+
+#include "reports/report.h"
+#include "store/store.h"
+#include "test_util.h"
+
+namespace {
+
+using nlohmann::json;
+
+json report_case() {
+  std::ifstream in(kd::test::source_dir() + "/tests/data/reference/stats.json");
+  return json::parse(in).at("report_case");
+}
+
+std::string slurp(const std::string& p) {
+  std::ifstream in(p);
+  std::stringstream ss;
+  ss << in.rdbuf();
+  return ss.str();
+}
+
+void add_student(kd::ResultsStore& s, const std::string& id, const std::string& method, int64_t seed, double test,
+                 const std::string& dataset = "") {
+  kd::RunRecord r;
+  r.id = id;
+  r.sweep_id = "sw";
+  r.role = kd::RunRole::Student;
+  r.reference = method == "baseline";
+  r.name = method;
+  r.method = method;
+  r.seed = seed;
+  r.model = "cnn_tiny";
+  r.teachers = method == "baseline" ? "[]" : R"(["t"])";
+  if (!dataset.empty()) r.config = json{{"dataset", {{"name", dataset}}}}.dump();
+  s.add_run(r);
+  ASSERT_TRUE(s.claim_run(id, "h:1", 60));
+  s.finish_run(r, {}, {{"final.val.top1", test + 1}, {"final.test.top1", test}, {"bestval.test.top1", test}});
+}
+
+// The report case's store: a teacher 't', the reference 'baseline' and the four methods.
+std::string make_case_store(const std::string& dir, const json& rc) {
+  std::string db = dir + "/results.db";
+  kd::SqliteStore s(db);
+  s.put_sweep("sw", "case", R"({"name":"case"})", "{}");
+  kd::RunRecord t;
+  t.id = "t";
+  t.sweep_id = "sw";
+  t.role = kd::RunRole::Teacher;
+  t.name = "big";
+  t.model = "cnn_large";
+  s.add_run(t);
+  EXPECT_TRUE(s.claim_run("t", "h:1", 60));
+  s.finish_run(t, {}, {{"final.test.top1", 90.0}});
+  auto add = [&](const std::string& method, const json& m) {
+    for (size_t i = 0; i < m["test"].size(); ++i)
+      add_student(s, method + std::to_string(i), method, m["seeds"][i].get<int64_t>(), m["test"][i].get<double>());
+  };
+  add("baseline", rc["reference"]);
+  for (const auto& [name, m] : rc["methods"].items()) add(name, m);
+  return db;
+}
+
+const kd::MethodRow& row_of(const kd::ReportData& d, const std::string& label) {
+  for (const auto& r : d.rows)
+    if (r.best.label == label) return r;
+  throw std::runtime_error("no row " + label);
+}
+
+TEST(ReportComparisons, PairedWelchHolmPowerMatchScipy) {
+  const json rc = report_case();
+  std::string dir = kd::test::make_temp_dir("compare");
+  kd::SqliteStore store(make_case_store(dir, rc), true);
+  const kd::ReportData d = kd::aggregate(store);
+  ASSERT_EQ(d.rows.size(), 5u);
+  EXPECT_FALSE(d.rows[0].comparison.has_value()) << "the reference is not compared with itself";
+  for (const auto& [name, m] : rc["methods"].items()) {
+    SCOPED_TRACE(name);
+    const auto& row = row_of(d, name);
+    ASSERT_TRUE(row.comparison.has_value());
+    const kd::Comparison& c = *row.comparison;
+    EXPECT_EQ(c.paired, m["kind"] == "paired") << "paired where the seed sets match, Welch where they do not";
+    auto rel = [](double a, double e) { return std::fabs(a - e) <= 1e-9 * std::fabs(e); };
+    EXPECT_PRED2(rel, c.p, m["p"].get<double>());
+    EXPECT_PRED2(rel, c.p_holm, m["p_holm"].get<double>());
+    EXPECT_EQ(c.family, 4u);
+    EXPECT_PRED2(rel, c.difference, m["difference"].get<double>());
+    EXPECT_PRED2(rel, c.ci95, m["ci95_half_width"].get<double>());
+    EXPECT_PRED2(rel, c.sd, m["sd"].get<double>());
+    ASSERT_TRUE(c.detectable.has_value());
+    EXPECT_PRED2(rel, *c.detectable, m["detectable_difference"].get<double>());
+    ASSERT_TRUE(c.seeds_needed.has_value());
+    EXPECT_EQ(*c.seeds_needed, m["seeds_needed"].get<size_t>());
+    // The verdict uses the corrected p: fitnets, attention and dkd have raw p above 0.05 anyway; logit_kd's
+    // corrected p (0.0298) is still below it.
+    EXPECT_EQ(c.verdict(), m["p_holm"].get<double>() < 0.05 ? 1 : 0);
+  }
+
+  kd::ReportOptions o;
+  o.figures = false;
+  kd::write_report(store, dir + "/report", o);
+  const std::string md = slurp(dir + "/report/comparison.md");
+  // Header, then the logit_kd row's comparison cells: gain +2.03, its interval, gap closed, paired, p, Holm p,
+  // better, detectable difference, seeds needed.
+  EXPECT_NE(md.find("| Gain | Gain 95% CI | Gap closed | Test | p | p (Holm) | Verdict | Detectable difference | "
+                    "Seeds needed | Seeds |"),
+            std::string::npos)
+      << md;
+  EXPECT_NE(md.find("| +2.03 | ± 0.76 | 10.4% | paired | 0.00744 | 0.0298 | better | 1.00 | 3 | 3 |"),
+            std::string::npos)
+      << md;
+  EXPECT_NE(md.find("| +0.92 | ± 1.60 | 4.7% | Welch | 0.187 | 0.412 | n.s. | 2.04 | 12 | 4 |"), std::string::npos)
+      << md;
+  EXPECT_NE(md.find("| -0.87 | ± 2.41 | -4.4% | paired | 0.262 | 0.412 | n.s. | 3.17 | 12 | 3 |"), std::string::npos)
+      << md;
+  auto rj = json::parse(slurp(dir + "/report/report.json"));
+  const auto& lk = rj["rows"][1]["comparison"];
+  EXPECT_EQ(lk["test"], "paired");
+  EXPECT_EQ(lk["verdict"], "better");
+  EXPECT_EQ(rj["ranks"], nullptr) << "one student, one teacher: no ranks across blocks";
+  EXPECT_NE(slurp(dir + "/report/ranks.md").find("No ranks"), std::string::npos);
+}
+
+// Two data sets in one store: the same method names, seeds and model are two students, each compared with its
+// own reference, and two blocks for the ranks.
+TEST(ReportComparisons, TwoDataSetsAreTwoStudents) {
+  std::string dir = kd::test::make_temp_dir("compare");
+  std::string db = dir + "/results.db";
+  {
+    kd::SqliteStore s(db);
+    s.put_sweep("sw", "two", "{}", "{}");
+    kd::RunRecord t;
+    t.id = "t";
+    t.sweep_id = "sw";
+    t.role = kd::RunRole::Teacher;
+    t.name = "big";
+    s.add_run(t);
+    ASSERT_TRUE(s.claim_run("t", "h:1", 60));
+    s.finish_run(t, {}, {{"final.test.top1", 95.0}});
+    const double base[] = {70, 71, 72}, kd[] = {74, 74.5, 76}, at[] = {71, 71.2, 72.6};
+    for (const char* ds : {"mnist", "cifar10"})
+      for (int k = 0; k < 3; ++k) {
+        const double shift = std::string(ds) == "mnist" ? 20 : 0;
+        add_student(s, std::string(ds) + "b" + std::to_string(k), "baseline", k, base[k] + shift, ds);
+        add_student(s, std::string(ds) + "k" + std::to_string(k), "logit_kd", k, kd[k] + shift, ds);
+        add_student(s, std::string(ds) + "a" + std::to_string(k), "attention", k, at[k] + shift, ds);
+      }
+  }
+  kd::SqliteStore store(db, true);
+  const kd::ReportData d = kd::aggregate(store);
+  EXPECT_TRUE(d.several_datasets);
+  ASSERT_EQ(d.rows.size(), 6u);
+  for (const auto& r : d.rows) {
+    EXPECT_EQ(r.best.test.size(), 3u) << "a data set's runs are never mixed with the other's";
+    if (r.best.reference) continue;
+    ASSERT_TRUE(r.comparison.has_value());
+    EXPECT_TRUE(r.comparison->paired);
+    EXPECT_EQ(r.comparison->family, 2u) << "Holm over one data set's methods";
+  }
+  EXPECT_EQ(kd::student_text(d, d.rows[0].best), "cnn_tiny (mnist)");
+  ASSERT_TRUE(d.ranks.has_value());
+  EXPECT_EQ(d.ranks->blocks, (std::vector<std::string>{"cnn_tiny <- big (mnist)", "cnn_tiny <- big (cifar10)"}));
+  EXPECT_EQ(d.ranks->treatments, (std::vector<std::string>{"logit_kd", "attention", "baseline"}));
+  EXPECT_EQ(d.ranks->mean_ranks, (std::vector<double>{1, 2, 3}));
+}
+
+}  // namespace
