@@ -34,39 +34,31 @@ int print_seeds_for_difference(const SweepConfig& cfg, const Plan& plan, const s
   auto store = open_store(location, /*read_only=*/true);
   const ReportData d = aggregate(*store);
   std::cout << fmt::format(
-      "sweep '{}' ({}): seeds needed to detect a difference of {} points of test top-1 "
-      "(two-sided alpha {}, power {}), from the spread in {}
-      ",
-      cfg.name,
-      plan.sweep_id.substr(0, 12), format_number(target), kAlpha, kPower, redact_store_url(location));
-  std::cout << fmt::format(
-      "{:<14} {:<24} {:<7} {:>5} {:>8} {:>11} {:>9}
-      ", " student ", " method ", " test ", " seeds
-      ",
-      "std",
-      "detectable", "needed");
+      "sweep '{}' ({}): seeds needed to detect a difference of {} points of test top-1 (two-sided alpha {}, "
+      "power {}), from the spread in {}\n",
+      cfg.name, plan.sweep_id.substr(0, 12), format_number(target), kAlpha, kPower, redact_store_url(location));
+  const char* row_format = "{:<14} {:<24} {:<7} {:>5} {:>8} {:>11} {:>9}\n";
+  std::cout << fmt::format(fmt::runtime(row_format), "student", "method", "test", "seeds", "std", "detectable",
+                           "needed");
   int shown = 0;
   for (const auto& row : d.rows) {
     if (!row.comparison) continue;
     const Comparison& c = *row.comparison;
     const stats::PowerDesign design{c.paired, c.sd};
     auto needed = stats::seeds_needed(design, target, kAlpha, kPower, kMaxSeeds);
-    std::cout << fmt::format(
-        "{:<14} {:<24} {:<7} {:>5} {:>8.3f} {:>11} {:>9}
-        ", student_text(d, row.best),
-        method_text(row.best),
-        c.paired ? "paired" : "Welch", c.n, c.sd, c.detectable ? fmt::format("{:.2f}", *c.detectable) : "n/a",
-        needed ? std::to_string(*needed) : "> " + std::to_string(kMaxSeeds));
+    std::cout << fmt::format(fmt::runtime(row_format), student_text(d, row.best), method_text(row.best),
+                             c.paired ? "paired" : "Welch", c.n, fmt::format("{:.3f}", c.sd),
+                             c.detectable ? fmt::format("{:.2f}", *c.detectable) : "n/a",
+                             needed ? std::to_string(*needed) : "> " + std::to_string(kMaxSeeds));
     ++shown;
   }
   if (shown == 0)
     throw DataError(location,
                     "no finished comparison with the student alone (each side needs 2 or more seeds); run the sweep "
                     "first");
-  std::cout << "std: of the per-seed differences (paired), or pooled (Welch: the seeds differ; then seeds are per "
-               "side); detectable: the smallest difference the sweep's seeds detect so
-               ";
-      return 0;
+  std::cout << "std: of the per-seed differences (paired), or pooled (Welch: the seed sets differ, and seeds are "
+               "per side); detectable: the smallest difference the sweep's seeds detect so\n";
+  return 0;
 }
 
 int cmd_plan(const std::string& config, const std::string& output, const std::string& store_flag,
@@ -145,7 +137,8 @@ int cmd_plan(const std::string& config, const std::string& output, const std::st
 
 struct PlanArgs {
   std::string config, output, store;
-  double target_difference = 0;  // > 0 when --target-difference is given
+  double target_difference = 0;
+  CLI::Option* target_option = nullptr;  // counts whether --target-difference was given
 };
 
 }  // namespace
@@ -157,14 +150,14 @@ KD_REGISTER_COMMAND("plan", "Validate a sweep config and list its runs and what 
                       sub.add_option("config", a->config, "Sweep config (JSON)")->required();
                       sub.add_option("-o,--output", a->output, "Output folder to check for finished runs");
                       sub.add_option("--store", a->store, "Results store URL to check (env KDBENCH_STORE)");
-                      auto* target =
+                      a->target_option =
                           sub.add_option("--target-difference", a->target_difference,
                                          "Print the seeds each comparison with the student alone needs to detect this "
                                          "difference (points of test top-1), from the finished sweep's spread")
                               ->check(CLI::PositiveNumber);
-                      return [a, target] {
+                      return [a] {
                         return kd::cli::cmd_plan(
                             a->config, a->output, a->store,
-                            target->count() ? std::optional<double>(a->target_difference) : std::nullopt);
+                            a->target_option->count() ? std::optional<double>(a->target_difference) : std::nullopt);
                       };
                     });

@@ -16,6 +16,8 @@ std::string page_head(const std::string& title) {
          "<meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">\n<title>kdbench report: " +
          html_escape(title) + "</title>\n<style>\n" + html_style() +
          "#table-runs,#table-failed{font-size:12px}\n"  // the detail tables: 16 columns in 1280 px
+         // the comparison: 21 columns in 1280 px
+         "#table-comparison{font-size:12px}#table-comparison th,#table-comparison td{padding:3px}\n"
          "figure{display:inline-block;margin:0.5em;vertical-align:top}figure img{max-width:min(700px,100%)}\n"
          "pre{background:#f6f6f6;padding:1em;overflow:auto;font-size:12px}\n"
          ".warn{color:#a00}\n"
@@ -32,9 +34,9 @@ std::string page_intro(const ReportData& d) {
        "(n/a for one seed), with the 95% Student-t interval. <i>Gain</i> is against the reference method (the "
        "student trained alone) of the same student model and data set, with its 95% interval; gap closed = "
        "(method - reference) / (teacher - reference).</p>\n"
-       "<p><i>Test</i>: where a method and the reference ran the same seeds, the seeds pair them (runs of a seed "
-       "start from the same weights and see the same batches), and <i>p</i> is the paired t-test's on the "
-       "per-seed differences; otherwise Welch's t-test. <i>p (Holm)</i> corrects p for the number of methods "
+       "<p><i>p (test)</i>: where a method and the reference ran the same seeds, the seeds pair them (runs of a "
+       "seed start from the same weights and see the same batches), and the gain's interval and p are the paired "
+       "t-test's on the per-seed differences; otherwise Welch's. <i>p (Holm)</i> corrects p for the number of methods "
        "compared with the same reference (Holm-Bonferroni); the <i>verdict</i> is <i>better</i> or <i>worse</i> "
        "only where that corrected p is below 0.05, else <i>n.s.</i> (not shown). <i>Detectable difference</i> "
        "is the smallest gain this comparison finds with probability 0.8 at alpha 0.05 (from the observed std of "

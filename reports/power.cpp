@@ -48,6 +48,9 @@ double noncentral_t_cdf(double t, double dof, double nc) {
 
 double t_test_power(double nc, double dof, double alpha) {
   const double tc = t_quantile(1 - alpha / 2, dof);
+  // |nc| >= 40 (tc + 1): T = (Z + nc) / sqrt(V / dof) stays inside [-tc, tc] only if |Z| > 20 or V / dof > 1600,
+  // together below 1e-88: the power is 1 in double precision (and the series would need ~sqrt(nc^2 / 2) terms).
+  if (std::fabs(nc) >= 40 * (tc + 1)) return 1.0;
   return (1 - noncentral_t_cdf(tc, dof, nc)) + noncentral_t_cdf(-tc, dof, nc);
 }
 

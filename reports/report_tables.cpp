@@ -51,30 +51,32 @@ Cell versus_reference(const std::optional<double>& v, const std::string& text, b
 }
 
 std::string p_text(double p) {
-  return p < 1e-4 ? fmt::format("{:.2g}", p) : fmt::format("{:.3g}", p);
+  return p < 1e-3 ? fmt::format("{:.2g}", p) : fmt::format("{:.3g}", p);
 }
 
 std::string percent(double share) {
   return fmt::format("{:.0f}%", share * 100);
 }
 
-// The comparison's cells, in the table's order: gain 95% CI, gap closed, test, p, p (Holm), verdict,
-// detectable difference, seeds needed.
+// The comparison's cells, in the table's order: gain with its 95% interval, gap closed, p with its test, p (Holm),
+// verdict, detectable difference, seeds needed.
 std::vector<Cell> comparison_cells(const MethodRow& row) {
   const auto& c = row.comparison;
   const bool reference = row.best.reference;
+  Cell gain = versus_reference(row.gain, row.gain ? fmt::format("{:+.2f}", *row.gain) : "", reference);
   Cell gap = versus_reference(row.gap_closed, row.gap_closed ? fixed(*row.gap_closed, 1) + "%" : "", reference);
   if (!c) {
-    std::vector<Cell> none(8, Cell(reference ? "-" : "n/a"));
+    std::vector<Cell> none(7, Cell(reference ? "-" : "n/a"));
+    none[0] = gain;
     none[1] = gap;
     return none;
   }
   static const char* verdicts[] = {"worse", "n.s.", "better"};
   const int v = c->verdict();
-  return {Cell("± " + fixed(c->ci95), c->ci95),
+  gain.text += " ± " + fixed(c->ci95);
+  return {gain,
           gap,
-          c->paired ? "paired" : "Welch",
-          Cell(p_text(c->p), c->p),
+          Cell(p_text(c->p) + (c->paired ? " (paired)" : " (Welch)"), c->p),
           Cell(p_text(c->p_holm), c->p_holm),
           Cell(verdicts[v + 1], v),
           c->detectable ? Cell(fixed(*c->detectable), *c->detectable) : Cell("n/a"),
@@ -93,9 +95,8 @@ void add_teacher_rows(Table& t, const ReportData& d, const RunIndex& runs) {
                                teacher.val ? Cell(fixed(*teacher.val) + " ± n/a", *teacher.val) : Cell("n/a"),
                                teacher.test ? Cell(fixed(*teacher.test) + " ± n/a", *teacher.test) : Cell("n/a"),
                                "n/a",
-                               "-",
                                "-"};
-    for (int i = 0; i < 8; ++i) cells.push_back("-");  // gain 95% CI .. seeds needed; gap closed
+    for (int i = 0; i < 7; ++i) cells.push_back("-");  // gain (95% CI) .. seeds needed
     for (Cell c : {Cell(done ? "1" : "0", done ? 1 : 0), Cell("-"), Cell(failed ? "1" : "0", failed ? 1 : 0),
                    Cell::link(runs.seed_link(teacher.run_id))})
       cells.push_back(c);
@@ -120,11 +121,9 @@ Table comparison_table(const ReportData& d, const RunIndex& runs) {
                Column::number("Test top-1").bold_max_in_group().key_column(),
                Column::number("95% CI"),
                Column::number("Test top-1 (best-val epoch)").bold_max_in_group(),
-               Column::number("Gain").bold_max_in_group().key_column(),
-               Column::number("Gain 95% CI").key_column(),
+               Column::number("Gain (95% CI)").bold_max_in_group().key_column(),
                Column::number("Gap closed").bold_max_in_group(),
-               Column::text("Test"),
-               Column::number("p"),
+               Column::number("p (test)"),
                Column::number("p (Holm)").key_column(),
                Column::text("Verdict").key_column(),
                Column::number("Detectable difference"),
@@ -136,7 +135,6 @@ Table comparison_table(const ReportData& d, const RunIndex& runs) {
   add_teacher_rows(t, d, runs);
   for (const auto& row : d.rows) {
     const auto& s = row.best;
-    const bool ref = s.reference;
     std::string settings_note = row.settings > 1 ? " (of " + std::to_string(row.settings) + ")" : "";
     std::string unfinished = row.incomplete ? " (+" + std::to_string(row.incomplete) + " unfinished)" : "";
     std::vector<Cell> cells = {
@@ -148,8 +146,7 @@ Table comparison_table(const ReportData& d, const RunIndex& runs) {
         mean_std_cell(s.val),
         mean_std_cell(s.test),
         ci_cell(s.test),
-        mean_std_cell(s.bestval_test),
-        versus_reference(row.gain, row.gain ? fmt::format("{:+.2f}", *row.gain) : "", ref)};
+        mean_std_cell(s.bestval_test)};
     for (auto& c : comparison_cells(row)) cells.push_back(c);
     for (Cell c : {Cell::integer(static_cast<int64_t>(s.test.size())), Cell::integer(s.method_params),
                    Cell(std::to_string(row.failed) + unfinished, row.failed), Cell::link(runs.seed_links(s.run_ids))})

@@ -164,7 +164,10 @@ std::optional<PairedResult> paired_t_test(const std::vector<double>& a, const st
   std::vector<double> d(a.size());
   for (size_t i = 0; i < a.size(); ++i) d[i] = a[i] - b[i];
   auto sd = stddev(d);
-  if (!sd || *sd <= 0) return std::nullopt;
+  // No spread: every difference the same, up to rounding (below 1e-12 of the values' magnitude).
+  double scale = 1;
+  for (size_t i = 0; i < a.size(); ++i) scale = std::max({scale, std::fabs(a[i]), std::fabs(b[i])});
+  if (!sd || *sd <= 1e-12 * scale) return std::nullopt;
   PairedResult r;
   r.n = d.size();
   const double n = static_cast<double>(r.n), se = *sd / std::sqrt(n);

@@ -52,7 +52,7 @@ struct PairedResult {
   double ci95 = 0;        // half-width of the 95% interval of the mean difference
 };
 // The paired t-test of a[i] - b[i] (scipy.stats.ttest_rel); nullopt when the sizes differ, there are fewer
-// than 2 pairs, or every difference is the same (sd 0: no t).
+// than 2 pairs, or every difference is the same (sd 0, or below 1e-12 of the values' magnitude: rounding; no t).
 std::optional<PairedResult> paired_t_test(const std::vector<double>& a, const std::vector<double>& b);
 
 // Holm-Bonferroni adjusted p-values, in the order given: sorted ascending, the i-th smallest (0-based) is

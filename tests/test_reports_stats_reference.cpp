@@ -87,6 +87,9 @@ TEST(StatsReference, PairedTTest) {
   EXPECT_FALSE(paired_t_test({1, 2, 3}, {1, 2}).has_value());
   EXPECT_FALSE(paired_t_test({1}, {0}).has_value());
   EXPECT_FALSE(paired_t_test({2, 3, 4}, {1, 2, 3}).has_value());
+  // The same difference up to rounding is no spread either: 75.15 - 72.05, 76.35 - 73.25 and 74.95 - 71.85 are
+  // 3.1 give or take 1e-14 in doubles (std 8.2e-15).
+  EXPECT_FALSE(paired_t_test({75.15, 76.35, 74.95}, {72.05, 73.25, 71.85}).has_value());
 }
 
 TEST(StatsReference, HolmByDefinition) {
@@ -148,6 +151,9 @@ TEST(StatsReference, DetectableDifferenceAndSeedsNeeded) {
   EXPECT_FALSE(seeds_needed({true, 1.0}, 0.0).has_value());
   EXPECT_FALSE(seeds_needed({true, 1.0}, 0.01, 0.05, 0.8, 100).has_value());
   EXPECT_FALSE(detectable_difference({true, 1.0}, 1, 1).has_value()) << "one seed detects nothing";
+  // A noncentrality far past the critical value: power 1 without summing a series of ~nc^2/2 terms.
+  EXPECT_EQ(t_test_power(1e9, 1), 1.0);
+  EXPECT_EQ(*seeds_needed({true, 1e-9}, 1.0), 2u);
 }
 
 TEST(StatsReference, StudentizedRangeAndNemenyi) {
