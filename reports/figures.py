@@ -376,7 +376,7 @@ def fig_critical_difference(rep, out, made):
     for g, (i, j) in enumerate(groups):
         y = -(0.2 + 0.14 * g)
         ax.plot([ranks[i] - 0.03, ranks[j] + 0.03], [y, y], color="black", lw=2.6, solid_capstyle="butt")
-    ax.set_xlim(lo - pad, hi + pad)
+    ax.set_xlim(lo - pad, max(hi + pad, lo + cd + 0.1))  # a CD longer than the axis is drawn whole
     ax.set_ylim(-(top_of_labels + (rows - 1) * step) - 0.2, 1.05)
     ax.axis("off")
     f = r["friedman"]
