@@ -5,6 +5,7 @@
 
 #include <filesystem>
 #include <iostream>
+#include <cmath>
 #include <map>
 #include <memory>
 #include <optional>
@@ -70,7 +71,12 @@ int cmd_plan(const std::string& config, const std::string& output, const std::st
   opts.store = store_from_environment(store_flag);
   const std::string out = sweep_output_dir(cfg, opts);
   const std::string location = sweep_store_location(cfg, opts);
-  if (target_difference) return print_seeds_for_difference(cfg, plan, location, *target_difference);
+  if (target_difference) {
+    if (!(*target_difference > 0) || !std::isfinite(*target_difference))
+      throw ConfigError("--target-difference",
+                        "expected a positive number of points of test top-1, got " + format_number(*target_difference));
+    return print_seeds_for_difference(cfg, plan, location, *target_difference);
+  }
   std::map<std::string, std::string> status;
   if (is_store_url(location) || fs::exists(location)) {
     auto store = open_store(location, /*read_only=*/true);
@@ -153,8 +159,7 @@ KD_REGISTER_COMMAND("plan", "Validate a sweep config and list its runs and what 
                       a->target_option =
                           sub.add_option("--target-difference", a->target_difference,
                                          "Print the seeds each comparison with the student alone needs to detect this "
-                                         "difference (points of test top-1), from the finished sweep's spread")
-                              ->check(CLI::PositiveNumber);
+                                         "difference (points of test top-1), from the finished sweep's spread");
                       return [a] {
                         return kd::cli::cmd_plan(
                             a->config, a->output, a->store,

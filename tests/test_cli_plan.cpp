@@ -95,10 +95,12 @@ TEST(CliPlan, SeedsForATargetDifferenceMatchScipy) {
     EXPECT_EQ(c[3], std::to_string(m["test"].size())) << found;
     EXPECT_EQ(c[6], std::to_string(m["seeds_for_target"].get<int>())) << name << ": " << found;
   }
-  // A difference that is not positive is refused.
-  r = kd::test::run_command(cli("plan " + cfg + " --target-difference -1"));
-  EXPECT_NE(r.exit_code, 0) << r.output;
-  EXPECT_NE(r.output.find("--target-difference"), std::string::npos) << r.output;
+  // A difference that is not positive is a config error naming the option.
+  for (const char* bad : {"0", "-1"}) {
+    r = kd::test::run_command(cli("plan " + cfg + " --target-difference=" + bad));
+    EXPECT_EQ(r.exit_code, 2) << r.output;
+    EXPECT_NE(r.output.find("--target-difference: expected a positive number"), std::string::npos) << r.output;
+  }
 }
 
 }  // namespace
