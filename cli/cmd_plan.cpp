@@ -3,9 +3,9 @@
 // of D, from the finished sweep's spread.
 #include <fmt/format.h>
 
+#include <cmath>
 #include <filesystem>
 #include <iostream>
-#include <cmath>
 #include <map>
 #include <memory>
 #include <optional>
