@@ -33,16 +33,17 @@ std::string slurp(const std::string& p) {
 }
 
 void add_student(kd::ResultsStore& s, const std::string& id, const std::string& method, int64_t seed, double test,
-                 const std::string& dataset = "") {
+                 const std::string& dataset = "", const std::string& label = "",
+                 const std::string& model = "cnn_tiny") {
   kd::RunRecord r;
   r.id = id;
   r.sweep_id = "sw";
   r.role = kd::RunRole::Student;
   r.reference = method == "baseline";
-  r.name = method;
+  r.name = label.empty() ? method : label;
   r.method = method;
   r.seed = seed;
-  r.model = "cnn_tiny";
+  r.model = model;
   r.teachers = method == "baseline" ? "[]" : R"(["t"])";
   if (!dataset.empty()) r.config = json{{"dataset", {{"name", dataset}}}}.dump();
   s.add_run(r);
@@ -175,6 +176,47 @@ TEST(ReportComparisons, TwoDataSetsAreTwoStudents) {
   EXPECT_EQ(d.ranks->blocks, (std::vector<std::string>{"cnn_tiny <- big (mnist)", "cnn_tiny <- big (cifar10)"}));
   EXPECT_EQ(d.ranks->treatments, (std::vector<std::string>{"logit_kd", "attention", "baseline"}));
   EXPECT_EQ(d.ranks->mean_ranks, (std::vector<double>{1, 2, 3}));
+}
+
+// A config that labels each pair's entry of a method differently (as configs/cifar100.json does,
+// kd_resnet32x4_resnet8x4) and its reference differently per student (baseline, baseline_lr0.01): methods
+// are matched across the blocks by registry name; an entry of a method that already has one in its block
+// keeps its label and, being in one block only, is left out of the ranks.
+TEST(ReportComparisons, PerPairLabelsAreMatchedByMethod) {
+  std::string dir = kd::test::make_temp_dir("compare");
+  std::string db = dir + "/results.db";
+  {
+    kd::SqliteStore s(db);
+    s.put_sweep("sw", "pairs", "{}", "{}");
+    kd::RunRecord t;
+    t.id = "t";
+    t.sweep_id = "sw";
+    t.role = kd::RunRole::Teacher;
+    t.name = "big";
+    s.add_run(t);
+    ASSERT_TRUE(s.claim_run("t", "h:1", 60));
+    s.finish_run(t, {}, {{"final.test.top1", 95.0}});
+    for (int k = 0; k < 3; ++k) {
+      const std::string sd = std::to_string(k);
+      add_student(s, "b1" + sd, "baseline", k, 70 + k, "", "baseline", "s1");
+      add_student(s, "k1" + sd, "logit_kd", k, 73 + k * 1.1, "", "kd_big_s1", "s1");
+      add_student(s, "l1" + sd, "logit_kd", k, 74 + k * 0.9, "", "kd_ls_big_s1", "s1");
+      add_student(s, "a1" + sd, "attention", k, 71 + k * 1.2, "", "attention", "s1");
+      add_student(s, "b2" + sd, "baseline", k, 60 + k, "", "baseline_lr0.01", "s2");
+      add_student(s, "k2" + sd, "logit_kd", k, 64 + k * 0.8, "", "kd_big_s2", "s2");
+      add_student(s, "a2" + sd, "attention", k, 62 + k * 1.3, "", "attention", "s2");
+    }
+  }
+  kd::SqliteStore store(db, true);
+  const kd::ReportData d = kd::aggregate(store);
+  ASSERT_TRUE(d.ranks.has_value());
+  EXPECT_EQ(d.ranks->blocks, (std::vector<std::string>{"s1 <- big", "s2 <- big"}));
+  // Block means: s1 logit_kd 74.1, attention 72.2, baseline 71; s2 logit_kd 64.8, attention 63.3, baseline 61.
+  EXPECT_EQ(d.ranks->treatments, (std::vector<std::string>{"logit_kd", "attention", "baseline"}));
+  EXPECT_EQ(d.ranks->mean_ranks, (std::vector<double>{1, 2, 3}));
+  EXPECT_EQ(d.ranks->left_out, (std::vector<std::string>{"kd_ls_big_s1 (in 1 of 2 blocks)"}));
+  ASSERT_EQ(d.ranks->values.size(), 3u);
+  EXPECT_NEAR(d.ranks->values[0][0], 74.1, 1e-9) << "logit_kd in s1 is kd_big_s1, the method's first entry";
 }
 
 }  // namespace
