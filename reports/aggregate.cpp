@@ -3,7 +3,9 @@
 #include <algorithm>
 #include <cmath>
 
+#include "reports/compare.h"
 #include "reports/format.h"
+#include "reports/ranks.h"
 #include "reports/stats.h"
 
 namespace kd {
@@ -46,6 +48,16 @@ class TeacherChains {
     std::string st = setting_text(t.setting);
     return (up.empty() ? "" : up + " -> ") + "TA " + t.name +
            (st == "defaults" || t.method.empty() ? "" : " (" + t.method + ": " + st + ")");
+  }
+
+  // The first teacher at the root of a run's chain: the teacher itself, or the root of an assistant's first
+  // upstream run ("" when there is none).
+  std::string root_teacher(const std::string& id, int depth = 0) const {
+    auto it = by_id_.find(id);
+    if (it == by_id_.end() || depth > 64) return "";
+    if (it->second->role == RunRole::Teacher) return it->second->name;
+    const auto up = upstream(*it->second);
+    return up.empty() ? "" : root_teacher(up.front(), depth + 1);
   }
 
   // The run ids a run distils from (its `teachers` JSON array).
@@ -102,10 +114,17 @@ void collect_settings(const ResultsStore& store, const std::vector<RunRecord>& r
     const auto teacher_ids = TeacherChains::upstream(r);
     std::string teachers;
     for (const auto& tid : teacher_ids) teachers += (teachers.empty() ? "" : ", ") + chains.describe(tid);
-    std::string key =
-        r.model + "\x1f" + teachers + "\x1f" + r.name + "\x1f" + parse_json_or(r.setting, json::object()).dump();
+    const json dataset = parse_json_or(r.config, json::object()).value("dataset", json::object());
+    const std::string dataset_key = dataset.is_object() && !dataset.empty() ? dataset.dump() : "";
+    std::string key = dataset_key + "\x1f" + r.model + "\x1f" + teachers + "\x1f" + r.name + "\x1f" +
+                      parse_json_or(r.setting, json::object()).dump();
     if (!index.count(key)) {
       SettingStats s;
+      s.dataset = dataset.is_object() && dataset.contains("name") && dataset["name"].is_string()
+                      ? dataset["name"].get<std::string>()
+                      : "";
+      s.dataset_key = dataset_key;
+      if (!teacher_ids.empty()) s.root_teacher = chains.root_teacher(teacher_ids.front());
       s.model = r.model;
       s.label = r.name;
       s.method = r.method;
@@ -132,8 +151,14 @@ void collect_settings(const ResultsStore& store, const std::vector<RunRecord>& r
     auto f = store.finals(r.id);
     s.seeds.push_back(r.seed);
     s.done_run_ids.push_back(r.id);
-    if (auto v = finite_final(f, "final.val.top1")) s.val.push_back(*v);
-    if (auto v = finite_final(f, "final.test.top1")) s.test.push_back(*v);
+    if (auto v = finite_final(f, "final.val.top1")) {
+      s.val.push_back(*v);
+      s.val_seeds.push_back(r.seed);
+    }
+    if (auto v = finite_final(f, "final.test.top1")) {
+      s.test.push_back(*v);
+      s.test_seeds.push_back(r.seed);
+    }
     if (auto v = finite_final(f, "bestval.test.top1")) s.bestval_test.push_back(*v);
     if (auto v = finite_final(f, "latency_ms")) s.latency_ms.push_back(*v);
   }
@@ -171,7 +196,7 @@ std::vector<MethodRow> best_settings(const std::vector<SettingStats>& settings, 
   std::map<std::string, std::vector<size_t>> groups;
   for (size_t i = 0; i < settings.size(); ++i) {
     const auto& s = settings[i];
-    std::string k = s.model + "\x1f" + s.teachers + "\x1f" + s.label;
+    std::string k = s.dataset_key + "\x1f" + s.model + "\x1f" + s.teachers + "\x1f" + s.label;
     if (!groups.count(k)) order.push_back(k);
     groups[k].push_back(i);
   }
@@ -193,6 +218,7 @@ std::vector<MethodRow> best_settings(const std::vector<SettingStats>& settings, 
     }
     row.best = settings[best];
     row.best_index = best;
+    row.setting_indices = idx;
     row.settings = static_cast<int>(idx.size());
     for (const auto& tid : row.best.teacher_ids)
       if (auto a = chains.strongest_teacher_top1(tid); a && (!row.teacher_top1 || *a > *row.teacher_top1))
@@ -202,35 +228,44 @@ std::vector<MethodRow> best_settings(const std::vector<SettingStats>& settings, 
   return rows;
 }
 
-// Gain, gap closed and Welch's p of every row against the reference row of the same student model.
-void compare_with_reference(std::vector<MethodRow>& rows) {
-  std::map<std::string, size_t> reference_of;  // student model -> row
+std::string student_key(const SettingStats& s) {
+  return s.dataset_key + "\x1f" + s.model;
+}
+
+// Gain, gap closed and the comparison (reports/compare.h) of every row against the reference row of the same
+// student model and data set; then Holm over each reference's rows.
+void compare_rows_with_references(std::vector<MethodRow>& rows) {
+  std::map<std::string, size_t> reference_of;  // (data set, student model) -> row
   for (size_t i = 0; i < rows.size(); ++i)
-    if (rows[i].best.reference && !reference_of.count(rows[i].best.model)) reference_of[rows[i].best.model] = i;
+    if (rows[i].best.reference && !reference_of.count(student_key(rows[i].best)))
+      reference_of[student_key(rows[i].best)] = i;
   for (auto& row : rows) {
-    auto it = reference_of.find(row.best.model);
+    auto it = reference_of.find(student_key(row.best));
     if (it == reference_of.end() || row.best.reference) continue;
-    const auto& ref = rows[it->second].best.test;
-    if (row.best.test.empty() || ref.empty()) continue;
-    double mean_ref = stats::mean(ref);
+    const auto& ref = rows[it->second].best;
+    if (row.best.test.empty() || ref.test.empty()) continue;
+    double mean_ref = stats::mean(ref.test);
     row.gain = stats::mean(row.best.test) - mean_ref;
     if (row.teacher_top1 && *row.teacher_top1 > mean_ref)
       row.gap_closed = *row.gain / (*row.teacher_top1 - mean_ref) * 100.0;
-    if (auto w = stats::welch_t_test(row.best.test, ref)) row.p_value = w->p;
+    row.comparison = compare_with_reference(row.best, ref);
   }
+  correct_for_multiple_comparisons(rows);
 }
 
-// Student models in order of first appearance; within one, the reference first, then the sweep's order.
+// Students (data set, model) in order of first appearance; within one, the reference first, then the sweep's
+// order.
 std::vector<MethodRow> reference_first(const std::vector<MethodRow>& rows, const std::vector<SettingStats>& settings) {
-  std::vector<std::string> models;
+  std::vector<std::string> students;
   for (const auto& s : settings)
-    if (std::find(models.begin(), models.end(), s.model) == models.end()) models.push_back(s.model);
+    if (std::find(students.begin(), students.end(), student_key(s)) == students.end())
+      students.push_back(student_key(s));
   std::vector<MethodRow> ordered;
-  for (const auto& m : models) {
+  for (const auto& m : students) {
     for (const auto& r : rows)
-      if (r.best.model == m && r.best.reference) ordered.push_back(r);
+      if (student_key(r.best) == m && r.best.reference) ordered.push_back(r);
     for (const auto& r : rows)
-      if (r.best.model == m && !r.best.reference) ordered.push_back(r);
+      if (student_key(r.best) == m && !r.best.reference) ordered.push_back(r);
   }
   return ordered;
 }
@@ -252,9 +287,14 @@ ReportData aggregate(const ResultsStore& store) {
   collect_teachers(store, runs, d, chains);
   collect_settings(store, runs, chains, d.settings);
   attach_provenance(d.sweeps, d.settings);
+  std::set<std::string> datasets;
+  for (const auto& s : d.settings) datasets.insert(s.dataset_key);
+  d.several_datasets = datasets.size() > 1;
   auto rows = best_settings(d.settings, chains);
-  compare_with_reference(rows);
+  compare_rows_with_references(rows);
+  selection_stability(rows, d.settings);
   d.rows = reference_first(rows, d.settings);
+  d.ranks = rank_across_blocks(d);
   return d;
 }
 
@@ -280,6 +320,10 @@ std::string provenance_text(const json& p) {
 
 std::string method_text(const SettingStats& s) {
   return s.label == s.method ? s.label : s.label + " (" + s.method + ")";
+}
+
+std::string student_text(const ReportData& d, const SettingStats& s) {
+  return d.several_datasets ? s.model + " (" + (s.dataset.empty() ? "?" : s.dataset) + ")" : s.model;
 }
 
 }  // namespace kd

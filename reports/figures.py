@@ -323,6 +323,70 @@ def fig_cost(rep, col, out, made):
          "student's parameters, MACs" + (" and batch-1 inference latency" if len(keys) > 2 else "") + ".", made)
 
 
+def cd_cliques(ranks, cd):
+    """Maximal runs of methods (sorted by mean rank) whose mean ranks differ by less than the critical
+    difference: the groups a critical-difference diagram joins with a bar."""
+    groups, last = [], -1
+    for i in range(len(ranks)):
+        j = i
+        while j + 1 < len(ranks) and ranks[j + 1] - ranks[i] < cd:
+            j += 1
+        if j > i and j > last:
+            groups.append((i, j))
+            last = j
+    return groups
+
+
+def fig_critical_difference(rep, out, made):
+    """Demsar's (2006) critical-difference diagram: the methods' mean ranks over the blocks (data sets and
+    teacher-student pairs) on one axis, best on the left, the Nemenyi critical difference as a bar above it,
+    and a thick line under each group of methods whose mean ranks differ by less than it."""
+    r = rep.get("ranks")
+    if not r or len(r["methods"]) < 2:
+        return
+    names, ranks = r["methods"], r["mean_ranks"]
+    cd = r["nemenyi"]["critical_difference"]
+    k = len(names)
+    groups = cd_cliques(ranks, cd)
+    left = (k + 1) // 2  # the better half is labelled on the left, the rest on the right
+    step, top_of_labels = 0.28, 0.35 + 0.14 * len(groups)
+    rows = max(left, k - left)
+    fig, ax = plt.subplots(figsize=(ONE_COL if k <= 6 else TWO_COL, 0.9 + 0.2 * rows + 0.1 * len(groups)))
+    lo, hi = 1, max(k, 2)
+    ax.plot([lo, hi], [0, 0], color="black", lw=0.9)
+    for x in range(lo, hi + 1):
+        ax.plot([x, x], [0, 0.1], color="black", lw=0.9)
+        ax.text(x, 0.16, str(x), ha="center", va="bottom", fontsize=7)
+    for x in range(lo, hi):
+        ax.plot([x + 0.5, x + 0.5], [0, 0.05], color="black", lw=0.6)
+    # The critical difference, from rank 1.
+    ax.plot([lo, lo + cd], [0.65, 0.65], color="black", lw=1.2)
+    for x in (lo, lo + cd):
+        ax.plot([x, x], [0.58, 0.72], color="black", lw=1.0)
+    ax.text(lo + cd / 2, 0.76, f"CD = {cd:.2f}", ha="center", va="bottom", fontsize=7)
+    pad = 0.08 * (hi - lo) + 0.15
+    for i, (name, rank) in enumerate(zip(names, ranks)):
+        if i < left:
+            y, x_end, ha = -(top_of_labels + i * step), lo - pad, "right"
+        else:
+            y, x_end, ha = -(top_of_labels + (k - 1 - i) * step), hi + pad, "left"
+        ax.plot([rank, rank, x_end], [0, y, y], color="0.25", lw=0.8)
+        ax.text(x_end + (-0.04 if ha == "right" else 0.04), y, f"{name} ({rank:.2f})", ha=ha, va="center",
+                fontsize=7)
+    for g, (i, j) in enumerate(groups):
+        y = -(0.2 + 0.14 * g)
+        ax.plot([ranks[i] - 0.03, ranks[j] + 0.03], [y, y], color="black", lw=2.6, solid_capstyle="butt")
+    ax.set_xlim(lo - pad, max(hi + pad, lo + cd + 0.1))  # a CD longer than the axis is drawn whole
+    ax.set_ylim(-(top_of_labels + (rows - 1) * step) - 0.2, 1.05)
+    ax.axis("off")
+    f = r["friedman"]
+    save(fig, out, "critical_difference",
+         f"Critical-difference diagram (Demšar 2006): mean rank of each method over {len(r['blocks'])} blocks "
+         "(data set, student model and root teacher; 1 = best test top-1 at the best setting on validation). "
+         f"Methods joined by a thick line are not shown to differ (Nemenyi, alpha {r['nemenyi']['alpha']:g}, "
+         f"CD = {cd:.2f}). Friedman chi2 = {f['chi2']:.2f} ({f['dof']:g} dof), p = {f['p']:.3g}.", made)
+
+
 def main(out):
     with open(os.path.join(out, "report.json")) as f:
         rep = json.load(f)
@@ -334,6 +398,7 @@ def main(out):
     fig_curves(rep, col, name, out, made)
     fig_bars(rep, col, name, out, made)
     fig_cost(rep, col, out, made)
+    fig_critical_difference(rep, out, made)
     tmp = os.path.join(out, ".figures.json.tmp")
     with open(tmp, "w") as f:
         json.dump(made, f, indent=1)

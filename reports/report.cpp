@@ -39,7 +39,7 @@ ReportSummary write_report(const ResultsStore& store, const std::string& out_dir
   const RunIndex runs(store.runs());
   const ReportTables tables = report_tables(store, d, runs);
   // The comparison and every-setting tables also get a page of their own; runs and failed live in index.html.
-  for (const Table* t : {&tables.comparison, &tables.settings, &tables.runs, &tables.failed}) {
+  for (const Table* t : {&tables.comparison, &tables.settings, &tables.runs, &tables.failed, &tables.ranks}) {
     const bool own_page = t == &tables.comparison || t == &tables.settings;
     for (const auto& writer : file_writers(own_page)) write(t->name + writer->extension(), writer->write(*t));
   }

@@ -37,6 +37,7 @@ struct ReportSummary {
 //   settings.{md,csv,tex,html}    (b) every setting, mean ± std over seeds and n
 //   runs.{md,csv,tex}             (c) every run with its status
 //   failed.{md,csv,tex}           failed runs with their error records
+//   ranks.{md,csv,tex}            mean ranks across data sets and pairs, Friedman, Nemenyi (reports/ranks.h)
 //   report.json                   all aggregated data (read by reports/figures.py)
 //   *.pdf/*.svg/*.png, figures.json  figures (unless python/matplotlib is missing: one warning)
 //   index.html                    everything above on one page that opens from disk, no network

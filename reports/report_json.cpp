@@ -32,7 +32,8 @@ json teacher_json(const TeacherStats& t) {
 }
 
 json setting_json(const SettingStats& s) {
-  return {{"model", s.model},
+  return {{"dataset", s.dataset},
+          {"model", s.model},
           {"label", s.label},
           {"method", s.method},
           {"reference", s.reference},
@@ -53,7 +54,41 @@ json setting_json(const SettingStats& s) {
           {"latency_ms", s.latency_ms.empty() ? json(nullptr) : json(stats::median(s.latency_ms))},
           {"method_params", s.method_params},
           {"provenance", s.provenance},
+          {"chosen_share", json_or_null(s.chosen_share)},
           {"run_ids", s.run_ids}};
+}
+
+json comparison_json(const std::optional<Comparison>& c) {
+  if (!c) return nullptr;
+  return {{"test", c->paired ? "paired" : "welch"},
+          {"n", c->n},
+          {"n_reference", c->n_reference},
+          {"difference", c->difference},
+          {"ci95", c->ci95},
+          {"t", c->t},
+          {"dof", c->dof},
+          {"p", c->p},
+          {"p_holm", c->p_holm},
+          {"family", c->family},
+          {"verdict", c->verdict() > 0   ? "better"
+                      : c->verdict() < 0 ? "worse"
+                                         : "not shown"},
+          {"sd", c->sd},
+          {"detectable_difference", json_or_null(c->detectable)},
+          {"seeds_needed", c->seeds_needed ? json(*c->seeds_needed) : json(nullptr)},
+          {"alpha", kAlpha},
+          {"power", kPower}};
+}
+
+json ranks_json(const std::optional<RankAnalysis>& a) {
+  if (!a) return nullptr;
+  return {{"blocks", a->blocks},
+          {"methods", a->treatments},
+          {"mean_ranks", a->mean_ranks},
+          {"values", a->values},
+          {"friedman", {{"chi2", a->chi2}, {"dof", a->dof}, {"p", a->p}}},
+          {"nemenyi", {{"alpha", kAlpha}, {"q_alpha", a->q_alpha}, {"critical_difference", a->critical_difference}}},
+          {"left_out", a->left_out}};
 }
 
 // Per-epoch curves of the done runs of a setting: {"points": [[stage, epoch]...], "metrics": {name: [[v...]
@@ -100,7 +135,8 @@ json row_json(const ResultsStore& store, const MethodRow& row) {
   j["incomplete"] = row.incomplete;
   j["gain"] = json_or_null(row.gain);
   j["gap_closed_percent"] = json_or_null(row.gap_closed);
-  j["p_welch"] = json_or_null(row.p_value);
+  j["comparison"] = comparison_json(row.comparison);
+  j["stability"] = json_or_null(row.stability);
   j["teacher_top1"] = json_or_null(row.teacher_top1);
   j["curves"] = curves_json(store, row.best);
   return j;
@@ -137,6 +173,7 @@ json report_json(const ResultsStore& store, const ReportData& d, const std::vect
   for (const auto& r : runs)
     if (r.status == RunStatus::Failed) rj["failed"].push_back(failed_run_json(r));
   rj["status_counts"] = d.status_counts;
+  rj["ranks"] = ranks_json(d.ranks);
   return rj;
 }
 

@@ -52,15 +52,57 @@ Cell versus_reference(const std::optional<double>& v, const std::string& text, b
   return v ? Cell(text, *v) : Cell(reference ? "-" : "n/a");
 }
 
+std::string p_text(double p) {
+  return p < 1e-3 ? fmt::format("{:.2g}", p) : fmt::format("{:.3g}", p);
+}
+
+std::string percent(double share) {
+  return fmt::format("{:.0f}%", share * 100);
+}
+
+// The comparison's cells, in the table's order: gain with its 95% interval, gap closed, p with its test, p (Holm),
+// verdict, detectable difference, seeds needed.
+std::vector<Cell> comparison_cells(const MethodRow& row) {
+  const auto& c = row.comparison;
+  const bool reference = row.best.reference;
+  Cell gain = versus_reference(row.gain, row.gain ? fmt::format("{:+.2f}", *row.gain) : "", reference);
+  Cell gap = versus_reference(row.gap_closed, row.gap_closed ? fixed(*row.gap_closed, 1) + "%" : "", reference);
+  if (!c) {
+    std::vector<Cell> none(7, Cell(reference ? "-" : "n/a"));
+    none[0] = gain;
+    none[1] = gap;
+    return none;
+  }
+  static const char* verdicts[] = {"worse", "n.s.", "better"};
+  const int v = c->verdict();
+  gain.text += " ± " + fixed(c->ci95);
+  return {gain,
+          gap,
+          Cell(p_text(c->p) + (c->paired ? " (paired)" : " (Welch)"), c->p),
+          Cell(p_text(c->p_holm), c->p_holm),
+          Cell(verdicts[v + 1], v),
+          c->detectable ? Cell(fixed(*c->detectable), *c->detectable) : Cell("n/a"),
+          c->seeds_needed ? Cell::integer(static_cast<int64_t>(*c->seeds_needed))
+                          : Cell("> " + std::to_string(kMaxSeeds), static_cast<double>(kMaxSeeds + 1))};
+}
+
 void add_teacher_rows(Table& t, const ReportData& d, const RunIndex& runs) {
   for (const auto& teacher : d.teachers) {
     const bool done = teacher.status == RunStatus::Done, failed = teacher.status == RunStatus::Failed;
-    t.add({teacher.model, "teacher " + teacher.name, "-", "-",
-           teacher.val ? Cell(fixed(*teacher.val) + " ± n/a", *teacher.val) : Cell("n/a"),
-           teacher.test ? Cell(fixed(*teacher.test) + " ± n/a", *teacher.test) : Cell("n/a"), "n/a", "-", "-", "-", "-",
-           Cell(done ? "1" : "0", done ? 1 : 0), "-", Cell(failed ? "1" : "0", failed ? 1 : 0),
-           Cell::link(runs.seed_link(teacher.run_id))},
-          "", "teacher-" + teacher.name);
+    std::vector<Cell> cells = {teacher.model,
+                               "teacher " + teacher.name,
+                               "-",
+                               "-",
+                               "-",
+                               teacher.val ? Cell(fixed(*teacher.val) + " ± n/a", *teacher.val) : Cell("n/a"),
+                               teacher.test ? Cell(fixed(*teacher.test) + " ± n/a", *teacher.test) : Cell("n/a"),
+                               "n/a",
+                               "-"};
+    for (int i = 0; i < 7; ++i) cells.push_back("-");  // gain (95% CI) .. seeds needed
+    for (Cell c : {Cell(done ? "1" : "0", done ? 1 : 0), Cell("-"), Cell(failed ? "1" : "0", failed ? 1 : 0),
+                   Cell::link(runs.seed_link(teacher.run_id))})
+      cells.push_back(c);
+    t.add(cells, "", "teacher-" + teacher.name);
   }
 }
 
@@ -76,13 +118,18 @@ Table comparison_table(const ReportData& d, const RunIndex& runs) {
                Column::text("Method").key_column().wrapped(),
                Column::text("Teacher(s)").wrapped(),
                Column::text("Best setting (by val)").wrapped(),
+               Column::number("Best-setting stability"),
                Column::number("Val top-1"),
                Column::number("Test top-1").bold_max_in_group().key_column(),
                Column::number("95% CI"),
                Column::number("Test top-1 (best-val epoch)").bold_max_in_group(),
-               Column::number("Gain").bold_max_in_group().key_column(),
+               Column::number("Gain (95% CI)").bold_max_in_group().key_column(),
                Column::number("Gap closed").bold_max_in_group(),
-               Column::number("p (Welch)").key_column(),
+               Column::number("p (test)"),
+               Column::number("p (Holm)").key_column(),
+               Column::text("Verdict").key_column(),
+               Column::number("Detectable difference"),
+               Column::number("Seeds needed"),
                Column::number("Seeds"),
                Column::number("Extra params"),
                Column::number("Failed"),
@@ -90,17 +137,23 @@ Table comparison_table(const ReportData& d, const RunIndex& runs) {
   add_teacher_rows(t, d, runs);
   for (const auto& row : d.rows) {
     const auto& s = row.best;
-    const bool ref = s.reference;
     std::string settings_note = row.settings > 1 ? " (of " + std::to_string(row.settings) + ")" : "";
     std::string unfinished = row.incomplete ? " (+" + std::to_string(row.incomplete) + " unfinished)" : "";
-    t.add({s.model, method_text(s), s.teachers.empty() ? "-" : s.teachers, setting_text(s.setting) + settings_note,
-           mean_std_cell(s.val), mean_std_cell(s.test), ci_cell(s.test), mean_std_cell(s.bestval_test),
-           versus_reference(row.gain, row.gain ? fmt::format("{:+.2f}", *row.gain) : "", ref),
-           versus_reference(row.gap_closed, row.gap_closed ? fixed(*row.gap_closed, 1) + "%" : "", ref),
-           versus_reference(row.p_value, row.p_value ? fmt::format("{:.3g}", *row.p_value) : "", ref),
-           Cell::integer(static_cast<int64_t>(s.test.size())), Cell::integer(s.method_params),
-           Cell(std::to_string(row.failed) + unfinished, row.failed), Cell::link(runs.seed_links(s.run_ids))},
-          "student " + s.model, "method-" + std::to_string(row.best_index));
+    std::vector<Cell> cells = {
+        student_text(d, s),
+        method_text(s),
+        s.teachers.empty() ? "-" : s.teachers,
+        setting_text(s.setting) + settings_note,
+        row.stability ? Cell(percent(*row.stability), *row.stability) : Cell(row.settings > 1 ? "n/a" : "-"),
+        mean_std_cell(s.val),
+        mean_std_cell(s.test),
+        ci_cell(s.test),
+        mean_std_cell(s.bestval_test)};
+    for (auto& c : comparison_cells(row)) cells.push_back(c);
+    for (Cell c : {Cell::integer(static_cast<int64_t>(s.test.size())), Cell::integer(s.method_params),
+                   Cell(std::to_string(row.failed) + unfinished, row.failed), Cell::link(runs.seed_links(s.run_ids))})
+      cells.push_back(c);
+    t.add(cells, "student " + student_text(d, s), "method-" + std::to_string(row.best_index));
   }
   return t;
 }
@@ -122,6 +175,7 @@ Table settings_table(const ReportData& d, const RunIndex& runs) {
                Column::number("n"),
                Column::number("Failed"),
                Column::text("Selected (by val)"),
+               Column::number("Best in resamples"),
                Column::links("Runs")};
   // The published line each entry reproduces, when the sweep's config names one ("provenance").
   const bool provenance =
@@ -130,7 +184,7 @@ Table settings_table(const ReportData& d, const RunIndex& runs) {
   const auto selected = selected_settings(d);
   for (size_t i = 0; i < d.settings.size(); ++i) {
     const auto& s = d.settings[i];
-    std::vector<Cell> row{s.model,
+    std::vector<Cell> row{student_text(d, s),
                           method_text(s),
                           s.teachers.empty() ? "-" : s.teachers,
                           setting_text(s.setting),
@@ -141,9 +195,36 @@ Table settings_table(const ReportData& d, const RunIndex& runs) {
                           Cell::integer(static_cast<int64_t>(s.test.size())),
                           Cell::integer(s.failed),
                           selected.count(i) ? "yes" : "",
+                          s.chosen_share ? Cell(percent(*s.chosen_share), *s.chosen_share) : Cell("-"),
                           Cell::link(runs.seed_links(s.run_ids))};
     if (provenance) row.push_back(s.provenance.is_null() ? "-" : provenance_text(s.provenance));
-    t.add(row, s.model + "\x1f" + s.teachers + "\x1f" + s.label, "setting-" + std::to_string(i));
+    t.add(row, s.dataset_key + "\x1f" + s.model + "\x1f" + s.teachers + "\x1f" + s.label, "setting-" + std::to_string(i));
+  }
+  return t;
+}
+
+Table ranks_table(const ReportData& d) {
+  Table t;
+  t.name = "ranks";
+  t.empty_note =
+      "No ranks: they need two or more blocks (data sets, student models or root teachers) with two or more "
+      "methods in common.";
+  t.columns = {Column::text("Method").key_column(), Column::number("Mean rank").key_column()};
+  if (!d.ranks) {
+    t.title = "Mean ranks across data sets and teacher-student pairs";
+    return t;
+  }
+  const RankAnalysis& a = *d.ranks;
+  t.title = fmt::format(
+      "Mean rank of each method over {} blocks (1 = the best mean test top-1 of a block, at the best setting on "
+      "validation); Friedman chi2 = {:.3f} ({} dof), p = {}; Nemenyi critical difference at alpha {} = {:.3f} "
+      "(q = {:.3f})",
+      a.blocks.size(), a.chi2, static_cast<int>(a.dof), p_text(a.p), kAlpha, a.critical_difference, a.q_alpha);
+  for (const auto& b : a.blocks) t.columns.push_back(Column::number(b).bold_max_in_group());
+  for (size_t i = 0; i < a.treatments.size(); ++i) {
+    std::vector<Cell> cells = {a.treatments[i], Cell(fixed(a.mean_ranks[i]), a.mean_ranks[i])};
+    for (double v : a.values[i]) cells.push_back(Cell(fixed(v), v));
+    t.add(cells, "ranks", "rank-" + std::to_string(i));
   }
   return t;
 }
@@ -232,7 +313,8 @@ Table failed_table(const RunIndex& runs) {
 }
 
 ReportTables report_tables(const ResultsStore& store, const ReportData& d, const RunIndex& runs) {
-  return {comparison_table(d, runs), settings_table(d, runs), runs_table(store, runs), failed_table(runs)};
+  return {comparison_table(d, runs), settings_table(d, runs), runs_table(store, runs), failed_table(runs),
+          ranks_table(d)};
 }
 
 }  // namespace kd

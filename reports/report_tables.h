@@ -3,6 +3,8 @@
 //   settings    (b) every setting, mean ± std over seeds and n
 //   runs        (c) every run with its status
 //   failed      failed runs with their error records
+//   ranks       mean ranks across data sets and teacher-student pairs, with Friedman's test and Nemenyi's
+//               critical difference (an empty-note table when there is one block)
 #pragma once
 #include <map>
 #include <string>
@@ -31,7 +33,7 @@ class RunIndex {
 };
 
 struct ReportTables {
-  Table comparison, settings, runs, failed;
+  Table comparison, settings, runs, failed, ranks;
 };
 ReportTables report_tables(const ResultsStore& store, const ReportData& d, const RunIndex& runs);
 
@@ -39,6 +41,7 @@ Table comparison_table(const ReportData& d, const RunIndex& runs);
 Table settings_table(const ReportData& d, const RunIndex& runs);
 Table runs_table(const ResultsStore& store, const RunIndex& runs);
 Table failed_table(const RunIndex& runs);
+Table ranks_table(const ReportData& d);
 
 // The fields of a failed run's error record (JSON {epoch, step, term, message}; other text is the message).
 struct RunError {

@@ -120,12 +120,25 @@ std::string html_header_cell(const Column& col) {
   return "<th" + cls + " data-sort=\"" + by + "\" tabindex=\"0\">" + text + "</th>";
 }
 
+// Where a number with a qualifier may break when the table needs the room: before the "±" of "72.05 ± 0.40"
+// or the "(" of "0.0074 (paired)" (npos: nowhere).
+size_t qualifier_break(const std::string& text) {
+  for (const char* q : {" ± ", " ("})
+    if (size_t at = text.find(q); at != std::string::npos && at > 0) return at;
+  return std::string::npos;
+}
+
 std::string html_cell(const Column& col, const Cell& cell, bool bold) {
-  std::string attrs = col.align == Column::Align::Left ? " class=\"l\"" : "";
+  const size_t at = col.wrap || !cell.html.empty() ? std::string::npos : qualifier_break(cell.text);
+  std::string cls = col.align == Column::Align::Left ? "l" : "";
+  if (at != std::string::npos) cls += cls.empty() ? "ms" : " ms";  // td.ms wraps, at its one breakable space
+  std::string attrs = cls.empty() ? "" : " class=\"" + cls + "\"";
   if (cell.value && std::isfinite(*cell.value)) attrs += " data-value=\"" + fmt::format("{}", *cell.value) + "\"";
-  std::string body = !cell.html.empty() ? cell.html
-                     : col.wrap         ? html_wrappable(abbreviate(cell.text, kLongText))
-                                        : html_escape(cell.text);
+  std::string body = !cell.html.empty()        ? cell.html
+                     : col.wrap                ? html_wrappable(abbreviate(cell.text, kLongText))
+                     : at != std::string::npos ? html_escape(cell.text.substr(0, at)) + " " +
+                                                     replace_all(html_escape(cell.text.substr(at + 1)), " ", "&nbsp;")
+                                               : html_escape(cell.text);
   if (bold) body = "<b>" + body + "</b>";
   if (col.wrap) {
     std::string title = cell.html.empty() && !cell.text.empty() ? " title=\"" + html_escape(cell.text) + "\"" : "";
@@ -246,6 +259,7 @@ std::string html_style() {
          "th,td{border-bottom:1px solid #ccc;padding:3px 5px;text-align:right;vertical-align:top}\n"
          "th{vertical-align:bottom}\n"
          "td{white-space:nowrap}\n"
+         "td.ms{white-space:normal}\n"
          "th.l,td.l{text-align:left}\n"
          "div.w{white-space:normal;min-width:4em;max-width:16em;overflow-wrap:break-word}\n"
          "th[data-sort]{cursor:pointer}\n"

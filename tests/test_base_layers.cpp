@@ -13,10 +13,10 @@ std::string script() {
   return kd::test::source_dir() + "/scripts/check-layers";
 }
 
-// A copy of the tree's rooms in a temporary folder.
+// A copy of the tree's rooms (every room scripts/check-layers knows) in a temporary folder.
 std::string copy_rooms(const std::string& tag) {
   std::string dir = kd::test::make_temp_dir(tag);
-  for (const char* room : {"base", "datasets", "models", "methods", "store", "reports", "harness", "cli"}) {
+  for (const char* room : {"base", "datasets", "models", "methods", "store", "reports", "pybridge", "harness", "cli"}) {
     auto r = kd::test::run_command("cp -r '" + kd::test::source_dir() + "/" + room + "' '" + dir + "/'");
     EXPECT_EQ(r.exit_code, 0) << r.output;
   }

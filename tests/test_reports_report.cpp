@@ -151,21 +151,45 @@ TEST(Report, AggregationMatchesHandValues) {
   EXPECT_NEAR(*kd_row.gain, 5.0, 1e-12);  // 77 - 72
   EXPECT_NEAR(*kd_row.teacher_top1, 90.0, 1e-12);
   EXPECT_NEAR(*kd_row.gap_closed, 5.0 / (90 - 72) * 100, 1e-9);  // 27.78 %
-  // Welch: var 4 and 4, n 3 and 3: se^2 = 4/3 + 4/3 = 8/3, t = 5 / 1.6329932 = 3.0618622,
-  // dof = (8/3)^2 / ((4/3)^2/2 * 2) = 4 exactly. Closed form for 4 dof: u = t / sqrt(1 + t^2/4) = 1.6744367,
-  // F = 1/2 + 3/8 u (1 - u^2/12) = 0.9812049, two-sided p = 2 (1 - F) = 0.0375901.
-  ASSERT_TRUE(kd_row.p_value.has_value());
-  EXPECT_NEAR(*kd_row.p_value, 0.0375901, 1e-6);
+  // Same seeds as the reference, so paired by seed; but the difference is 5 on every seed (no spread): the
+  // paired t-test is undefined and no comparison is claimed (n/a), rather than a p of 0 or Welch's.
+  EXPECT_FALSE(kd_row.comparison.has_value());
+  // Two settings: T=4 is best on validation on every seed (80 > 79), so on every resample of the seeds.
+  ASSERT_TRUE(kd_row.stability.has_value());
+  EXPECT_DOUBLE_EQ(*kd_row.stability, 1.0);
 
   const kd::MethodRow& at = row_of(d, "attention");
   EXPECT_EQ(at.best.setting, R"({"beta":1000})") << "a tie on validation keeps the setting that comes first";
   EXPECT_EQ(at.best.method_params, 1234);
   EXPECT_NEAR(*at.gain, -11.0, 1e-12);                  // 61 - 72
   EXPECT_NEAR(*at.gap_closed, -11.0 / 18 * 100, 1e-9);  // -61.1 %
-  // Welch: var 1 and 4: t = -11 / sqrt(5/3) = -8.52; dof = (5/3)^2 / ((1/3)^2/2 + (4/3)^2/2) = 2.94;
-  // two-sided critical values at 3 dof: 5.84 (p = .01), 12.92 (p = .001) -> 0.001 < p < 0.01.
-  EXPECT_GT(*at.p_value, 0.001);
-  EXPECT_LT(*at.p_value, 0.01);
+  // Paired by seed: differences {-10, -11, -12}: mean -11, sd 1, t = -11 sqrt 3 = -19.0525589, 2 dof; closed form
+  // for 2 dof: p = 1 - |t| / sqrt(2 + t^2) = 0.0027434894 (= scipy.stats.ttest_rel). Interval: t_{0.975,2} / sqrt 3
+  // = 4.3026527 / 1.7320508 = 2.4841377. The only comparison with a p in its family: Holm leaves it as it is.
+  ASSERT_TRUE(at.comparison.has_value());
+  const kd::Comparison& c = *at.comparison;
+  EXPECT_TRUE(c.paired);
+  EXPECT_NEAR(c.difference, -11.0, 1e-12);
+  EXPECT_NEAR(c.sd, 1.0, 1e-12);
+  EXPECT_NEAR(c.t, -11 * std::sqrt(3.0), 1e-9);
+  EXPECT_NEAR(c.p, 1 - std::sqrt(363.0 / 365.0), 1e-12);
+  EXPECT_NEAR(c.ci95, 2.484137711750331, 1e-9);
+  EXPECT_EQ(c.family, 1u);
+  EXPECT_DOUBLE_EQ(c.p_holm, c.p);
+  EXPECT_EQ(c.verdict(), -1) << "worse than the student alone";
+  // The detectable difference is proportional to the std: scipy's 4.243256614609442 for sd 1.3 and 3 pairs
+  // (tests/data/reference/stats.json, designs[1]) / 1.3.
+  ASSERT_TRUE(c.detectable.has_value());
+  EXPECT_NEAR(*c.detectable, 4.243256614609442 / 1.3, 1e-9);
+  // Stability: beta=1000 (val 81 on every seed) against beta=100 (val 80, 81, 82 on seeds 0, 1, 2): on a resample
+  // of 3 seeds, beta=100 wins when its mean is above 81, i.e. when the drawn deviations (-1, 0, +1) sum above 0:
+  // 10 of the 27 equally likely draws, so beta=1000 stays best with probability 17/27 = 0.630. 2000 resamples
+  // estimate it within 0.011 (one std); 0.05 is 4.6 of them.
+  ASSERT_TRUE(at.stability.has_value());
+  EXPECT_NEAR(*at.stability, 17.0 / 27.0, 0.05);
+  EXPECT_NEAR(*d.settings[4].chosen_share, 10.0 / 27.0, 0.05);
+  EXPECT_DOUBLE_EQ(*at.stability + *d.settings[4].chosen_share, 1.0);
+  EXPECT_DOUBLE_EQ(*kd::aggregate(store).rows[2].stability, *at.stability) << "the bootstrap is seeded: same shares";
   EXPECT_DOUBLE_EQ(d.teacher_top1.at("big"), 90.0);
   ASSERT_EQ(d.settings.size(), 5u);
   EXPECT_EQ(d.settings[2].failed, 1);  // logit_kd T=8
@@ -208,22 +232,26 @@ TEST(Report, TablesInEveryFormat) {
                         "failed.csv", "failed.tex", "report.json", "index.html"})
     EXPECT_TRUE(fs::exists(out + f)) << f;
 
-  // (a) Markdown: best in column bold within the student's rows; n/a, never 0, where undefined.
+  // (a) Markdown: best in column bold within the student's rows; n/a, never 0, where undefined (logit_kd's
+  // paired differences are 5 on every seed: no test). The attention row's comparison is the paired one
+  // computed by hand in AggregationMatchesHandValues; its stability, a bootstrap share near 63%, is checked there.
   std::string md = slurp(out + "comparison.md");
-  EXPECT_NE(md.find("| cnn_tiny | logit_kd | big | temperature=4 (of 2) | 80.00 ± 0.00 | **77.00 ± 2.00** | ± 4.97 | "
-                    "**77.50 ± 2.00** | **+5.00** | **27.8%** | 0.0376 | 3 | 0 | 1 |"),
+  EXPECT_NE(md.find("| cnn_tiny | logit_kd | big | temperature=4 (of 2) | 100% | 80.00 ± 0.00 | **77.00 ± 2.00** | "
+                    "± 4.97 | **77.50 ± 2.00** | **+5.00** | **27.8%** | n/a | n/a | n/a | n/a | n/a | 3 | 0 "
+                    "| 1 |"),
             std::string::npos)
       << md;
-  EXPECT_NE(md.find("| cnn_tiny | attention | big | beta=1000 (of 2) | 81.00 ± 0.00 | 61.00 ± 1.00 | ± 2.48 | "
-                    "61.50 ± 1.00 | -11.00 | -61.1% |"),
+  EXPECT_NE(md.find("| cnn_tiny | attention | big | beta=1000 (of 2) | "), std::string::npos) << md;
+  EXPECT_NE(md.find("% | 81.00 ± 0.00 | 61.00 ± 1.00 | ± 2.48 | 61.50 ± 1.00 | -11.00 ± 2.48 | -61.1% | "
+                    "0.00274 (paired) | 0.00274 | worse | 3.26 |"),
             std::string::npos)
       << md;
-  EXPECT_NE(
-      md.find("| cnn_tiny | baseline | - | defaults | 73.00 ± 2.00 | 72.00 ± 2.00 | ± 4.97 | 72.50 ± 2.00 | - | - "
-              "| - | 3 | 0 | 0 |"),
-      std::string::npos)
+  EXPECT_NE(md.find("| cnn_tiny | baseline | - | defaults | - | 73.00 ± 2.00 | 72.00 ± 2.00 | ± 4.97 | 72.50 ± 2.00 "
+                    "| - | - | - | - | - | - | - | 3 | 0 | 0 |"),
+            std::string::npos)
       << md;
-  EXPECT_NE(md.find("| cnn_large | teacher big | - | - | 91.00 ± n/a | 90.00 ± n/a | n/a |"), std::string::npos) << md;
+  EXPECT_NE(md.find("| cnn_large | teacher big | - | - | - | 91.00 ± n/a | 90.00 ± n/a | n/a |"), std::string::npos)
+      << md;
 
   // (a) LaTeX booktabs: escaped, \pm, bold best, the same number of cells on every row.
   std::string tex = slurp(out + "comparison.tex");
@@ -250,7 +278,7 @@ TEST(Report, TablesInEveryFormat) {
       if (line.size() < 2 || line.compare(line.size() - 2, 2, "\\\\") != 0) continue;
       int amps = 0;
       for (size_t i = 0; i < line.size(); ++i) amps += line[i] == '&' && (i == 0 || line[i - 1] != '\\');
-      EXPECT_EQ(amps, 13) << line;  // 14 columns (the HTML-only Runs column is left out)
+      EXPECT_EQ(amps, 18) << line;  // 19 columns (the HTML-only Runs column is left out)
       ++rows;
     }
     EXPECT_EQ(rows, 1 + 1 + 3) << "header, teacher, three methods";
@@ -260,11 +288,13 @@ TEST(Report, TablesInEveryFormat) {
   // (b) every setting: CSV with mean ± std, CI and n. T=8: test {85,85,86}: mean 85.33, s 0.577,
   // CI 4.302653 * 0.57735 / 1.73205 = 1.43; bestval {85.5,85.5,86.5}: 85.83.
   std::string csv = slurp(out + "settings.csv");
-  EXPECT_NE(csv.find("cnn_tiny,logit_kd,big,temperature=8,79.00 ± 0.00,85.33 ± 0.58,± 1.43,85.83 ± 0.58,3,1,\n"),
+  // Best in resamples: T=4 is best on validation on every seed, T=8 on none.
+  EXPECT_NE(csv.find("cnn_tiny,logit_kd,big,temperature=8,79.00 ± 0.00,85.33 ± 0.58,± 1.43,85.83 ± 0.58,3,1,,0%\n"),
             std::string::npos)
       << csv;
-  EXPECT_NE(csv.find("cnn_tiny,logit_kd,big,temperature=4,80.00 ± 0.00,77.00 ± 2.00,± 4.97,77.50 ± 2.00,3,0,yes\n"),
-            std::string::npos)
+  EXPECT_NE(
+      csv.find("cnn_tiny,logit_kd,big,temperature=4,80.00 ± 0.00,77.00 ± 2.00,± 4.97,77.50 ± 2.00,3,0,yes,100%\n"),
+      std::string::npos)
       << csv;
   EXPECT_NE(slurp(out + "settings.md").find("| **80.00 ± 0.00** |"), std::string::npos);
 
@@ -323,9 +353,9 @@ TEST(Report, OneSeedShowsNotAvailableNeverZero) {
   kd::SqliteStore store(db, true);
   kd::write_report(store, dir + "/report", no_figures());
   std::string md = slurp(dir + "/report/comparison.md");
-  // gain = 76 - 70 = 6 and gap = 6/20 = 30% are defined; std, CI and Welch's p are not.
-  EXPECT_NE(md.find("| cnn_tiny | logit_kd | big | temperature=4 | 80.00 ± n/a | **76.00 ± n/a** | n/a | "
-                    "**76.50 ± n/a** | **+6.00** | **30.0%** | n/a | 1 |"),
+  // gain = 76 - 70 = 6 and gap = 6/20 = 30% are defined; std, CI, the test and its power are not.
+  EXPECT_NE(md.find("| cnn_tiny | logit_kd | big | temperature=4 | - | 80.00 ± n/a | **76.00 ± n/a** | n/a | "
+                    "**76.50 ± n/a** | **+6.00** | **30.0%** | n/a | n/a | n/a | n/a | n/a | 1 |"),
             std::string::npos)
       << md;
   EXPECT_EQ(md.find("± 0.00"), std::string::npos) << md;
@@ -463,9 +493,29 @@ TEST(Report, FiguresAndHtmlInHeadlessChromium) {
   auto figs = nlohmann::json::parse(slurp(out + "/figures.json"));
   std::set<std::string> names;
   for (const auto& f : figs) names.insert(f["name"].get<std::string>());
+  // Two students: ranks across the two blocks. In each, logit_kd (base + 3.5) beats attention (base + 1.5) beats
+  // the student alone: mean ranks 1, 2, 3, Friedman as scipy.stats.friedmanchisquare on the same ranks
+  // (tests/data/reference/stats.json, friedman[3]: chi2 4, p 0.1353), Nemenyi CD for 3 methods over 2 blocks
+  // (nemenyi[1]).
+  {
+    std::ifstream in(kd::test::source_dir() + "/tests/data/reference/stats.json");
+    const auto ref = nlohmann::json::parse(in);
+    const auto& ranks = rj["ranks"];
+    ASSERT_TRUE(ranks.is_object()) << rj.dump();
+    EXPECT_EQ(ranks["blocks"], nlohmann::json({"cnn_tiny <- resnet", "cnn_small <- resnet"}));
+    EXPECT_EQ(ranks["methods"], nlohmann::json({"logit_kd", "attention", "baseline"}));
+    EXPECT_EQ(ranks["mean_ranks"], nlohmann::json({1.0, 2.0, 3.0}));
+    const auto& f = ref["friedman"]["cases"][3];
+    EXPECT_NEAR(ranks["friedman"]["chi2"].get<double>(), f["chi2"].get<double>(), 1e-9);
+    EXPECT_NEAR(ranks["friedman"]["p"].get<double>(), f["p"].get<double>(), 1e-12);
+    const auto& n = ref["nemenyi"]["cases"][1];
+    ASSERT_EQ(n["k"], 3);
+    ASSERT_EQ(n["n"], 2);
+    EXPECT_NEAR(ranks["nemenyi"]["critical_difference"].get<double>(), n["critical_difference"].get<double>(), 1e-9);
+  }
   for (const char* f :
        {"accuracy_vs_temperature_cnn_tiny", "accuracy_vs_temperature_cnn_small", "heatmap_logit_kd__cnn_tiny__alpha",
-        "training_curves", "loss_terms", "methods_bar", "accuracy_vs_cost"}) {
+        "training_curves", "loss_terms", "methods_bar", "accuracy_vs_cost", "critical_difference"}) {
     EXPECT_TRUE(names.count(f)) << f;
     for (const char* ext : {".png", ".pdf", ".svg"})
       EXPECT_GT(fs::exists(out + "/" + f + ext) ? fs::file_size(out + "/" + f + ext) : 0u, 1000u) << f << ext;
@@ -498,8 +548,10 @@ TEST(Report, FiguresAndHtmlInHeadlessChromium) {
   auto r = kd::test::run_command(chromium + "--dump-dom file://" + out + "/index.html");
   ASSERT_EQ(r.exit_code, 0) << r.output;
   EXPECT_TRUE(console_errors(r.output).empty()) << r.output;
-  for (const char* id : {"table-comparison", "table-failed", "table-settings", "table-runs"})
+  for (const char* id : {"table-comparison", "table-ranks", "table-failed", "table-settings", "table-runs"})
     EXPECT_NE(r.output.find(std::string("<table id=\"") + id + "\""), std::string::npos) << id;
+  EXPECT_NE(r.output.find("<img src=\"critical_difference.png\""), std::string::npos)
+      << "the critical-difference diagram is on the page";
   // Every figure is an <img> whose file exists beside the page.
   std::regex img("<img src=\"([^\"]+)\"");
   std::set<std::string> shown;
@@ -533,9 +585,11 @@ std::string make_wide_store(const std::string& dir) {
   add_done(s, {"w", "teacher", "cnn_wide", "baseline", "{}", 0, 87, 87.2, "[]", "cnn_wide", 0, 80000, 1, ckpt});
   for (int k = 0; k < 3; ++k) {
     const std::string sd = std::to_string(k);
-    const double n = 0.4 * (k - 1);
     auto student = [&](const std::string& label, const std::string& method, const std::string& setting, double acc,
                        const std::string& teachers, int64_t extra = 0) {
+      // Seed noise shared by the runs of a seed, plus a little of each run's own: the comparisons have
+      // paired differences with a spread, so every comparison cell holds a number, as in a real sweep.
+      const double n = 0.4 * (k - 1) + 0.07 * static_cast<double>((k * 5 + label.size()) % 4);
       add_done(s, {label + sd, "student", label, method, setting, k, acc + 0.2 + n, acc + n, teachers, "cnn_tiny",
                    extra, 9000, 1, "/root/kdbench/results/fashion-mnist/checkpoints/" + label + sd + "0123456789.pt"});
     };
@@ -610,10 +664,10 @@ TEST(Report, PageFitsA1280pxWindowAndSortsByHeaderInHeadlessChromium) {
   EXPECT_GE(o["testHeader"]["left"].get<double>(), 0);
   EXPECT_LE(o["testHeader"]["right"].get<double>(), width) << "the test top-1 header is off the right edge";
   EXPECT_LE(o["comparison"]["right"].get<double>(), width) << "the comparison table runs off the right edge";
-  const std::vector<std::string> key = {"Student", "Method", "Test top-1", "Gain", "p (Welch)"};
+  const std::vector<std::string> key = {"Student", "Method", "Test top-1", "Gain (95% CI)", "p (Holm)", "Verdict"};
   ASSERT_GE(o["headers"].size(), key.size());
   for (size_t i = 0; i < key.size(); ++i) EXPECT_EQ(o["headers"][i], key[i]) << "key columns first";
-  EXPECT_EQ(o["headers"].size(), 15u) << "every column is still there";
+  EXPECT_EQ(o["headers"].size(), 20u) << "every column is still there";
 
   // First click: largest test top-1 first; second: smallest first. Every row is still there.
   EXPECT_EQ(o["testFirstSort"], "descending");
