@@ -50,10 +50,7 @@ TEST(ReportsHostile, CsvCellsThatASpreadsheetWouldRunAreNeutralised) {
     const std::string cell = rows[i + 1][0];
     const bool number = i >= kFormulas.size();
     // "-" alone is no formula (the tables' "none"): it stays as it is, as numbers do.
-    if (number || labels[i] == "-")
-      EXPECT_EQ(cell, labels[i]);
-    else
-      EXPECT_EQ(cell, "'" + labels[i]);
+    EXPECT_EQ(cell, number || labels[i] == "-" ? labels[i] : "'" + labels[i]);
   }
   // Headers are cells too.
   kd::Table t = table_of({"x"});
@@ -74,7 +71,9 @@ TEST(ReportsHostile, MarkdownLabelsCarryNoHtmlAndNoLinks) {
   EXPECT_EQ(md.find('<'), std::string::npos) << md;
   // Every bracket is escaped (a link or an image needs "[text](url)"), and so is every backslash before it.
   for (size_t i = 0; i < md.size(); ++i)
-    if (md[i] == '[' || md[i] == ']') EXPECT_TRUE(i > 0 && md[i - 1] == '\\') << md.substr(i > 8 ? i - 8 : 0, 16);
+    if (md[i] == '[' || md[i] == ']') {
+      EXPECT_TRUE(i > 0 && md[i - 1] == '\\') << md.substr(i > 8 ? i - 8 : 0, 16);
+    }
   EXPECT_NE(md.find("\\[click\\](http://evil.example)"), std::string::npos) << md;
   EXPECT_EQ(md.find("&lt;b"), std::string::npos) << "an entity in a label is shown as written, not decoded\n" << md;
   EXPECT_NE(md.find("&amp;lt;b"), std::string::npos) << md;
