@@ -60,7 +60,9 @@ TEST(StoreUrl, WhateverLibpqReadsAsASecretIsRemoved) {
     for (const char* k : {"host", "port", "dbname", "user", "sslmode", "application_name"}) {
       SCOPED_TRACE(k);
       EXPECT_EQ(after.count(k), original.count(k)) << shown;
-      if (original.count(k) && after.count(k)) EXPECT_EQ(after.at(k), original.at(k)) << shown;
+      if (original.count(k) && after.count(k)) {
+        EXPECT_EQ(after.at(k), original.at(k)) << shown;
+      }
     }
   }
   // What carries no secret comes back as libpq reads it, and a file path unchanged.
