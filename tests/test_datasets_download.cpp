@@ -367,6 +367,50 @@ TEST_F(DataDownload, AlreadyThereMeansTheRecordedChecksumsHold) {
   EXPECT_TRUE(fs::exists(nette + "/imagenette2-160/val/n01440764/n01440764_0.JPEG"));
 }
 
+// What an archive may not do (held before issue 24 as well): write outside the folder it unpacks into, through
+// ".." or an absolute path (one error naming the entry), or make links (skipped: the data set then lacks a file).
+TEST_F(DataDownload, ArchiveEntriesStayInsideTheFolder) {
+  const std::string escaped = root_ + "/escaped-" + std::to_string(::getpid()) + ".bin";
+  int n = 0;
+  for (const std::string& entry : {std::string("cifar-10-batches-bin/../../escaped.bin"), escaped}) {
+    SCOPED_TRACE(entry);
+    const std::string served = root_ + "/outside" + std::to_string(n++);
+    fs::create_directories(served);
+    write_tar_gz(served + "/cifar-10-binary.tar.gz", {{entry, "x"}});
+    const std::string sha = kd::file_digest(served + "/cifar-10-binary.tar.gz", "sha256");
+    const std::string dir = kd::test::make_temp_dir("outside");
+    auto r = data("cifar10 " + dir + "/d -q --url-base " + base_ + "/" + fs::path(served).filename().string() +
+                  " --sha256 " + sha);
+    EXPECT_EQ(r.exit_code, 3) << r.output;
+    EXPECT_TRUE(contains(r.output, "points outside the folder it unpacks into")) << r.output;
+    EXPECT_FALSE(fs::exists(dir + "/escaped.bin"));
+    EXPECT_FALSE(fs::exists(escaped));
+  }
+  // A symbolic link to a file outside, under the name of a file the data set has.
+  fs::create_directories(root_ + "/linked");
+  {
+    struct archive* a = archive_write_new();
+    archive_write_add_filter_gzip(a);
+    archive_write_set_format_pax_restricted(a);
+    ASSERT_EQ(archive_write_open_filename(a, (root_ + "/linked/cifar-10-binary.tar.gz").c_str()), ARCHIVE_OK);
+    struct archive_entry* e = archive_entry_new();
+    archive_entry_set_pathname(e, "cifar-10-batches-bin/test_batch.bin");
+    archive_entry_set_filetype(e, AE_IFLNK);
+    archive_entry_set_symlink(e, "/etc/passwd");
+    archive_entry_set_perm(e, 0777);
+    archive_write_header(a, e);
+    archive_entry_free(e);
+    archive_write_close(a);
+    archive_write_free(a);
+  }
+  const std::string sha = kd::file_digest(root_ + "/linked/cifar-10-binary.tar.gz", "sha256");
+  const std::string dir = kd::test::make_temp_dir("linked");
+  auto r = data("cifar10 " + dir + " -q --url-base " + base_ + "/linked --sha256 " + sha);
+  EXPECT_EQ(r.exit_code, 3) << r.output;
+  EXPECT_TRUE(contains(r.output, "unpacked, but ")) << r.output;
+  for (const auto& e : fs::recursive_directory_iterator(dir)) EXPECT_FALSE(e.is_symlink()) << e.path();
+}
+
 // Issue 24, case 8: the download's temporary file is created new under an unpredictable name, so a link
 // someone planted under the name it used to have (<archive>.tmp.<pid>.<host>) is not written through.
 TEST_F(DataDownload, APlantedLinkIsNotWrittenThrough) {
