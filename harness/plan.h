@@ -20,6 +20,7 @@ struct TeacherSpec {
   std::string model;              // zoo name ("" allowed for torchscript and export)
   std::string obtain = "train";   // train | checkpoint | pytorch | torchscript | export
   std::string file;               // checkpoint, torch.save, TorchScript or .pt2 file
+  std::string sha256;             // the file's SHA-256 (lower-case hex), checked before it is loaded ("" = any)
   std::vector<std::string> taps;  // torchscript, export: names of its outputs
   std::string key;                // pytorch: where the state dict is in the saved object ("" = the object)
   NameMap name_map;               // pytorch: the file's tensor names -> the zoo model's
@@ -54,9 +55,9 @@ struct SweepConfig {
   std::vector<TeacherSpec> teachers;
   Recipe recipe;
   std::vector<MethodEntry> methods;
-  int64_t lockstep = 0;             // max runs trained together behind one teacher forward; 0 = no limit
-  std::string fuse = "auto";        // horizontal fusion of same-architecture students: auto (on CUDA) | on | off
-  std::string precision = "fp32";   // fp32 | bf16 (autocast for forward passes and losses)
+  int64_t lockstep = 0;            // max runs trained together behind one teacher forward; 0 = no limit
+  std::string fuse = "auto";       // horizontal fusion of same-architecture students: auto (on CUDA) | on | off
+  std::string precision = "fp32";  // fp32 | bf16 (autocast for forward passes and losses)
   // CUDA graphs for the training step: auto (on for CUDA) | on | off. Not part of run ids: a replayed step
   // computes what the eager step computes (the same kernels; floating-point summation order aside).
   std::string cuda_graphs = "auto";
