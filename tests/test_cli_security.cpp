@@ -98,11 +98,11 @@ ScriptRun run_job_file(const std::string& script, const std::string& dir) {
 // node. Names are now letters, digits, '.', '_' and '-' (starting and ending with a letter or digit, at most 64).
 TEST(CliSecurity, SlurmJobFileRefusesNamesOutsideTheSafeSet) {
   const std::string dir = kd::test::make_temp_dir("sec-name");
-  const std::string marker = dir + "/INJECTED";
+  const std::string marker = dir + "/INJECTED";  // run_job_file runs the job file in `dir`
   for (const std::string& name :
-       {"x\ntouch " + marker + "\n#", "x;touch " + marker, "$(touch " + marker + ")", "`touch " + marker + "`",
-        std::string("a b"), std::string("-x"), std::string(".."), std::string("x'y"), std::string("x."),
-        std::string(65, 'a'), std::string("caf\xc3\xa9")}) {
+       {std::string("x\ntouch INJECTED\n#"), std::string("x;touch INJECTED"), std::string("$(touch INJECTED)"),
+        std::string("`touch INJECTED`"), std::string("a b"), std::string("-x"), std::string(".."), std::string("x'y"),
+        std::string("x."), std::string(65, 'a'), std::string("caf\xc3\xa9")}) {
     SCOPED_TRACE(name);
     const std::string cfg = write_config(dir + "/cfg.json", dir, {{"name", name}});
     auto r = kdbench("slurm " + q(cfg) + " --workers 2 --store " + kUrl + " --script " + q(dir + "/job.sbatch"));
@@ -117,7 +117,8 @@ TEST(CliSecurity, SlurmJobFileRefusesNamesOutsideTheSafeSet) {
     EXPECT_FALSE(fs::exists(marker));
   }
   // The names that are allowed.
-  for (const std::string& name : {"cifar100", "fashion-mnist", "r32x4_to_r8x4.v2", std::string(64, 'a')}) {
+  for (const std::string& name :
+       {std::string("cifar100"), std::string("fashion-mnist"), std::string("r32x4_to_r8x4.v2"), std::string(64, 'a')}) {
     const std::string cfg = write_config(dir + "/cfg.json", dir, {{"name", name}});
     EXPECT_EQ(kdbench("plan " + q(cfg)).exit_code, 0) << name;
   }
@@ -210,7 +211,7 @@ TEST(CliSecurity, KubernetesManifestRefusesHostileNames) {
   const std::string dir = kd::test::make_temp_dir("sec-k8s");
   const std::string pod =
       "\n---\napiVersion: v1\nkind: Pod\nmetadata:\n  name: evil\nspec:\n  containers:\n  - name: x\n"
-      "    image: evil.example/miner\n";
+      "    image: evil.example:miner\n---\n";  // (no '/': the name check before issue 24 refused only that)
   const struct {
     std::string name, flags, key;
   } cases[] = {
@@ -319,7 +320,7 @@ TEST(CliSecurity, TeacherFilesArePinnedBySha256AndTheirDigestIsRecorded) {
   EXPECT_TRUE(contains(r.output, "kdbench: data error: " + file + ": ")) << r.output;
   EXPECT_TRUE(contains(r.output, digest)) << r.output;
   EXPECT_TRUE(contains(r.output, "teachers.rd.sha256")) << r.output;
-  EXPECT_FALSE(fs::exists(dir + "/wrong/checkpoints") && !fs::is_empty(dir + "/wrong/checkpoints"));
+  EXPECT_FALSE(fs::exists(dir + "/wrong/out/checkpoints") && !fs::is_empty(dir + "/wrong/out/checkpoints"));
 
   r = kdbench("plan " + q(config("malformed", "abc")));
   EXPECT_EQ(r.exit_code, 2) << r.output;
