@@ -19,6 +19,8 @@
 #include <stdexcept>
 #include <vector>
 
+#include "base/temp_file.h"
+
 namespace fs = std::filesystem;
 
 namespace kd {
@@ -84,16 +86,23 @@ void write_atomically(const std::string& path, const std::function<void(const st
   std::error_code ec;
   if (!dir.empty()) fs::create_directories(dir, ec);
   if (ec) throw std::runtime_error(path + ": cannot create the folder " + dir.string() + ": " + ec.message());
-  const std::string tmp = path + ".tmp." + std::to_string(::getpid()) + "." + this_host();
   const std::string point = std::string("write.") + what;
+  std::string tmp;
   try {
+    // Created new under an unpredictable name (base/temp_file.h); `write` fills it, and it must still be that
+    // file, not a link or another file put in its place, when it is renamed over `path`.
+    tmp = create_temporary_file(path);
+    struct stat created {};
+    if (::lstat(tmp.c_str(), &created) != 0) throw std::runtime_error("the temporary file is gone");
     if (injected_write_failure(point)) throw std::runtime_error("write failed: No space left on device (injected)");
     write(tmp);
-    std::error_code sz;
-    if (!fs::exists(tmp, sz)) throw std::runtime_error("the temporary file was not written");
+    struct stat written {};
+    if (::lstat(tmp.c_str(), &written) != 0 || !S_ISREG(written.st_mode) || written.st_dev != created.st_dev ||
+        written.st_ino != created.st_ino)
+      throw std::runtime_error("the temporary file " + tmp + " was replaced while it was written");
     fsync_path(tmp, false);
   } catch (const std::exception& e) {
-    fs::remove(tmp, ec);
+    if (!tmp.empty()) fs::remove(tmp, ec);
     std::string hint = disk_hint(dir);
     throw std::runtime_error(path + ": cannot write the " + what + " file: " + e.what() +
                              (hint.empty() ? "" : " (" + hint + ")"));
@@ -141,15 +150,9 @@ bool remove_tree(const std::string& path) {
 
 void remove_stale_temporaries(const std::string& dir) {
   std::error_code ec;
-  const std::string host = this_host();
   for (fs::directory_iterator it(dir, ec), end; !ec && it != end; it.increment(ec)) {
-    const std::string name = it->path().filename().string();
-    auto at = name.find(".tmp.");
-    if (at == std::string::npos) continue;
-    char* stop = nullptr;
-    long pid = std::strtol(name.c_str() + at + 5, &stop, 10);
     // Only this host's: in a folder that several machines share, another host's pid means nothing here.
-    if (stop && *stop == '.' && std::string(stop + 1) == host && pid != ::getpid() && !process_alive(pid)) {
+    if (is_stale_temporary(it->path().filename().string())) {
       std::error_code rm;
       fs::remove(it->path(), rm);
     }

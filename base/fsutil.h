@@ -5,8 +5,8 @@
 
 namespace kd {
 
-// Writes `path` atomically: `write` fills a temporary file beside it (path + ".tmp.<pid>.<host>"), which is
-// flushed to disk and renamed over `path`, so readers (and a crash at any moment) see either the old
+// Writes `path` atomically: `write` fills a new temporary file beside it (base/temp_file.h), which is flushed
+// to disk and renamed over `path`, so readers (and a crash at any moment) see either the old
 // file or the complete new one. Any failure removes the temporary file and throws std::runtime_error
 // naming `path` and the cause ("no space left on device" when the file system is full). `what` names
 // the kind of file for the fault hooks ("checkpoint", "report", ...).
@@ -15,7 +15,7 @@ void write_atomically(const std::string& path, const std::function<void(const st
 // The same for a text.
 void write_text_atomically(const std::string& path, const std::string& text, const char* what = "file");
 
-// Removes temporary files ("*.tmp.<pid>.<host>") that processes of this host which are gone left in `dir`
+// Removes temporary files ("*.tmp.<pid>.<host>[.<random>]") that processes of this host now gone left in `dir`
 // (not recursive); other hosts' temporaries in a shared folder are left alone.
 void remove_stale_temporaries(const std::string& dir);
 

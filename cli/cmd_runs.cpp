@@ -13,7 +13,9 @@
 #include "base/fsutil.h"
 #include "cli/command.h"
 #include "cli/commands.h"
+#include "reports/writers.h"
 #include "store/store.h"
+#include "store/store_url.h"
 #include "store/sweep_layout.h"
 
 namespace fs = std::filesystem;
@@ -27,8 +29,18 @@ std::string store_location_of(const std::string& where) {
   return p;
 }
 
+void refuse_password_on_command_line(const std::string& location, const std::string& key) {
+  refuse_password_in_store_url(location, key,
+                               "a command line is seen by every user of this machine (ps) and kept in shell "
+                               "histories; give the password in PGPASSWORD or ~/.pgpass (or the whole URL in the "
+                               "environment's KDBENCH_STORE)");
+}
+
 std::string store_from_environment(const std::string& flag) {
-  if (!flag.empty()) return flag;
+  if (!flag.empty()) {
+    refuse_password_on_command_line(flag, "--store");
+    return flag;
+  }
   const char* env = std::getenv("KDBENCH_STORE");
   return env ? env : "";
 }
@@ -36,10 +48,7 @@ std::string store_from_environment(const std::string& flag) {
 namespace {
 
 std::string csv_field(const std::string& s) {
-  if (s.find_first_of(",\"\n") == std::string::npos) return s;
-  std::string o = "\"";
-  for (char c : s) o += c == '"' ? std::string("\"\"") : std::string(1, c);
-  return o + "\"";
+  return csv_cell(s);
 }
 
 }  // namespace
@@ -72,10 +81,11 @@ int cmd_runs(const std::string& where, const std::string& format, const std::str
       auto f = store.finals(r.id);
       auto num = [&](const char* k) { return f.count(k) ? fmt::format("{}", f[k]) : std::string(); };
       out << csv_field(r.id) << ',' << csv_field(r.sweep_id) << ',' << to_string(r.role) << ',' << csv_field(r.name)
-          << ',' << r.method << ',' << csv_field(r.setting) << ',' << r.seed << ',' << csv_field(r.model) << ','
-          << to_string(r.status) << ',' << csv_field(r.error) << ',' << r.wall_seconds << ',' << r.images_per_second
-          << ',' << r.params << ',' << r.macs << ',' << r.method_params << ',' << num("final.val.top1") << ','
-          << num("final.test.top1") << ',' << num("bestval.test.top1") << ',' << csv_field(r.checkpoint) << "\n";
+          << ',' << csv_field(r.method) << ',' << csv_field(r.setting) << ',' << r.seed << ',' << csv_field(r.model)
+          << ',' << to_string(r.status) << ',' << csv_field(r.error) << ',' << r.wall_seconds << ','
+          << r.images_per_second << ',' << r.params << ',' << r.macs << ',' << r.method_params << ','
+          << num("final.val.top1") << ',' << num("final.test.top1") << ',' << num("bestval.test.top1") << ','
+          << csv_field(r.checkpoint) << "\n";
     }
   } else {
     for (const auto& r : runs) {

@@ -16,8 +16,13 @@ int cmd_report(const std::string& where, const std::string& out_dir);
 // if there is none).
 std::string store_location_of(const std::string& where);
 
-// The store given by --store, else the environment's KDBENCH_STORE, else "".
+// The store given by --store, else the environment's KDBENCH_STORE, else "". A password in --store is refused
+// (ConfigError naming --store): see refuse_password_on_command_line.
 std::string store_from_environment(const std::string& flag);
+
+// Throws ConfigError(key) when `location`, given on the command line, is a store URL with a password (a command
+// line shows in `ps` and in shell histories) or one libpq cannot read.
+void refuse_password_on_command_line(const std::string& location, const std::string& key);
 
 struct SweepConfig;
 // The PostgreSQL store that workers of a job share (--store, KDBENCH_STORE or the config's "store"); throws

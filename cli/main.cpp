@@ -12,6 +12,7 @@
 #include "base/errors.h"
 #include "cli/command.h"
 #include "pybridge/plugins.h"
+#include "cli/commands.h"
 
 namespace kd::cli {
 
@@ -29,6 +30,8 @@ void add_command(Command c) {
 }
 
 std::string where_of(const std::string& dir, const std::string& store_flag) {
+  refuse_password_on_command_line(dir, "dir");
+  refuse_password_on_command_line(store_flag, "--store");
   if (!dir.empty()) return dir;
   if (!store_flag.empty()) return store_flag;
   if (const char* env = std::getenv("KDBENCH_STORE"); env && *env) return env;

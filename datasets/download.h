@@ -1,9 +1,12 @@
 // The data sets people use, fetched from their publishers: CIFAR-10 and CIFAR-100 (binary versions, from
-// the authors' page) and Imagenette (fast.ai). Each archive is downloaded over HTTPS with libcurl to a
-// temporary name while its checksum is computed, checked against the published checksum, renamed into
-// place, and unpacked (libarchive) into a temporary folder that is renamed into place once complete; so
-// an interrupted or corrupt download never looks complete. What is already there and intact (the
-// unpacked folder, or the archive with the right checksum) is not downloaded again.
+// the authors' page) and Imagenette (fast.ai). Each archive is downloaded over HTTPS with libcurl to a new
+// temporary file (base/temp_file.h) while its checksum is computed, no further than its published size,
+// checked against the published checksum, renamed into place, and unpacked (libarchive) into a temporary
+// folder, no file past the size it has in the published data set, which is renamed into place once complete
+// with a manifest of the checksums of its files (kdbench-checksums.sha256, sha256sum's format); so an
+// interrupted, corrupt or oversized download never looks complete, and an archive that does not unpack is
+// removed. What is already there and intact (the unpacked folder whose files have the checksums of its
+// manifest, or the archive with the right checksum) is not downloaded again.
 #pragma once
 #include <cstdint>
 #include <functional>
@@ -42,9 +45,10 @@ struct FetchResult {
 };
 
 // Makes `dir`/<folder> from the archive (downloading it into `dir` unless an intact copy is there).
-// Throws DataError naming the URL or file: an HTTP or network failure, a download cut short, a checksum
-// that differs (both checksums in the message), an archive that does not unpack or lacks the expected
-// files. After any failure neither the archive nor the folder exists under its final name.
+// Throws DataError naming the URL or file: an HTTP or network failure, a download cut short or longer than
+// the published size (twice it with FetchOptions::sha256), a checksum that differs (both checksums in the
+// message), an archive that does not unpack, lacks the expected files or holds a file larger than it should
+// be. After any failure neither the archive nor the folder exists under its final name.
 FetchResult fetch_dataset(const DataArchive& a, const std::string& dir, const FetchOptions& o);
 
 // Lower-case hex digests of a file ("md5" or "sha256"); throws DataError naming it.

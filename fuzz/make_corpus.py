@@ -9,6 +9,7 @@ import io
 import json
 import pathlib
 import struct
+import sys
 
 import numpy as np
 from PIL import Image
@@ -28,6 +29,55 @@ def put(target, name, data):
 def gz(data):
     return gzip.compress(data, compresslevel=9, mtime=0)
 
+
+# ---- hostile torch.save files (issue 24): deep nesting, and memory amplified from deflated records. Each is one
+# DataError for kdbench; under scripts/fuzz's memory limit the amplifying ones made the fuzzer fail before the
+# reader had its limits. Written as zip tools write (zipfile, deflated records; torch.save stores them), each
+# under the 4096 bytes fuzz_torch_file reads. `make_corpus.py hostile` writes only these.
+def hostile_torch_files():
+    import zipfile
+
+    def torch_zip(records):  # name in the archive folder -> (bytes, deflated)
+        b = io.BytesIO()
+        with zipfile.ZipFile(b, "w") as z:
+            for name, (data, deflate) in records.items():
+                info = zipfile.ZipInfo("archive/" + name, date_time=(1980, 1, 1, 0, 0, 0))
+                info.compress_type = zipfile.ZIP_DEFLATED if deflate else zipfile.ZIP_STORED
+                z.writestr(info, data, compresslevel=9)
+        return b.getvalue()
+
+    def legacy(obj_pickle):  # torch/serialization.py's _legacy_save around one pickle, without storages
+        magic = b"\x80\x02\x8a\x0a" + (0x1950A86A20F9469CFC6C).to_bytes(10, "little") + b"."
+        return magic + b"\x80\x02M\xe9\x03." + b"\x80\x02}." + obj_pickle + b"\x80\x02]."
+
+    def unicode(s):
+        return b"X" + struct.pack("<I", len(s)) + s.encode()
+
+    # OrderedDict {"w": a float tensor of 4 elements over storage "0"} as torch.save pickles it.
+    state_dict = (b"\x80\x02ccollections\nOrderedDict\n)R(" + unicode("w") + b"ctorch._utils\n_rebuild_tensor_v2\n((" +
+                  unicode("storage") + b"ctorch\nFloatStorage\n" + unicode("0") + unicode("cpu") + b"K\x04tQK\x00(K\x04t(K\x01t"
+                  b"\x89ccollections\nOrderedDict\n)RtRu.")
+    base = {"version": (b"3\n", False), "byteorder": (b"little", False)}
+    files = {
+        # One None in a million one-element tuples: a stack overflow when the values were freed.
+        "nested_tuples_deflated.pt": torch_zip({**base, "data.pkl": (b"\x80\x02N" + b"\x85" * 1000000 + b".", True)}),
+        # Three million Nones from 3 KB: about 0.6 GB of values.
+        "values_deflated.pt": torch_zip({**base, "data.pkl": (b"\x80\x02" + b"N" * 3000000 + b".", True)}),
+        # A storage of 4 floats whose record inflates to 3 MB.
+        "record_deflated.pt": torch_zip({**base, "data.pkl": (state_dict, False), "data/0": (bytes(3 << 20), True)}),
+        # Lists nested 1500 deep through marks, in the legacy format.
+        "nested_lists_legacy.pt": legacy(b"\x80\x02" + b"(" * 1500 + b"N" + b"l" * 1500 + b"."),
+        # A list that holds itself (through the memo), a thousand times.
+        "self_holding_list_legacy.pt": legacy(b"\x80\x02}q\x00" + unicode("a") + b"]q\x01" + b"h\x01a" * 1000 + b"s."),
+    }
+    for name, data in files.items():
+        assert len(data) <= 4096, (name, len(data))
+        put("fuzz_torch_file", name, data)
+
+
+if sys.argv[1:] == ["hostile"]:
+    hostile_torch_files()
+    sys.exit(0)
 
 # ---- IDX: magic 0x000008NN (NN = rank), big-endian dims, then uint8 data.
 def idx(arr):
@@ -118,6 +168,8 @@ put("fuzz_config", "pytorch-teachers.json", json.dumps({
                  "c": {"obtain": "export", "file": "t.pt2", "taps": ["logits", "block2"]}},
     "methods": [{"method": "logit_kd", "teachers": ["rd"]}, {"method": "attention", "teachers": ["c"]}]},
     indent=1).encode())
+
+hostile_torch_files()
 
 total = sum(p.stat().st_size for p in corpus.rglob("*") if p.is_file())
 print(f"corpus: {sum(1 for p in corpus.rglob('*') if p.is_file())} files, {total} bytes")

@@ -3,6 +3,7 @@
 #include <fmt/format.h>
 
 #include <algorithm>
+#include <cctype>
 #include <cstdlib>
 #include <filesystem>
 #include <functional>
@@ -11,6 +12,7 @@
 #include "base/errors.h"
 #include "models/model.h"
 #include "pybridge/plugins.h"
+#include "store/store_url.h"
 
 namespace kd {
 
@@ -52,6 +54,28 @@ void check_model(const std::string& name, const std::string& path) {
   }
 }
 
+// A sweep's name goes into folder and file names, Slurm job names, Kubernetes object names and job files, so it is
+// only ASCII letters, digits, '.', '_' and '-', starts and ends with a letter or digit, and is at most 64 long.
+bool is_safe_name(const std::string& s) {
+  auto alnum = [](char c) { return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9'); };
+  if (s.empty() || s.size() > 64 || !alnum(s.front()) || !alnum(s.back())) return false;
+  return std::all_of(s.begin(), s.end(), [&](char c) { return alnum(c) || c == '.' || c == '_' || c == '-'; });
+}
+
+// A teacher file's pinned SHA-256: 64 hexadecimal digits, as sha256sum prints them (kept in lower case).
+std::string parse_sha256(const std::string& s, const std::string& path) {
+  std::string hex;
+  for (char c : s) {
+    if (!std::isxdigit(static_cast<unsigned char>(c)))
+      throw ConfigError(path, "expected the file's SHA-256 as 64 hexadecimal digits (as sha256sum prints it)");
+    hex += static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+  }
+  if (hex.size() != 64)
+    throw ConfigError(path, "expected the file's SHA-256 as 64 hexadecimal digits (as sha256sum prints it), got " +
+                                std::to_string(hex.size()));
+  return hex;
+}
+
 TeacherSpec parse_teacher(const std::string& name, const json& j, const std::string& path, const Recipe& base) {
   TeacherSpec t;
   t.name = name;
@@ -81,6 +105,8 @@ TeacherSpec parse_teacher(const std::string& name, const json& j, const std::str
       }
     }
   }
+  if (!t.file.empty() && rd.has("sha256"))
+    t.sha256 = parse_sha256(rd.string("sha256", std::nullopt), rd.path("sha256"));
   t.recipe = rd.has("recipe") ? parse_recipe(rd.raw("recipe"), rd.path("recipe"), base) : base;
   t.seed = rd.integer("seed", 0, 0, INT32_MAX);
   rd.finish();
@@ -206,15 +232,16 @@ SweepConfig parse_sweep_config(const json& j, const std::string& file) {
   c.file = file;
   ObjectReader rd(j, "");
   c.name = rd.string("name", std::nullopt);
-  if (c.name.empty() || c.name.find('/') != std::string::npos)
-    throw ConfigError("name", "must be a non-empty name without '/'");
+  if (!is_safe_name(c.name))
+    throw ConfigError("name",
+                      "must be 1 to 64 ASCII letters, digits, '.', '_' or '-', starting and ending with a "
+                      "letter or digit (it names folders, job files, Slurm jobs and Kubernetes objects)");
   c.output = rd.string("output", "results/" + c.name);
   c.cache_dir = rd.string("cache_dir", default_cache_dir());
   c.store = rd.string("store", std::string());
-  if (!c.store.empty() && redact_store_url(c.store) != c.store)
-    throw ConfigError("store",
-                      "holds a password: a config is stored with the results; give it in PGPASSWORD or "
-                      "~/.pgpass, or on the command line (--store)");
+  refuse_password_in_store_url(c.store, "store",
+                               "a config is stored with the results; give it in PGPASSWORD or ~/.pgpass (or the "
+                               "whole URL in the environment's KDBENCH_STORE)");
   c.dataset = rd.raw("dataset");
   if (!c.dataset.is_object()) throw ConfigError("dataset", "expected an object, got " + json_type_name(c.dataset));
   if (!c.dataset.contains("name") || !c.dataset["name"].is_string())
@@ -323,6 +350,7 @@ class Planner {
     } else {
       r.config["file"] = t.file;
       r.config["taps"] = t.taps;
+      if (!t.sha256.empty()) r.config["sha256"] = t.sha256;  // another pinned file is another teacher
       if (t.obtain == "pytorch") {
         r.config["key"] = t.key;
         if (!t.name_map.empty()) r.config["name_map"] = t.name_map.to_json();

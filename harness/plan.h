@@ -20,6 +20,7 @@ struct TeacherSpec {
   std::string model;              // zoo name ("" allowed for torchscript and export)
   std::string obtain = "train";   // train | checkpoint | pytorch | torchscript | export
   std::string file;               // checkpoint, torch.save, TorchScript or .pt2 file
+  std::string sha256;             // the file's SHA-256 (lower-case hex), checked before it is loaded ("" = any)
   std::vector<std::string> taps;  // torchscript, export: names of its outputs
   std::string key;                // pytorch: where the state dict is in the saved object ("" = the object)
   NameMap name_map;               // pytorch: the file's tensor names -> the zoo model's

@@ -352,7 +352,7 @@ class SweepRun {
     auto h = std::make_unique<TeacherHandle>();
     h->run_id = id;
     if (spec->teacher && spec->teacher->obtain == "torchscript") {
-      h->model = load_torchscript_model(spec->teacher->file, spec->teacher->taps);
+      h->model = load_teacher_model(*spec->teacher, data_);
     } else {
       if (spec->role == RunRole::Teacher) check_cached_teacher(checkpoint);
       h->model = create_seeded_model(spec->model, data_, spec->teacher ? spec->teacher->seed : spec->seed);
@@ -468,8 +468,12 @@ class SweepRun {
     json meta_finals;
     const TeacherSpec& t = *r.teacher;
     if (t.obtain != "train") {
-      h->model = load_teacher_model(t, data_);
+      std::string sha256;
+      h->model = load_teacher_model(t, data_, &sha256);
       rec.checkpoint = fs::absolute(t.file).string();
+      json env = json::parse(env_);  // which file this teacher was: its digest, with the run
+      env["teacher_file"] = {{"path", rec.checkpoint}, {"sha256", sha256}};
+      rec.environment = env.dump();
     } else {
       std::string cached = teacher_cache_path(r.id);
       if (!fs::exists(cached) || !fs::exists(cached + ".json")) return false;

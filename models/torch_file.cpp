@@ -10,6 +10,15 @@
 // read once the pickle is parsed, then every tensor is made as a strided view of its storage after
 // checking that it lies inside it.
 //
+// Limits. A file may come from someone else, so what it can make kdbench do is bounded by its size: the values
+// the interpreter makes (at most 65536 + 16 per byte of the file), the stack and the marks, the memo, how deeply
+// containers nest, the dimensions of a tensor, and the bytes inflated from the zip (no record is inflated past
+// what deflate can give for its compressed size, a record other than data.pkl and the storages past 64 KiB, and
+// a storage's record only as far as the storage the pickle declares). Each limit broken is one DataError naming
+// the file and the limit. Values live in one arena per file and hold each other by plain pointers, so nothing
+// recurses over them, however deeply a file nests them (freeing them included), and values that contain each
+// other through the memo are no leak. Every `numel * element size` is computed with an overflow check.
+//
 // Writing. torch.save's own layout for an OrderedDict of tensors: protocol 2, one storage per tensor, a
 // zip written by LibTorch's PyTorchStreamWriter (the writer torch.save itself uses), with a byteorder
 // record.
@@ -18,11 +27,14 @@
 #include <caffe2/serialize/inline_container.h>
 
 #include <cstring>
+#include <deque>
 #include <filesystem>
 #include <fstream>
 #include <map>
 #include <memory>
 #include <sstream>
+#include <unordered_map>
+#include <unordered_set>
 
 #include "base/errors.h"
 #include "base/fsutil.h"
@@ -32,6 +44,21 @@ namespace kd {
 namespace {
 
 namespace fs = std::filesystem;
+
+// ---------------------------------------------------------------------------------------------- limits
+
+constexpr size_t kMaxNesting = 1000;           // containers in containers (state dicts and checkpoints: under 10)
+constexpr size_t kMaxStack = size_t{1} << 20;  // values on the pickle's stack, and marks (pickle batches by 1000)
+constexpr size_t kMaxMemo = size_t{1} << 20;   // memo entries (a few per tensor)
+constexpr uint64_t kMinValues = uint64_t{1} << 16, kValuesPerByte = 16;  // values from a file: 65536 + 16 per byte
+constexpr uint64_t kMaxDeflateRatio = 1032;                              // deflate gives at most 258 bytes per 2 bits
+constexpr uint64_t kMaxSmallRecord = uint64_t{1} << 16;  // zip records besides data.pkl and the storages
+constexpr size_t kMaxDims = 64;                          // dimensions of one tensor
+constexpr size_t kMaxGlobalName = 1024;                  // characters of a class or function's module or name
+
+std::string limit_note() {
+  return " (kdbench's limit)";
+}
 
 // ---------------------------------------------------------------------------------------------- values
 
@@ -43,37 +70,38 @@ struct Storage {
 };
 using StoragePtr = std::shared_ptr<Storage>;
 
-struct Value;
-using ValuePtr = std::shared_ptr<Value>;
-
+// A value of the pickle. Values belong to the file's arena (Values) and refer to each other by plain pointers.
 struct Value {
   enum class Kind { None, Bool, Int, Float, Str, Bytes, Tuple, List, Dict, Tensor, Storage, Global, Object, Mark };
   Kind kind = Kind::None;
   int64_t i = 0;
   double f = 0;
-  std::string s;                // Str, Bytes; Global: "module.name"
-  std::vector<ValuePtr> items;  // Tuple, List; Dict: key, value, key, value, ...
-  StoragePtr storage;           // Storage; Tensor: its storage
-  int64_t offset = 0;           // Tensor: storage offset, size, stride
+  std::string s;              // Str, Bytes; Global: "module.name"
+  std::vector<Value*> items;  // Tuple, List; Dict: key, value, key, value, ...
+  StoragePtr storage;         // Storage; Tensor: its storage
+  int64_t offset = 0;         // Tensor: storage offset, size, stride
   std::vector<int64_t> size, stride;
   torch::Tensor tensor;  // Tensor, once its storage is read
+  size_t depth = 0;      // how many containers deep its contents go, as far as the interpreter saw them added
 };
 
-ValuePtr make(Value::Kind k) {
-  auto v = std::make_shared<Value>();
-  v->kind = k;
-  return v;
-}
-ValuePtr make_int(int64_t i) {
-  auto v = make(Value::Kind::Int);
-  v->i = i;
-  return v;
-}
-ValuePtr make_str(Value::Kind k, std::string s) {
-  auto v = make(k);
-  v->s = std::move(s);
-  return v;
-}
+// Every value of one file, freed together in one flat pass; at most `limit` of them.
+class Values {
+ public:
+  explicit Values(uint64_t file_size) : file_size_(file_size), limit_(kMinValues + kValuesPerByte * file_size) {}
+  bool full() const { return values_.size() >= limit_; }
+  Value* add(Value::Kind k) {
+    values_.emplace_back();
+    values_.back().kind = k;
+    return &values_.back();
+  }
+  uint64_t limit() const { return limit_; }
+  uint64_t file_size() const { return file_size_; }
+
+ private:
+  std::deque<Value> values_;  // a deque: a value's address never changes
+  uint64_t file_size_, limit_;
+};
 
 const char* kind_name(Value::Kind k) {
   switch (k) {
@@ -134,14 +162,15 @@ bool storage_dtype(const std::string& global, torch::Dtype& dtype) {
 
 // ------------------------------------------------------------------------------------------ unpickler
 
-// Interprets one pickle stream from `data` starting at `pos` (advanced past its STOP).
+// Interprets one pickle stream from `data` starting at `pos` (advanced past its STOP), making its values in
+// `values`.
 class Unpickler {
  public:
-  Unpickler(const std::string& path, const std::vector<char>& data, size_t& pos,
+  Unpickler(const std::string& path, const std::vector<char>& data, size_t& pos, Values& values,
             std::map<std::string, StoragePtr>& storages)
-      : path_(path), data_(data), pos_(pos), storages_(storages) {}
+      : path_(path), data_(data), pos_(pos), values_(values), storages_(storages) {}
 
-  ValuePtr run() {
+  Value* run() {
     while (true) {
       const size_t at = pos_;
       const uint8_t op = u8();
@@ -153,8 +182,13 @@ class Unpickler {
   }
 
  private:
+  using K = Value::Kind;
+
   [[noreturn]] void fail(const std::string& what) const {
     throw DataError(path_, "not a readable torch.save file: " + what);
+  }
+  [[noreturn]] void over_limit(const std::string& what) const {
+    fail(what + " at byte " + std::to_string(pos_) + limit_note());
   }
   void need(size_t n) const {
     if (n > data_.size() - pos_) fail("truncated at byte " + std::to_string(pos_));
@@ -185,60 +219,107 @@ class Unpickler {
       s += c;
     }
   }
-  ValuePtr pop() {
+
+  // ---- values, the stack, the marks and the memo, each within its limit
+  Value* make(K k) {
+    if (values_.full())
+      over_limit("more than " + std::to_string(values_.limit()) + " values for a file of " +
+                 std::to_string(values_.file_size()) + " bytes (65536 + 16 per byte of the file)");
+    return values_.add(k);
+  }
+  Value* make_int(int64_t i) {
+    Value* v = make(K::Int);
+    v->i = i;
+    return v;
+  }
+  Value* make_str(K k, std::string s) {
+    Value* v = make(k);
+    v->s = std::move(s);
+    return v;
+  }
+  void push(Value* v) {
+    if (stack_.size() >= kMaxStack)
+      over_limit("more than " + std::to_string(kMaxStack) + " values on the pickle's stack");
+    stack_.push_back(v);
+  }
+  void mark() {
+    if (marks_.size() >= kMaxStack) over_limit("more than " + std::to_string(kMaxStack) + " marks");
+    marks_.push_back(stack_.size());
+  }
+  Value* pop() {
     if (stack_.empty()) fail("stack underflow at byte " + std::to_string(pos_));
-    auto v = stack_.back();
+    Value* v = stack_.back();
     stack_.pop_back();
     return v;
   }
   // The values above the topmost mark, which is removed.
-  std::vector<ValuePtr> pop_mark() {
+  std::vector<Value*> pop_mark() {
     if (marks_.empty()) fail("no mark at byte " + std::to_string(pos_));
     const size_t start = marks_.back();
     marks_.pop_back();
     if (start > stack_.size()) fail("bad mark at byte " + std::to_string(pos_));
-    std::vector<ValuePtr> v(stack_.begin() + static_cast<long>(start), stack_.end());
+    std::vector<Value*> v(stack_.begin() + static_cast<long>(start), stack_.end());
     stack_.resize(start);
     return v;
   }
-  ValuePtr& top() {
+  Value* top() {
     if (stack_.empty()) fail("stack underflow at byte " + std::to_string(pos_));
     return stack_.back();
   }
-  ValuePtr tuple(std::vector<ValuePtr> items) {
-    auto t = make(Value::Kind::Tuple);
-    t->items = std::move(items);
-    return t;
+  // `item` goes into `container`: the container is at least one level deeper than the item.
+  void contain(Value* container, const Value* item) {
+    container->depth = std::max(container->depth, item->depth + 1);
+    if (container->depth > kMaxNesting)
+      over_limit("values nested deeper than " + std::to_string(kMaxNesting) + " levels");
   }
-  void memo_put(uint64_t id) { memo_[id] = top(); }
-  ValuePtr memo_get(uint64_t id) {
+  Value* container(K k, std::vector<Value*> items) {
+    Value* c = make(k);
+    for (const Value* v : items) contain(c, v);
+    c->items = std::move(items);
+    return c;
+  }
+  void memo_put(uint64_t id) {
+    if (memo_.size() >= kMaxMemo && !memo_.count(id))
+      over_limit("more than " + std::to_string(kMaxMemo) + " memo entries");
+    memo_[id] = top();
+  }
+  Value* memo_get(uint64_t id) {
     auto it = memo_.find(id);
     if (it == memo_.end()) fail("unknown memo entry " + std::to_string(id));
     return it->second;
   }
   // A little-endian two's complement integer of n bytes (LONG1 / LONG4); longer than 8 bytes: a string
   // of the bytes (only the legacy format's magic number is that long).
-  ValuePtr long_int(uint64_t n) {
+  Value* long_int(uint64_t n) {
     std::string b = bytes(n);
-    if (n > 8) return make_str(Value::Kind::Bytes, b);
+    if (n > 8) return make_str(K::Bytes, b);
     uint64_t u = 0;
     for (size_t i = 0; i < n; ++i) u |= static_cast<uint64_t>(static_cast<uint8_t>(b[i])) << (8 * i);
     if (n > 0 && n < 8 && (static_cast<uint8_t>(b[n - 1]) & 0x80)) u |= ~uint64_t{0} << (8 * n);
     return make_int(static_cast<int64_t>(u));
   }
-  void append_to(const ValuePtr& container, std::vector<ValuePtr> items) {
-    if (container->kind == Value::Kind::List) {
-      for (auto& v : items) container->items.push_back(std::move(v));
-    }  // appending to an opaque object (a set, a deque...) keeps it opaque
+  void append_to(Value* c, const std::vector<Value*>& items) {
+    if (c->kind != K::List) return;  // appending to an opaque object (a set, a deque...) keeps it opaque
+    for (Value* v : items) {
+      contain(c, v);
+      c->items.push_back(v);
+    }
   }
-  void set_items(const ValuePtr& container, std::vector<ValuePtr> kv) {
+  void set_items(Value* c, const std::vector<Value*>& kv) {
     if (kv.size() % 2) fail("odd number of dict items at byte " + std::to_string(pos_));
-    if (container->kind != Value::Kind::Dict) return;
-    for (auto& v : kv) container->items.push_back(std::move(v));
+    if (c->kind != K::Dict) return;
+    for (Value* v : kv) {
+      contain(c, v);
+      c->items.push_back(v);
+    }
+  }
+  Value* global(const std::string& module, const std::string& name) {
+    if (module.size() > kMaxGlobalName || name.size() > kMaxGlobalName)
+      over_limit("a class or function name longer than " + std::to_string(kMaxGlobalName) + " characters");
+    return make_str(K::Global, module + "." + name);
   }
 
   void step(uint8_t op, size_t at) {
-    using K = Value::Kind;
     switch (op) {
       case 0x80:
         u8();
@@ -247,129 +328,127 @@ class Unpickler {
         le<uint64_t>();
         break;  // FRAME
       case '(':
-        marks_.push_back(stack_.size());
+        mark();
         break;  // MARK
       case 'N':
-        stack_.push_back(make(K::None));
+        push(make(K::None));
         break;
       case 0x88:
       case 0x89: {  // NEWTRUE, NEWFALSE
-        auto v = make(K::Bool);
+        Value* v = make(K::Bool);
         v->i = op == 0x88;
-        stack_.push_back(v);
+        push(v);
       } break;
       case 'K':
-        stack_.push_back(make_int(u8()));
+        push(make_int(u8()));
         break;  // BININT1
       case 'M':
-        stack_.push_back(make_int(le<uint16_t>()));
+        push(make_int(le<uint16_t>()));
         break;  // BININT2
       case 'J':
-        stack_.push_back(make_int(le<int32_t>()));
+        push(make_int(le<int32_t>()));
         break;  // BININT
       case 0x8a:
-        stack_.push_back(long_int(u8()));
+        push(long_int(u8()));
         break;      // LONG1
       case 0x8b: {  // LONG4
         const int32_t n = le<int32_t>();
         if (n < 0) fail("negative length at byte " + std::to_string(at));
-        stack_.push_back(long_int(static_cast<uint64_t>(n)));
+        push(long_int(static_cast<uint64_t>(n)));
       } break;
       case 'G': {  // BINFLOAT, big-endian
         auto b = bytes(8);
         std::reverse(b.begin(), b.end());
-        auto v = make(K::Float);
+        Value* v = make(K::Float);
         std::memcpy(&v->f, b.data(), 8);
-        stack_.push_back(v);
+        push(v);
       } break;
       case 'X':
-        stack_.push_back(make_str(K::Str, bytes(le<uint32_t>())));
+        push(make_str(K::Str, bytes(le<uint32_t>())));
         break;  // BINUNICODE
       case 0x8c:
-        stack_.push_back(make_str(K::Str, bytes(u8())));
+        push(make_str(K::Str, bytes(u8())));
         break;  // SHORT_BINUNICODE
       case 0x8d:
-        stack_.push_back(make_str(K::Str, bytes(le<uint64_t>())));
+        push(make_str(K::Str, bytes(le<uint64_t>())));
         break;  // BINUNICODE8
       case 'U':
-        stack_.push_back(make_str(K::Str, bytes(u8())));
+        push(make_str(K::Str, bytes(u8())));
         break;  // SHORT_BINSTRING
       case 'T':
-        stack_.push_back(make_str(K::Str, bytes(le<uint32_t>())));
+        push(make_str(K::Str, bytes(le<uint32_t>())));
         break;  // BINSTRING
       case 'C':
-        stack_.push_back(make_str(K::Bytes, bytes(u8())));
+        push(make_str(K::Bytes, bytes(u8())));
         break;  // SHORT_BINBYTES
       case 'B':
-        stack_.push_back(make_str(K::Bytes, bytes(le<uint32_t>())));
+        push(make_str(K::Bytes, bytes(le<uint32_t>())));
         break;  // BINBYTES
       case 0x8e:
       case 0x96:  // BINBYTES8, BYTEARRAY8
-        stack_.push_back(make_str(K::Bytes, bytes(le<uint64_t>())));
+        push(make_str(K::Bytes, bytes(le<uint64_t>())));
         break;
       case ')':
-        stack_.push_back(tuple({}));
+        push(container(K::Tuple, {}));
         break;  // EMPTY_TUPLE
       case 0x85:
-        stack_.push_back(tuple({pop()}));
+        push(container(K::Tuple, {pop()}));
         break;      // TUPLE1
       case 0x86: {  // TUPLE2
-        auto b = pop();
-        auto a = pop();
-        stack_.push_back(tuple({a, b}));
+        Value* b = pop();
+        Value* a = pop();
+        push(container(K::Tuple, {a, b}));
       } break;
       case 0x87: {  // TUPLE3
-        auto c = pop();
-        auto b = pop();
-        auto a = pop();
-        stack_.push_back(tuple({a, b, c}));
+        Value* c = pop();
+        Value* b = pop();
+        Value* a = pop();
+        push(container(K::Tuple, {a, b, c}));
       } break;
       case 't':
-        stack_.push_back(tuple(pop_mark()));
+        push(container(K::Tuple, pop_mark()));
         break;  // TUPLE
       case ']':
-        stack_.push_back(make(K::List));
-        break;     // EMPTY_LIST
-      case 'l': {  // LIST
-        auto l = make(K::List);
-        l->items = pop_mark();
-        stack_.push_back(l);
-      } break;
+        push(container(K::List, {}));
+        break;  // EMPTY_LIST
+      case 'l':
+        push(container(K::List, pop_mark()));
+        break;  // LIST
       case '}':
-        stack_.push_back(make(K::Dict));
+        push(container(K::Dict, {}));
         break;     // EMPTY_DICT
       case 'd': {  // DICT
-        auto d = make(K::Dict);
+        Value* d = make(K::Dict);
         auto kv = pop_mark();
-        stack_.push_back(d);
-        set_items(d, std::move(kv));
+        push(d);
+        set_items(d, kv);
       } break;
       case 0x8f:
-        stack_.push_back(make(K::Object));
+        push(make(K::Object));
         break;  // EMPTY_SET
       case 0x90:
         pop_mark();
         break;  // ADDITEMS (sets stay opaque)
       case 0x91:
         pop_mark();
-        stack_.push_back(make(K::Object));
+        push(make(K::Object));
         break;     // FROZENSET
       case 'a': {  // APPEND
-        auto v = pop();
+        Value* v = pop();
         append_to(top(), {v});
       } break;
       case 'e': {  // APPENDS
         auto items = pop_mark();
-        append_to(top(), std::move(items));
+        append_to(top(), items);
       } break;
       case 's': {  // SETITEM
-        auto v = pop();
-        auto k = pop();
+        Value* v = pop();
+        Value* k = pop();
         set_items(top(), {k, v});
       } break;
       case 'u': {  // SETITEMS
         auto kv = pop_mark();
-        set_items(top(), std::move(kv));
+        set_items(top(), kv);
       } break;
       case 'q':
         memo_put(u8());
@@ -381,10 +460,10 @@ class Unpickler {
         memo_put(memo_.size());
         break;  // MEMOIZE
       case 'h':
-        stack_.push_back(memo_get(u8()));
+        push(memo_get(u8()));
         break;  // BINGET
       case 'j':
-        stack_.push_back(memo_get(le<uint32_t>()));
+        push(memo_get(le<uint32_t>()));
         break;  // LONG_BINGET
       case '0':
         pop();
@@ -393,39 +472,39 @@ class Unpickler {
         pop_mark();
         break;  // POP_MARK
       case '2':
-        stack_.push_back(top());
+        push(top());
         break;     // DUP
       case 'c': {  // GLOBAL
         auto module = line();
         auto name = line();
-        stack_.push_back(make_str(K::Global, module + "." + name));
+        push(global(module, name));
       } break;
       case 0x93: {  // STACK_GLOBAL
-        auto name = pop();
-        auto module = pop();
-        stack_.push_back(make_str(K::Global, module->s + "." + name->s));
+        Value* name = pop();
+        Value* module = pop();
+        push(global(module->s, name->s));
       } break;
       case 'R': {  // REDUCE
-        auto args = pop();
-        auto callable = pop();
-        stack_.push_back(reduce(callable, args, 0));
+        Value* args = pop();
+        Value* callable = pop();
+        push(reduce(callable, args, 0));
       } break;
       case 0x81: {  // NEWOBJ
         pop();
         pop();
-        stack_.push_back(make(K::Object));
+        push(make(K::Object));
       } break;
       case 0x92: {  // NEWOBJ_EX
         pop();
         pop();
         pop();
-        stack_.push_back(make(K::Object));
+        push(make(K::Object));
       } break;
       case 'b':
         pop();
         break;  // BUILD: the state of an object (an OrderedDict's _metadata) is not needed
       case 'Q':
-        stack_.push_back(persistent(pop()));
+        push(persistent(pop()));
         break;  // BINPERSID
       default: {
         std::ostringstream o;
@@ -436,19 +515,15 @@ class Unpickler {
   }
 
   // The callables torch.save files use; anything else is an opaque object, never called.
-  ValuePtr reduce(const ValuePtr& callable, const ValuePtr& args, int depth) {
-    using K = Value::Kind;
+  Value* reduce(const Value* callable, const Value* args, int depth) {
     if (depth > 4) fail("tensor subclasses nested too deeply");
     const std::string f = callable->kind == K::Global ? callable->s : "";
     const auto& a = args->items;
-    if (f == "collections.OrderedDict") {
-      auto d = make(K::Dict);
-      return d;  // its items come with SETITEMS
-    }
+    if (f == "collections.OrderedDict") return make(K::Dict);  // its items come with SETITEMS
     if (f == "torch._utils._rebuild_tensor_v2" || f == "torch._utils._rebuild_tensor") {
       if (args->kind != K::Tuple || a.size() < 4 || a[0]->kind != K::Storage || a[1]->kind != K::Int)
         fail("a tensor with unexpected arguments");
-      auto t = make(K::Tensor);
+      Value* t = make(K::Tensor);
       t->storage = a[0]->storage;
       t->offset = a[1]->i;
       t->size = int_tuple(a[2]);
@@ -468,19 +543,21 @@ class Unpickler {
     return make(K::Object);
   }
 
-  std::vector<int64_t> int_tuple(const ValuePtr& v) {
+  std::vector<int64_t> int_tuple(const Value* v) {
+    if (v->kind != K::Tuple && v->kind != K::List) fail("a tensor size that is not a tuple");
+    if (v->items.size() > kMaxDims)
+      over_limit("a tensor of " + std::to_string(v->items.size()) + " dimensions, more than " +
+                 std::to_string(kMaxDims));
     std::vector<int64_t> out;
-    if (v->kind != Value::Kind::Tuple && v->kind != Value::Kind::List) fail("a tensor size that is not a tuple");
-    for (const auto& e : v->items) {
-      if (e->kind != Value::Kind::Int) fail("a tensor size with " + std::string(kind_name(e->kind)));
+    for (const Value* e : v->items) {
+      if (e->kind != K::Int) fail("a tensor size with " + std::string(kind_name(e->kind)));
       out.push_back(e->i);
     }
     return out;
   }
 
   // ('storage', torch.<Type>Storage, key, location, numel[, view_metadata]).
-  ValuePtr persistent(const ValuePtr& pid) {
-    using K = Value::Kind;
+  Value* persistent(const Value* pid) {
     const auto& a = pid->items;
     if (pid->kind != K::Tuple || a.size() < 5 || a[0]->kind != K::Str || a[0]->s != "storage" ||
         a[1]->kind != K::Global || a[2]->kind != K::Str || a[4]->kind != K::Int)
@@ -494,11 +571,13 @@ class Unpickler {
       slot->numel = a[4]->i;
       slot->key = a[2]->s;
     }
-    auto v = make(K::Storage);
+    Value* v = make(K::Storage);
     v->storage = slot;
     // Legacy view: (view_key, offset, size) of the root storage.
     if (a.size() >= 6 && a[5]->kind == K::Tuple && a[5]->items.size() == 3) {
       const auto& view = a[5]->items;
+      if (view[0]->kind != K::Str || view[1]->kind != K::Int || view[2]->kind != K::Int)
+        fail("a storage view that is not (key, offset, size)");
       auto& vslot = storages_[view[0]->s];
       if (!vslot) {
         vslot = std::make_shared<Storage>();
@@ -517,18 +596,19 @@ class Unpickler {
     StoragePtr view, root;
     int64_t offset;
   };
-  const std::vector<ValuePtr>& tensors() const { return tensors_; }
+  const std::vector<Value*>& tensors() const { return tensors_; }
   const std::vector<View>& views() const { return views_; }
 
  private:
   const std::string& path_;
   const std::vector<char>& data_;
   size_t& pos_;
+  Values& values_;
   std::map<std::string, StoragePtr>& storages_;
-  std::vector<ValuePtr> stack_;
+  std::vector<Value*> stack_;
   std::vector<size_t> marks_;
-  std::map<uint64_t, ValuePtr> memo_;
-  std::vector<ValuePtr> tensors_;
+  std::unordered_map<uint64_t, Value*> memo_;
+  std::vector<Value*> tensors_;
   std::vector<View> views_;
 };
 
@@ -540,12 +620,23 @@ std::vector<char> read_file_bytes(const std::string& path) {
   return std::vector<char>((std::istreambuf_iterator<char>(f)), std::istreambuf_iterator<char>());
 }
 
-size_t element_size(torch::Dtype d) {
-  return c10::elementSize(d);
+std::string first_line(const std::string& s) {
+  return s.substr(0, s.find('\n'));
+}
+
+// The bytes of storage `s`: its element count times its element size, checked.
+size_t storage_bytes(const Storage& s, const std::string& path) {
+  const size_t esize = c10::elementSize(s.dtype);
+  size_t n = 0;
+  if (s.numel < 0 || __builtin_mul_overflow(static_cast<size_t>(s.numel), esize, &n) ||
+      n > static_cast<size_t>(INT64_MAX))
+    throw DataError(path, "storage '" + s.key + "' of " + std::to_string(s.numel) + " elements of " +
+                              std::to_string(esize) + " bytes: not a size a file can hold");
+  return n;
 }
 
 void fill_storage(Storage& s, const void* bytes, size_t nbytes, const std::string& path) {
-  const size_t want = static_cast<size_t>(s.numel) * element_size(s.dtype);
+  const size_t want = storage_bytes(s, path);
   if (nbytes < want)
     throw DataError(path, "storage '" + s.key + "' has " + std::to_string(nbytes) + " bytes, its tensors need " +
                               std::to_string(want));
@@ -557,11 +648,13 @@ void fill_storage(Storage& s, const void* bytes, size_t nbytes, const std::strin
 void materialise(const Unpickler& u, const std::string& path) {
   for (const auto& v : u.views()) {
     if (!v.root->data.defined()) throw DataError(path, "storage '" + v.root->key + "' is missing");
-    if (v.offset < 0 || v.offset + v.view->numel > v.root->numel)
+    int64_t end = 0;
+    if (v.offset < 0 || v.view->numel < 0 || __builtin_add_overflow(v.offset, v.view->numel, &end) ||
+        end > v.root->numel)
       throw DataError(path, "storage view '" + v.view->key + "' lies outside storage '" + v.root->key + "'");
     v.view->data = v.root->data.narrow(0, v.offset, v.view->numel);
   }
-  for (const auto& t : u.tensors()) {
+  for (Value* t : u.tensors()) {
     const auto& s = *t->storage;
     if (!s.data.defined()) throw DataError(path, "storage '" + s.key + "' is missing");
     int64_t last = t->offset;  // the last element's index in the storage
@@ -582,21 +675,115 @@ void materialise(const Unpickler& u, const std::string& path) {
 
 // Runs the unpickler on a whole pickle and makes its tensors once `read_storages` has filled them.
 template <typename ReadStorages>
-ValuePtr unpickle(const std::string& path, const std::vector<char>& data, size_t& pos, ReadStorages read_storages) {
+Value* unpickle(const std::string& path, const std::vector<char>& data, size_t& pos, Values& values,
+                ReadStorages read_storages) {
   std::map<std::string, StoragePtr> storages;
-  Unpickler u(path, data, pos, storages);
-  ValuePtr root = u.run();
+  Unpickler u(path, data, pos, values, storages);
+  Value* root = u.run();
   read_storages(storages);
   materialise(u, path);
   return root;
 }
 
-std::string first_line(const std::string& s) {
-  return s.substr(0, s.find('\n'));
+// ---- the zip format
+
+uint64_t le_at(const std::string& b, size_t at, size_t n) {
+  uint64_t v = 0;
+  for (size_t i = 0; i < n; ++i) v |= static_cast<uint64_t>(static_cast<uint8_t>(b[at + i])) << (8 * i);
+  return v;
 }
 
-ValuePtr load_zip(const std::string& path) {
+std::string read_at(std::ifstream& f, uint64_t offset, uint64_t n) {
+  std::string b(n, '\0');
+  f.seekg(static_cast<std::streamoff>(offset));
+  f.read(b.data(), static_cast<std::streamsize>(n));
+  if (static_cast<uint64_t>(f.gcount()) != n) b.clear();
+  return b;
+}
+
+// Checks the records a zip's central directory declares (zip64 included) before LibTorch's reader opens it,
+// as that reader inflates some records whole (the version, the serialization id) while it opens the file: no
+// record may declare more bytes than deflate can give for its compressed size, and none but data.pkl and the
+// storages (data/<key>) more than kMaxSmallRecord. Throws DataError naming the file and the record.
+void check_zip_directory(const std::string& path, uint64_t file_size) {
+  std::ifstream f(path, std::ios::binary);
+  const uint64_t tail = std::min<uint64_t>(file_size, 22 + 65535);
+  const std::string end = tail >= 22 ? read_at(f, file_size - tail, tail) : std::string();
+  size_t eocd = std::string::npos;
+  for (size_t i = end.size() >= 22 ? end.size() - 22 + 1 : 0; i-- > 0;)
+    if (le_at(end, i, 4) == 0x06054b50) {
+      eocd = i;
+      break;
+    }
+  auto bad = [&](const std::string& what) { return DataError(path, "not a readable torch.save file: " + what); };
+  if (eocd == std::string::npos) throw bad("a zip file without its end of central directory");
+  uint64_t entries = le_at(end, eocd + 10, 2), cd_size = le_at(end, eocd + 12, 4), cd_offset = le_at(end, eocd + 16, 4);
+  if ((entries == 0xFFFF || cd_size == 0xFFFFFFFF || cd_offset == 0xFFFFFFFF) && eocd >= 20 &&
+      le_at(end, eocd - 20, 4) == 0x07064b50) {  // zip64: the locator before the record points to its record
+    const uint64_t at = le_at(end, eocd - 20 + 8, 8);
+    const std::string z = at <= file_size && file_size - at >= 56 ? read_at(f, at, 56) : std::string();
+    if (z.size() != 56 || le_at(z, 0, 4) != 0x06064b50) throw bad("a zip64 file without its end of central directory");
+    entries = le_at(z, 32, 8);
+    cd_size = le_at(z, 40, 8);
+    cd_offset = le_at(z, 48, 8);
+  }
+  if (cd_offset > file_size || cd_size > file_size - cd_offset)
+    throw bad("a zip central directory past the file's end");
+  const std::string cd = read_at(f, cd_offset, cd_size);
+  if (cd.size() != cd_size) throw bad("a zip central directory that cannot be read");
+  size_t p = 0;
+  for (uint64_t k = 0; k < entries; ++k) {
+    if (cd.size() - p < 46 || le_at(cd, p, 4) != 0x02014b50) throw bad("a damaged zip central directory");
+    uint64_t compressed = le_at(cd, p + 20, 4), size = le_at(cd, p + 24, 4);
+    const size_t name_len = le_at(cd, p + 28, 2), extra_len = le_at(cd, p + 30, 2), comment_len = le_at(cd, p + 32, 2);
+    if (cd.size() - p - 46 < name_len + extra_len + comment_len) throw bad("a damaged zip central directory");
+    const std::string name = cd.substr(p + 46, name_len);
+    // Zip64 sizes: in the extra field 0x0001, the uncompressed size first, then the compressed (each only when
+    // its 32-bit field is 0xFFFFFFFF).
+    for (size_t e = p + 46 + name_len, stop = e + extra_len; e + 4 <= stop;) {
+      const uint64_t id = le_at(cd, e, 2), len = le_at(cd, e + 2, 2);
+      if (e + 4 + len > stop) break;
+      if (id == 0x0001) {
+        size_t q = e + 4;
+        if (size == 0xFFFFFFFF && q + 8 <= e + 4 + len) {
+          size = le_at(cd, q, 8);
+          q += 8;
+        }
+        if (compressed == 0xFFFFFFFF && q + 8 <= e + 4 + len) compressed = le_at(cd, q, 8);
+      }
+      e += 4 + len;
+    }
+    const std::string rel = name.find('/') == std::string::npos ? name : name.substr(name.find('/') + 1);
+    const bool large_allowed = rel == "data.pkl" || rel.rfind("data/", 0) == 0;
+    if (compressed > file_size || size / kMaxDeflateRatio > compressed + 64)
+      throw DataError(path, "zip record '" + name + "' declares " + std::to_string(size) + " bytes from " +
+                                std::to_string(compressed) + " compressed: more than deflate can give" + limit_note());
+    if (!large_allowed && size > kMaxSmallRecord)
+      throw DataError(path, "zip record '" + name + "' of " + std::to_string(size) + " bytes: records besides " +
+                                "data.pkl and the storages are read up to " + std::to_string(kMaxSmallRecord) +
+                                " bytes" + limit_note());
+    p += 46 + name_len + extra_len + comment_len;
+  }
+}
+
+// Reads the first `n` bytes of `record` into `dst`, inflating no more of it than that.
+void read_record_prefix(caffe2::serialize::PyTorchStreamReader& reader, const std::string& record, void* dst,
+                        size_t n) {
+  const size_t chunk = std::min<size_t>(n, size_t{1} << 20);
+  auto it = reader.createChunkReaderIter(record, n, chunk);
+  size_t got = 0;
+  while (got < n) {
+    const size_t step = it.next(static_cast<char*>(dst) + got);
+    if (step == 0) break;
+    got += step;
+  }
+  if (got != n) throw std::runtime_error("record '" + record + "' ends after " + std::to_string(got) + " bytes");
+}
+
+Value* load_zip(const std::string& path, Values& values) {
   try {
+    const uint64_t file_size = values.file_size();
+    check_zip_directory(path, file_size);
     caffe2::serialize::PyTorchStreamReader reader(path);
     if (reader.hasRecord("byteorder")) {
       auto [ptr, n] = reader.getRecord("byteorder");
@@ -605,14 +792,28 @@ ValuePtr load_zip(const std::string& path) {
     }
     auto [ptr, n] = reader.getRecord("data.pkl");
     std::vector<char> pickle(static_cast<const char*>(ptr.get()), static_cast<const char*>(ptr.get()) + n);
+    ptr.clear();
     size_t pos = 0;
-    return unpickle(path, pickle, pos, [&](std::map<std::string, StoragePtr>& storages) {
+    return unpickle(path, pickle, pos, values, [&](std::map<std::string, StoragePtr>& storages) {
+      // All storages together may take no more than deflate can give for the whole file (records of a zip can
+      // share their compressed bytes).
+      uint64_t budget = kMaxDeflateRatio * file_size;
       for (auto& [key, s] : storages) {
         if (s->data.defined()) continue;
         const std::string record = "data/" + key;
         if (!reader.hasRecord(record)) throw DataError(path, "storage record '" + record + "' is missing");
-        auto [data, size] = reader.getRecord(record);
-        fill_storage(*s, data.get(), size, path);
+        const size_t want = storage_bytes(*s, path);
+        if (want > budget)
+          throw DataError(path, "storage '" + key + "' needs " + std::to_string(want) + " bytes, more than a file of " +
+                                    std::to_string(file_size) + " bytes holds (deflate gives at most " +
+                                    std::to_string(kMaxDeflateRatio) + " bytes per byte)" + limit_note());
+        budget -= want;
+        const size_t have = reader.getRecordSize(record);
+        if (have < want)
+          throw DataError(path, "storage '" + key + "' has " + std::to_string(have) + " bytes, its tensors need " +
+                                    std::to_string(want));
+        s->data = torch::empty({s->numel}, torch::TensorOptions().dtype(s->dtype));
+        if (want) read_record_prefix(reader, record, s->data.data_ptr(), want);
       }
     });
   } catch (const DataError&) {
@@ -622,41 +823,42 @@ ValuePtr load_zip(const std::string& path) {
   }
 }
 
-// The legacy format (torch.save before 1.6, or with _use_new_zipfile_serialization=False).
-ValuePtr load_legacy(const std::string& path, const std::vector<char>& bytes) {
+// ---- the legacy format (torch.save before 1.6, or with _use_new_zipfile_serialization=False)
+
+Value* load_legacy(const std::string& path, const std::vector<char>& bytes, Values& values) {
   using K = Value::Kind;
   size_t pos = 0;
   auto no_storages = [](std::map<std::string, StoragePtr>&) {};
   // The magic number 0x1950a86a20f9469cfc6c, pickled as a 10-byte LONG1.
-  ValuePtr magic = unpickle(path, bytes, pos, no_storages);
+  Value* magic = unpickle(path, bytes, pos, values, no_storages);
   const std::string kMagic("\x6c\xfc\x9c\x46\xf9\x20\x6a\xa8\x50\x19", 10);
   if (magic->kind != K::Bytes || magic->s != kMagic)
     throw DataError(path, "not a torch.save file (neither a zip archive nor the legacy format's magic number)");
-  ValuePtr version = unpickle(path, bytes, pos, no_storages);
+  Value* version = unpickle(path, bytes, pos, values, no_storages);
   if (version->kind != K::Int || version->i != 1001)
     throw DataError(path, "legacy torch.save file of an unknown protocol version");
-  ValuePtr sys_info = unpickle(path, bytes, pos, no_storages);
+  Value* sys_info = unpickle(path, bytes, pos, values, no_storages);
   for (size_t i = 0; sys_info->kind == K::Dict && i + 1 < sys_info->items.size(); i += 2)
     if (sys_info->items[i]->s == "little_endian" && sys_info->items[i + 1]->kind == K::Bool &&
         !sys_info->items[i + 1]->i)
       throw DataError(path, "stored big-endian; only little-endian files are read");
-  return unpickle(path, bytes, pos, [&](std::map<std::string, StoragePtr>& storages) {
+  return unpickle(path, bytes, pos, values, [&](std::map<std::string, StoragePtr>& storages) {
     size_t kpos = pos;
     std::map<std::string, StoragePtr> none;
-    Unpickler keys_reader(path, bytes, kpos, none);
-    ValuePtr keys = keys_reader.run();
+    Unpickler keys_reader(path, bytes, kpos, values, none);
+    Value* keys = keys_reader.run();
     pos = kpos;
     if (keys->kind != K::List) throw DataError(path, "legacy torch.save file without its list of storages");
-    for (const auto& k : keys->items) {
-      if (pos + 8 > bytes.size()) throw DataError(path, "truncated: storage '" + k->s + "' is missing");
+    for (const Value* k : keys->items) {
+      if (bytes.size() - pos < 8) throw DataError(path, "truncated: storage '" + k->s + "' is missing");
       int64_t numel;
       std::memcpy(&numel, bytes.data() + pos, 8);
       pos += 8;
       auto it = storages.find(k->s);
       if (it == storages.end()) throw DataError(path, "storage '" + k->s + "' is listed but never used");
-      const size_t n = static_cast<size_t>(std::max<int64_t>(numel, 0)) * element_size(it->second->dtype);
-      if (numel < 0 || n > bytes.size() - pos) throw DataError(path, "truncated in storage '" + k->s + "'");
       it->second->numel = numel;
+      const size_t n = storage_bytes(*it->second, path);
+      if (n > bytes.size() - pos) throw DataError(path, "truncated in storage '" + k->s + "'");
       fill_storage(*it->second, bytes.data() + pos, n, path);
       pos += n;
     }
@@ -671,18 +873,29 @@ std::vector<std::string> dict_keys(const Value& d) {
   return keys;
 }
 
-// Whether a dict or list holds tensors, at any depth (a few levels are enough for checkpoints).
-bool holds_tensors(const Value& v, int depth) {
-  if (depth > 8 || (v.kind != Value::Kind::Dict && v.kind != Value::Kind::List && v.kind != Value::Kind::Tuple))
-    return false;
-  for (const auto& item : v.items)
-    if (item->kind == Value::Kind::Tensor || holds_tensors(*item, depth + 1)) return true;
+// Whether any of `roots` (dicts, lists or tuples) holds tensors within a few levels (enough for checkpoints): one
+// search that visits each value once, however the values contain each other.
+bool holds_tensors(const std::vector<const Value*>& roots) {
+  using K = Value::Kind;
+  std::vector<std::pair<const Value*, int>> todo;
+  std::unordered_set<const Value*> seen;
+  for (const Value* r : roots)
+    if (seen.insert(r).second) todo.push_back({r, 0});
+  while (!todo.empty()) {
+    const auto [v, depth] = todo.back();
+    todo.pop_back();
+    if (depth > 8 || (v->kind != K::Dict && v->kind != K::List && v->kind != K::Tuple)) continue;
+    for (const Value* item : v->items) {
+      if (item->kind == K::Tensor) return true;
+      if (seen.insert(item).second) todo.push_back({item, depth + 1});
+    }
+  }
   return false;
 }
 
 const Value* dict_get(const Value& d, const std::string& key) {
   for (size_t i = 0; i + 1 < d.items.size(); i += 2)
-    if (d.items[i]->kind == Value::Kind::Str && d.items[i]->s == key) return d.items[i + 1].get();
+    if (d.items[i]->kind == Value::Kind::Str && d.items[i]->s == key) return d.items[i + 1];
   return nullptr;
 }
 
@@ -760,7 +973,9 @@ const char* storage_class(torch::Dtype d, const std::string& name) {
 
 }  // namespace
 
-StateDict read_torch_state_dict(const std::string& path, const std::string& key) {
+namespace {
+
+StateDict read_state_dict(const std::string& path, const std::string& key) {
   using K = Value::Kind;
   std::vector<char> head(4, 0);
   {
@@ -769,8 +984,16 @@ StateDict read_torch_state_dict(const std::string& path, const std::string& key)
     f.read(head.data(), 4);
   }
   const bool zip = std::string(head.data(), 4) == std::string("PK\x03\x04", 4);
-  ValuePtr root = zip ? load_zip(path) : load_legacy(path, read_file_bytes(path));
-  const Value* v = root.get();
+  std::unique_ptr<Values> values;
+  const Value* v = nullptr;
+  if (zip) {
+    values = std::make_unique<Values>(fs::file_size(path));
+    v = load_zip(path, *values);
+  } else {
+    const std::vector<char> bytes = read_file_bytes(path);
+    values = std::make_unique<Values>(bytes.size());
+    v = load_legacy(path, bytes, *values);
+  }
   std::string where = "the saved object";
   if (!key.empty()) {
     std::string rest = key;
@@ -798,8 +1021,9 @@ StateDict read_torch_state_dict(const std::string& path, const std::string& key)
     if (v->items[i]->kind == K::Str && v->items[i + 1]->kind == K::Tensor)
       out.emplace_back(v->items[i]->s, v->items[i + 1]->tensor);
   // A checkpoint (weights under "model" beside an optimizer's state...) read without "key": say which key.
-  bool nested = false;
-  for (size_t i = 1; i < v->items.size(); i += 2) nested = nested || holds_tensors(*v->items[i], 0);
+  std::vector<const Value*> entries;
+  for (size_t i = 1; i < v->items.size(); i += 2) entries.push_back(v->items[i]);
+  const bool nested = holds_tensors(entries);
   if (out.empty() || (key.empty() && nested)) {
     std::string hint;
     for (const char* k : {"state_dict", "net", "model_state_dict", "model"})
@@ -808,6 +1032,18 @@ StateDict read_torch_state_dict(const std::string& path, const std::string& key)
                               "; its keys: " + join_names(dict_keys(*v)) + hint);
   }
   return out;
+}
+
+}  // namespace
+
+StateDict read_torch_state_dict(const std::string& path, const std::string& key) {
+  try {
+    return read_state_dict(path, key);
+  } catch (const DataError&) {
+    throw;
+  } catch (const std::exception& e) {  // LibTorch's own errors (a size it cannot allocate...) name the file too
+    throw DataError(path, "not a readable torch.save file: " + first_line(e.what()));
+  }
 }
 
 void write_torch_state_dict(const StateDict& state, const std::string& path) {

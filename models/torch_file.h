@@ -9,7 +9,8 @@
 // opcodes torch.save emits (protocols 2 to 5) that builds tensors from the file's storages and keeps
 // everything else as inert values. It never calls or imports anything a file names; an object it does
 // not know (a numpy scalar, an argparse.Namespace in a checkpoint) becomes an opaque value, so such
-// entries beside the weights are skipped, not fatal.
+// entries beside the weights are skipped, not fatal. A file may come from someone else: what it can make the
+// reader do is bounded by its size (limits on values, nesting, stack, memo and inflated bytes: torch_file.cpp).
 #pragma once
 #include <torch/torch.h>
 
@@ -25,8 +26,8 @@ using StateDict = std::vector<std::pair<std::string, torch::Tensor>>;
 // Reads the state dict in a torch.save file. `key` selects where it is: "" = the saved object itself,
 // "model" = saved_object["model"] (RepDistiller and mdistiller checkpoints), "a.b" = saved["a"]["b"].
 // Entries of the state dict that are not tensors are skipped. Throws DataError naming `path` for a
-// missing, truncated or corrupt file, a missing key (listing the keys there are) or an object that holds
-// no tensors (listing its keys, so the user sees which "key" to give).
+// missing, truncated or corrupt file, one past a limit of the reader (naming the limit), a missing key
+// (listing the keys there are) or an object that holds no tensors (listing its keys: which "key" to give).
 StateDict read_torch_state_dict(const std::string& path, const std::string& key);
 
 // Writes `state` as torch.save(OrderedDict(state)) does (zip format, protocol 2), so that

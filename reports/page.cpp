@@ -109,6 +109,8 @@ std::string run_details(const ResultsStore& store, const RunIndex& runs) {
                     {"finals", store.finals(r.id)},
                     {"error", parse_json_or(r.error, json(r.error.empty() ? json() : json(r.error)))},
                     {"config", parse_json_or(r.config, json(r.config))}};
+    const json env = parse_json_or(r.environment, json::object());
+    if (env.is_object() && env.contains("teacher_file")) details["teacher_file"] = env["teacher_file"];
     h += "<details id=\"run-" + html_escape(r.id) + "\"><summary>" +
          html_escape(r.id.substr(0, 12) + " " + to_string(r.role) + " " + r.name + " " + r.model + " " +
                      setting_text(r.setting) + " seed " + std::to_string(r.seed) + ": " + to_string(r.status)) +

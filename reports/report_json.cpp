@@ -159,7 +159,19 @@ json report_json(const ResultsStore& store, const ReportData& d, const std::vect
   rj["title"] = report_title(d);
   rj["sweeps"] = d.sweeps;
   rj["teachers"] = json::array();
-  for (const auto& t : d.teachers) rj["teachers"].push_back(teacher_json(t));
+  for (const auto& t : d.teachers) {
+    json tj = teacher_json(t);
+    // A teacher loaded from a file: which file, by its SHA-256 (recorded with its run).
+    for (const auto& r : runs)
+      if (r.id == t.run_id) {
+        const json env = parse_json_or(r.environment, json::object());
+        if (env.is_object() && env.contains("teacher_file") && env["teacher_file"].is_object()) {
+          tj["file"] = env["teacher_file"].value("path", "");
+          tj["sha256"] = env["teacher_file"].value("sha256", "");
+        }
+      }
+    rj["teachers"].push_back(tj);
+  }
   const auto selected = selected_settings(d);
   rj["settings"] = json::array();
   for (size_t i = 0; i < d.settings.size(); ++i) {

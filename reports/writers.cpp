@@ -51,22 +51,55 @@ std::string tex_escape(const std::string& s) {
   return replace_all(o, "±", "$\\pm$");  // the one non-ASCII character the tables use
 }
 
-std::string csv_escape(const std::string& s) {
-  if (s.find_first_of(",\"\n\r") == std::string::npos) return s;
-  std::string o = "\"";
-  for (char c : s) o += c == '"' ? std::string("\"\"") : std::string(1, c);
-  return o + "\"";
+// A number as the tables print it (-1.25, +4.22, 21.5%, 1e-05): a spreadsheet reads it as a number, not a formula.
+bool is_plain_number(const std::string& s) {
+  size_t i = 0;
+  auto digits = [&] {
+    const size_t start = i;
+    while (i < s.size() && s[i] >= '0' && s[i] <= '9') ++i;
+    return i > start;
+  };
+  if (i < s.size() && (s[i] == '+' || s[i] == '-')) ++i;
+  bool any = digits();
+  if (i < s.size() && s[i] == '.') {
+    ++i;
+    any = digits() || any;
+  }
+  if (!any) return false;
+  if (i < s.size() && (s[i] == 'e' || s[i] == 'E')) {
+    ++i;
+    if (i < s.size() && (s[i] == '+' || s[i] == '-')) ++i;
+    if (!digits()) return false;
+  }
+  if (i < s.size() && s[i] == '%') ++i;
+  return i == s.size();
 }
 
 std::string md_escape(const std::string& s) {
   std::string o;
   for (char c : s) {
-    if (c == '|')
-      o += "\\|";
-    else if (c == '\n')
-      o += ' ';
-    else
-      o += c;
+    switch (c) {
+      case '|':
+      case '\\':
+      case '`':
+      case '[':
+      case ']':
+        o += '\\';
+        o += c;
+        break;
+      case '\n':
+      case '\r':
+        o += ' ';
+        break;
+      case '<':  // no raw HTML from a label
+        o += "&lt;";
+        break;
+      case '&':  // an entity in a label is shown as written
+        o += "&amp;";
+        break;
+      default:
+        o += c;
+    }
   }
   return o;
 }
@@ -172,9 +205,19 @@ std::string html_escape(const std::string& s) {
   return o;
 }
 
+std::string csv_cell(const std::string& s) {
+  const bool formula =
+      !s.empty() && std::string("=+-@\t\r").find(s[0]) != std::string::npos && s != "-" && !is_plain_number(s);
+  const std::string text = formula ? "'" + s : s;
+  if (!formula && text.find_first_of(",\"\n\r") == std::string::npos) return text;
+  std::string o = "\"";
+  for (char c : text) o += c == '"' ? std::string("\"\"") : std::string(1, c);
+  return o + "\"";
+}
+
 std::string MarkdownWriter::write(const Table& t) const {
   auto cs = file_columns(t);
-  std::string s = "## " + t.title + "\n\n|";
+  std::string s = "## " + md_escape(t.title) + "\n\n|";
   for (size_t c : cs) s += " " + md_escape(t.columns[c].header) + " |";
   s += "\n|";
   for (size_t c : cs) s += t.columns[c].align == Column::Align::Left ? " --- |" : " ---: |";
@@ -194,10 +237,10 @@ std::string MarkdownWriter::write(const Table& t) const {
 std::string CsvWriter::write(const Table& t) const {
   auto cs = file_columns(t);
   std::string s;
-  for (size_t i = 0; i < cs.size(); ++i) s += (i ? "," : "") + csv_escape(t.columns[cs[i]].header);
+  for (size_t i = 0; i < cs.size(); ++i) s += (i ? "," : "") + csv_cell(t.columns[cs[i]].header);
   s += "\n";
   for (size_t r = 0; r < t.rows.size(); ++r) {
-    for (size_t i = 0; i < cs.size(); ++i) s += (i ? "," : "") + csv_escape(t.cell(r, cs[i]).text);
+    for (size_t i = 0; i < cs.size(); ++i) s += (i ? "," : "") + csv_cell(t.cell(r, cs[i]).text);
     s += "\n";
   }
   return s;

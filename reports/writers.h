@@ -18,14 +18,14 @@ class TableWriter {
 };
 
 // "## title", then a pipe table; best values in **bold**; HTML-only columns left out; the empty note when
-// there are no rows.
+// there are no rows. Text is escaped: no raw HTML ('<' and '&' as entities), no links ('[' and ']'), no code.
 class MarkdownWriter : public TableWriter {
  public:
   std::string extension() const override { return ".md"; }
   std::string write(const Table& table) const override;
 };
 
-// RFC 4180: a header line, then one line per row; HTML-only columns left out.
+// RFC 4180: a header line, then one line per row (cells as csv_cell makes them); HTML-only columns left out.
 class CsvWriter : public TableWriter {
  public:
   std::string extension() const override { return ".csv"; }
@@ -60,6 +60,10 @@ class HtmlPageWriter : public TableWriter {
 std::vector<std::unique_ptr<TableWriter>> file_writers(bool with_page);
 
 std::string html_escape(const std::string& s);
+// One CSV cell (RFC 4180 quoting); a cell a spreadsheet would run as a formula (it starts with =, +, -, @, a tab
+// or a carriage return, and is not a number such as -1.25 or a lone "-") gets a leading single quote and is
+// quoted, as OWASP's "CSV Injection" page recommends.
+std::string csv_cell(const std::string& s);
 // The CSS every page of the report uses (tables that fit the window, wrapped long text, sortable headers).
 std::string html_style();
 // The inline script (no network) that sorts a table by the header cell clicked (or Enter/Space on it):

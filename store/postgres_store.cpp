@@ -6,7 +6,9 @@
 #include <cstdlib>
 #include <stdexcept>
 
+#include "base/errors.h"
 #include "base/fsutil.h"
+#include "store/store_url.h"
 
 namespace kd {
 namespace {
@@ -104,6 +106,9 @@ auto PostgresStore::in_transaction(Fn body) const {
 
 PostgresStore::PostgresStore(const std::string& url, bool read_only)
     : url_(url), shown_url_(redact_store_url(url)), read_only_(read_only) {
+  // (libpq's own message for a string it cannot read may quote a part of it: a password)
+  if (const std::string e = store_url_error(url); !e.empty())
+    throw ConfigError("store", "not a connection string libpq can read: " + e);
   connect();
   if (!read_only_) create_schema();
   Result v = query("SELECT value FROM meta WHERE key='schema_version'");

@@ -154,40 +154,6 @@ RunStatus parse_status(const std::string& s) {
   throw std::runtime_error("results store: unknown run status '" + s + "'");
 }
 
-bool is_store_url(const std::string& location) {
-  return location.rfind("postgresql://", 0) == 0 || location.rfind("postgres://", 0) == 0;
-}
-
-std::string redact_store_url(const std::string& location) {
-  if (!is_store_url(location)) return location;
-  std::string u = location;
-  // userinfo: between "://" and the last '@' of the authority (a password may itself hold '@' or ':').
-  const size_t start = u.find("://") + 3;
-  const size_t authority_end = u.find_first_of("/?", start);
-  const std::string authority =
-      u.substr(start, authority_end == std::string::npos ? std::string::npos : authority_end - start);
-  const size_t at = authority.rfind('@');
-  if (at != std::string::npos) {
-    const size_t colon = authority.find(':');
-    if (colon != std::string::npos && colon < at) u.erase(start + colon, at - colon);
-  }
-  // password=... among the query parameters.
-  const size_t q = u.find('?');
-  if (q != std::string::npos) {
-    std::string query = u.substr(q + 1), kept;
-    size_t pos = 0;
-    while (pos <= query.size()) {
-      size_t amp = query.find('&', pos);
-      std::string param = query.substr(pos, amp == std::string::npos ? std::string::npos : amp - pos);
-      if (!param.empty() && param.rfind("password=", 0) != 0) kept += (kept.empty() ? "" : "&") + param;
-      if (amp == std::string::npos) break;
-      pos = amp + 1;
-    }
-    u = u.substr(0, q) + (kept.empty() ? "" : "?" + kept);
-  }
-  return u;
-}
-
 std::unique_ptr<ResultsStore> open_store(const std::string& location, bool read_only) {
   if (is_store_url(location)) return std::make_unique<PostgresStore>(location, read_only);
   return std::make_unique<SqliteStore>(location, read_only);

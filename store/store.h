@@ -167,10 +167,10 @@ class SqliteStore final : public ResultsStore {
   std::string reference_column_ = "reference";  // an expression for stores of schema 1 opened read-only
 };
 
-// Whether `location` names a database server (postgresql:// or postgres://) rather than a file.
+// Whether `location` names a database server (postgresql://, postgres://, libpq's key=value) rather than a file.
 bool is_store_url(const std::string& location);
-// `location` with any password taken out (postgresql://user:secret@h/db -> postgresql://user@h/db; also a
-// `password=` query parameter): what is shown, logged and stored. A file path comes back unchanged.
+// `location` as libpq reads it, without what libpq reads as a secret (store/store_url.h): what is shown,
+// logged and stored (postgresql://user:secret@h/db -> postgresql://user@h/db). A file path comes back as it is.
 std::string redact_store_url(const std::string& location);
 // Opens the store at `location`: a postgresql:// URL (PostgresStore) or a file path (SqliteStore).
 std::unique_ptr<ResultsStore> open_store(const std::string& location, bool read_only = false);

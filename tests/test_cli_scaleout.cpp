@@ -135,10 +135,13 @@ TEST_F(Scaleout, ThreeWorkersOnPostgresOneKilledEveryRunOnceSameMetrics) {
         "sweep",           cfg, "--store", store, "--worker-index", std::to_string(i), "--heartbeat-seconds", "0.5",
         "--stale-seconds", "4"};
   };
-  // Worker 0 has the password in its URL, the others from PGPASSWORD. Worker 2 kills itself (SIGKILL) at its
-  // 20th training step: in the middle of a run it claimed.
+  // Worker 0 has the password in its URL (in KDBENCH_STORE: a command line refuses one), the others from
+  // PGPASSWORD. Worker 2 kills itself (SIGKILL) at its 20th training step: in the middle of a run it claimed.
   std::vector<pid_t> pids;
-  pids.push_back(spawn(worker_args(0, url_pw), {}, *dir_ + "/w0.log"));
+  const std::string store_env = "KDBENCH_STORE=" + url_pw;
+  std::vector<std::string> w0 = worker_args(0, url);
+  w0.erase(w0.begin() + 2, w0.begin() + 4);  // no --store: the URL comes from the environment
+  pids.push_back(spawn(w0, {store_env}, *dir_ + "/w0.log"));
   pids.push_back(spawn(worker_args(1, url), {pgpw}, *dir_ + "/w1.log"));
   pids.push_back(spawn(worker_args(2, url), {pgpw, "KDBENCH_CRASH_AT=train_step:20"}, *dir_ + "/w2.log"));
   EXPECT_EQ(wait_exit(pids[2]), 128 + SIGKILL) << slurp(*dir_ + "/w2.log");

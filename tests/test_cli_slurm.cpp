@@ -76,6 +76,8 @@ TEST(Slurm, ArrayJobOfWorkersCompletesTheSweepInPostgres) {
       std::ifstream in(e.path());
       logs += e.path().string() + ":\n" + std::string(std::istreambuf_iterator<char>(in), {}) + "\n";
     }
+  // The tasks' logs are where the job file's (shell-quoted) #SBATCH --output put them: sbatch read the quotes.
+  EXPECT_FALSE(logs.empty()) << "no task log in " << dir << "/out/slurm";
   auto store = kd::open_store(pg.url(true), true);
   auto runs = store->runs();
   ASSERT_EQ(runs.size(), 10u) << logs;  // 1 teacher + 3 settings x 3 seeds

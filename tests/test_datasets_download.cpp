@@ -75,7 +75,8 @@ std::string tiny_jpeg() {
 }
 
 // Serves `root` on 127.0.0.1 (a free port); /cut/<file> declares the file's full length but sends half of
-// it and closes. Every request path is appended to root/requests.log.
+// it and closes; /endless/<n>/<file> sends n zero bytes without announcing a length; /liar/<file> announces a
+// terabyte and sends 1 kB. Every request path is appended to root/requests.log.
 const char* kServer = R"PY(
 import http.server, os, sys
 root, port_file = sys.argv[1], sys.argv[2]
@@ -87,6 +88,23 @@ class Handler(http.server.SimpleHTTPRequestHandler):
     def do_GET(self):
         with open(os.path.join(root, "requests.log"), "a") as log:
             log.write(self.path + "\n")
+        if self.path.startswith("/endless/"):  # /endless/<n>/<file>: n bytes, no length announced
+            n = int(self.path.split("/")[2])
+            self.send_response(200)
+            self.end_headers()
+            chunk = b"\0" * 65536
+            while n > 0:
+                self.wfile.write(chunk[: min(n, len(chunk))])
+                n -= len(chunk)
+            self.close_connection = True
+            return
+        if self.path.startswith("/liar/"):  # announces a terabyte, sends a little
+            self.send_response(200)
+            self.send_header("Content-Length", str(10**12))
+            self.end_headers()
+            self.wfile.write(b"\0" * 1024)
+            self.close_connection = True
+            return
         if self.path.startswith("/cut/"):
             data = open(os.path.join(root, "full", self.path[5:]), "rb").read()
             self.send_response(200)
@@ -253,6 +271,164 @@ TEST_F(DataDownload, ImagenetteUnpacksIntoAnImageFolder) {
   EXPECT_EQ(s.num_classes, 2);
   EXPECT_EQ(s.train->size(), 4);
   EXPECT_EQ(s.test->size(), 4);
+}
+
+// Issue 24, case 7: what a server or an archive from someone else can make `kdbench data` do. The download stops
+// at the published size (whether or not the server announces a length); an entry is never written past the
+// size it should have (the first check used to come after the whole entry was on disk: a 389 KB archive wrote
+// 400 MB); an archive whose unpacking failed is removed, not left under its final name; and "already there"
+// means the unpacked files have the checksums recorded when they were unpacked, not merely their sizes.
+TEST_F(DataDownload, TheDownloadStopsAtThePublishedSize) {
+  for (const std::string& how : {std::string("/endless/1000000"), std::string("/liar")}) {
+    SCOPED_TRACE(how);
+    const std::string dir = kd::test::make_temp_dir("capped");
+    kd::DataArchive a = kd::data_archive("cifar10");
+    a.url_base = base_ + how;  // as if it were the publisher's
+    a.bytes = 4096;
+    kd::FetchOptions o;
+    o.quiet = true;
+    std::string e;
+    try {
+      kd::fetch_dataset(a, dir, o);
+    } catch (const kd::DataError& err) {
+      e = err.what();
+    }
+    EXPECT_TRUE(contains(e, base_ + how + "/cifar-10-binary.tar.gz: ")) << e;
+    EXPECT_TRUE(contains(e, "more than the published 4096 bytes")) << e;
+    EXPECT_TRUE(listing(dir).empty()) << "left behind: " << listing(dir).front();
+  }
+}
+
+TEST_F(DataDownload, AnEntryIsNeverWrittenPastItsSizeAndAFailedArchiveIsRemoved) {
+  // 48 MB of zeros as data_batch_1.bin (30,730,000 bytes in CIFAR-10), about 47 KB gzipped; vouched for by
+  // --sha256. With files capped at 40 MB (ulimit -f), writing the whole entry would kill kdbench (SIGXFSZ).
+  fs::create_directories(root_ + "/bomb");
+  write_tar_gz(root_ + "/bomb/cifar-10-binary.tar.gz",
+               {{"cifar-10-batches-bin/data_batch_1.bin", std::string(48 << 20, '\0')}});
+  const std::string sha = kd::file_digest(root_ + "/bomb/cifar-10-binary.tar.gz", "sha256");
+  const std::string dir = kd::test::make_temp_dir("bomb");
+  auto r = kd::test::run_command("bash -c 'ulimit -f 40000; exec \"$0\" \"$@\"' " + kd::test::kdbench_bin() +
+                                 " data cifar10 " + dir + " -q --url-base " + base_ + "/bomb --sha256 " + sha);
+  EXPECT_EQ(r.exit_code, 3) << r.output;
+  EXPECT_TRUE(contains(r.output, "'cifar-10-batches-bin/data_batch_1.bin' is larger than the 30730000 bytes"))
+      << r.output;
+  EXPECT_TRUE(listing(dir).empty()) << "left behind: " << listing(dir).front();
+
+  // An archive that unpacks but lacks a file: one error, and the archive is not kept under its final name.
+  fs::create_directories(root_ + "/lacking");
+  write_tar_gz(root_ + "/lacking/cifar-10-binary.tar.gz", {{"cifar-10-batches-bin/batches.meta.txt", "airplane\n"}});
+  const std::string lacking_sha = kd::file_digest(root_ + "/lacking/cifar-10-binary.tar.gz", "sha256");
+  const std::string dir2 = kd::test::make_temp_dir("lacking");
+  r = data("cifar10 " + dir2 + " -q --url-base " + base_ + "/lacking --sha256 " + lacking_sha);
+  EXPECT_EQ(r.exit_code, 3) << r.output;
+  EXPECT_TRUE(contains(r.output, "unpacked, but the archive has no 'cifar-10-batches-bin/data_batch_1.bin'"))
+      << r.output;
+  EXPECT_TRUE(listing(dir2).empty()) << "left behind: " << listing(dir2).front();
+}
+
+TEST_F(DataDownload, AlreadyThereMeansTheRecordedChecksumsHold) {
+  const std::string dir = kd::test::make_temp_dir("verified");
+  auto r = data("cifar10 " + dir + " -q --url-base " + base_ + "/full --sha256 " + cifar_sha_);
+  ASSERT_EQ(r.exit_code, 0) << r.output;
+  const std::string folder = dir + "/cifar-10-batches-bin";
+  // The manifest of what was unpacked checks with coreutils' sha256sum.
+  auto check = kd::test::run_command("cd " + folder + " && sha256sum --check --strict kdbench-checksums.sha256");
+  EXPECT_EQ(check.exit_code, 0) << check.output;
+  EXPECT_TRUE(contains(check.output, "test_batch.bin: OK")) << check.output;
+  const std::string good = kd::file_digest(folder + "/test_batch.bin", "sha256");
+  // Bytes overwritten in place (the size unchanged): not intact; unpacked again from the archive.
+  {
+    std::fstream f(folder + "/test_batch.bin", std::ios::in | std::ios::out | std::ios::binary);
+    f.seekp(12345);
+    f.write("tampered", 8);
+  }
+  r = data("cifar10 " + dir + " --url-base " + base_ + "/full --sha256 " + cifar_sha_);
+  ASSERT_EQ(r.exit_code, 0) << r.output;
+  EXPECT_FALSE(contains(r.output, "cifar10 is already there")) << r.output;
+  EXPECT_TRUE(contains(r.output, "test_batch.bin")) << "the message names the file that differs\n" << r.output;
+  EXPECT_EQ(kd::file_digest(folder + "/test_batch.bin", "sha256"), good);
+  // Without its manifest a folder is not taken on trust either.
+  fs::remove(folder + "/kdbench-checksums.sha256");
+  r = data("cifar10 " + dir + " --url-base " + base_ + "/full --sha256 " + cifar_sha_);
+  ASSERT_EQ(r.exit_code, 0) << r.output;
+  EXPECT_FALSE(contains(r.output, "cifar10 is already there")) << r.output;
+  EXPECT_TRUE(fs::exists(folder + "/kdbench-checksums.sha256"));
+  r = data("cifar10 " + dir + " --url-base " + base_ + "/full --sha256 " + cifar_sha_);
+  EXPECT_TRUE(contains(r.output, "cifar10 is already there")) << r.output;
+
+  // Imagenette's train/ and val/ there but empty: fetched.
+  const std::string nette = kd::test::make_temp_dir("nette-empty");
+  fs::create_directories(nette + "/imagenette2-160/train");
+  fs::create_directories(nette + "/imagenette2-160/val");
+  const int before = requests_for("/full/imagenette2-160.tgz");
+  r = data("imagenette " + nette + " --size 160 --url-base " + base_ + "/full --sha256 " + nette_sha_);
+  ASSERT_EQ(r.exit_code, 0) << r.output;
+  EXPECT_EQ(requests_for("/full/imagenette2-160.tgz"), before + 1);
+  EXPECT_TRUE(fs::exists(nette + "/imagenette2-160/val/n01440764/n01440764_0.JPEG"));
+}
+
+// What an archive may not do (held before issue 24 as well): write outside the folder it unpacks into, through
+// ".." or an absolute path (one error naming the entry), or make links (skipped: the data set then lacks a file).
+TEST_F(DataDownload, ArchiveEntriesStayInsideTheFolder) {
+  const std::string escaped = root_ + "/escaped-" + std::to_string(::getpid()) + ".bin";
+  int n = 0;
+  for (const std::string& entry : {std::string("cifar-10-batches-bin/../../escaped.bin"), escaped}) {
+    SCOPED_TRACE(entry);
+    const std::string served = root_ + "/outside" + std::to_string(n++);
+    fs::create_directories(served);
+    write_tar_gz(served + "/cifar-10-binary.tar.gz", {{entry, "x"}});
+    const std::string sha = kd::file_digest(served + "/cifar-10-binary.tar.gz", "sha256");
+    const std::string dir = kd::test::make_temp_dir("outside");
+    auto r = data("cifar10 " + dir + "/d -q --url-base " + base_ + "/" + fs::path(served).filename().string() +
+                  " --sha256 " + sha);
+    EXPECT_EQ(r.exit_code, 3) << r.output;
+    EXPECT_TRUE(contains(r.output, "points outside the folder it unpacks into")) << r.output;
+    EXPECT_FALSE(fs::exists(dir + "/escaped.bin"));
+    EXPECT_FALSE(fs::exists(escaped));
+  }
+  // A symbolic link to a file outside, under the name of a file the data set has.
+  fs::create_directories(root_ + "/linked");
+  {
+    struct archive* a = archive_write_new();
+    archive_write_add_filter_gzip(a);
+    archive_write_set_format_pax_restricted(a);
+    ASSERT_EQ(archive_write_open_filename(a, (root_ + "/linked/cifar-10-binary.tar.gz").c_str()), ARCHIVE_OK);
+    struct archive_entry* e = archive_entry_new();
+    archive_entry_set_pathname(e, "cifar-10-batches-bin/test_batch.bin");
+    archive_entry_set_filetype(e, AE_IFLNK);
+    archive_entry_set_symlink(e, "/etc/passwd");
+    archive_entry_set_perm(e, 0777);
+    archive_write_header(a, e);
+    archive_entry_free(e);
+    archive_write_close(a);
+    archive_write_free(a);
+  }
+  const std::string sha = kd::file_digest(root_ + "/linked/cifar-10-binary.tar.gz", "sha256");
+  const std::string dir = kd::test::make_temp_dir("linked");
+  auto r = data("cifar10 " + dir + " -q --url-base " + base_ + "/linked --sha256 " + sha);
+  EXPECT_EQ(r.exit_code, 3) << r.output;
+  EXPECT_TRUE(contains(r.output, "unpacked, but ")) << r.output;
+  for (const auto& e : fs::recursive_directory_iterator(dir)) EXPECT_FALSE(e.is_symlink()) << e.path();
+}
+
+// Issue 24, case 8: the download's temporary file is created new under an unpredictable name, so a link
+// someone planted under the name it used to have (<archive>.tmp.<pid>.<host>) is not written through.
+TEST_F(DataDownload, APlantedLinkIsNotWrittenThrough) {
+  const std::string dir = kd::test::make_temp_dir("planted");
+  const std::string victim = dir + "/victim";
+  kd::test::write_file(victim, "precious");
+  ASSERT_EQ(
+      ::symlink(victim.c_str(),
+                (dir + "/cifar-10-binary.tar.gz.tmp." + std::to_string(::getpid()) + "." + kd::this_host()).c_str()),
+      0);
+  kd::DataArchive a = kd::data_archive("cifar10");
+  kd::FetchOptions o;
+  o.url_base = base_ + "/full";
+  o.sha256 = cifar_sha_;
+  o.quiet = true;
+  kd::fetch_dataset(a, dir, o);
+  EXPECT_EQ(slurp(victim), "precious");
+  EXPECT_EQ(kd::file_digest(dir + "/cifar-10-binary.tar.gz", "sha256"), cifar_sha_);
 }
 
 TEST(DataArchives, PublishedChecksumsAndUnknownNames) {
