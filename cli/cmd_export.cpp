@@ -15,6 +15,7 @@
 #include "cli/command.h"
 #include "cli/commands.h"
 #include "harness/aoti_export.h"
+#include "harness/teacher_source.h"
 #include "models/pytorch_io.h"
 #include "models/torch_file.h"
 #include "store/store.h"
@@ -66,7 +67,7 @@ int cmd_export(const std::string& run_prefix, const std::string& dir, const std:
                                     ", not done: only finished runs have a model to export");
   const json config = json::parse(r.config.empty() ? "{}" : r.config, nullptr, false);
   const std::string obtain = config.is_object() ? config.value("obtain", std::string("train")) : "train";
-  if (!has_model(r.model) || (obtain != "train" && obtain != "checkpoint"))
+  if (!has_model(r.model) || !teacher_source(obtain, "run " + r.id.substr(0, 12) + ": obtain").kdbench_checkpoint())
     throw ConfigError("RUN_ID", "run " + r.id.substr(0, 12) + " is the teacher '" + r.name + "' loaded from " +
                                     r.checkpoint + " (\"obtain\": \"" + obtain +
                                     "\"): it is a PyTorch file already; kdbench exports the models it trained");

@@ -3,7 +3,7 @@
 #include <chrono>
 #include <vector>
 
-#include "reports/stats.h"
+#include "base/summary.h"
 
 namespace kd {
 

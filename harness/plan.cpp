@@ -11,6 +11,7 @@
 
 #include "base/errors.h"
 #include "models/model.h"
+#include "harness/teacher_source.h"
 #include "pybridge/plugins.h"
 #include "store/store_url.h"
 
@@ -46,14 +47,6 @@ std::string default_cache_dir() {
   return ".kdbench-cache";
 }
 
-void check_model(const std::string& name, const std::string& path) {
-  if (!has_model(name)) {
-    std::string known;
-    for (const auto& m : list_models()) known += (known.empty() ? "" : ", ") + m.name;
-    throw ConfigError(path, "unknown model '" + name + "' (known: " + known + ")");
-  }
-}
-
 // A sweep's name goes into folder and file names, Slurm job names, Kubernetes object names and job files, so it is
 // only ASCII letters, digits, '.', '_' and '-', starts and ends with a letter or digit, and is at most 64 long.
 bool is_safe_name(const std::string& s) {
@@ -80,31 +73,8 @@ TeacherSpec parse_teacher(const std::string& name, const json& j, const std::str
   TeacherSpec t;
   t.name = name;
   ObjectReader rd(j, path);
-  t.obtain = rd.string("obtain", std::string("train"), {"train", "checkpoint", "pytorch", "torchscript", "export"});
-  if (t.is_compiled()) {
-    t.file = rd.string("file", std::nullopt);
-    t.taps = rd.strings("taps", std::vector<std::string>{"logits"});
-    if (std::find(t.taps.begin(), t.taps.end(), "logits") == t.taps.end())
-      throw ConfigError(rd.path("taps"), "must name the output that holds the logits (\"logits\")");
-    t.model = rd.string("model", std::string(""));
-    if (!t.model.empty()) check_model(t.model, rd.path("model"));
-  } else {
-    t.model = rd.string("model", std::nullopt);
-    check_model(t.model, rd.path("model"));
-    if (t.obtain == "checkpoint" || t.obtain == "pytorch") t.file = rd.string("file", std::nullopt);
-    if (t.obtain == "pytorch") {
-      t.key = rd.string("key", std::string(""));
-      if (rd.has("name_map")) {
-        const json& m = rd.raw("name_map");
-        // Inline, or the path of a JSON file holding the map.
-        if (m.is_string()) {
-          t.name_map = NameMap::from_json(load_json_file(m.get<std::string>()), m.get<std::string>());
-        } else {
-          t.name_map = NameMap::from_json(m, rd.path("name_map"));
-        }
-      }
-    }
-  }
+  t.obtain = rd.string("obtain", std::string("train"));
+  teacher_source(t.obtain, rd.path("obtain")).parse(rd, t);
   if (!t.file.empty() && rd.has("sha256"))
     t.sha256 = parse_sha256(rd.string("sha256", std::nullopt), rd.path("sha256"));
   t.recipe = rd.has("recipe") ? parse_recipe(rd.raw("recipe"), rd.path("recipe"), base) : base;
@@ -202,7 +172,7 @@ MethodEntry parse_method_entry(const json& j, const std::string& path, const Swe
   }
   e.students = rd.strings("students", cfg.students);
   for (size_t i = 0; i < e.students.size(); ++i)
-    check_model(e.students[i], rd.path("students") + "[" + std::to_string(i) + "]");
+    check_zoo_model(e.students[i], rd.path("students") + "[" + std::to_string(i) + "]");
   // A per-entry recipe (e.g. the published CIFAR-100 tables' lr 0.01 for MobileNetV2/ShuffleNet students):
   // its keys over the sweep's recipe; it is part of every run's resolved config, so of its id.
   e.recipe = rd.has("recipe") ? parse_recipe(rd.raw("recipe"), rd.path("recipe"), cfg.recipe) : cfg.recipe;
@@ -255,7 +225,7 @@ SweepConfig parse_sweep_config(const json& j, const std::string& file) {
     if (uniq.size() != c.seeds.size()) throw ConfigError("seeds", "has a repeated seed");
   }
   c.students = rd.strings("student", std::nullopt);
-  for (size_t i = 0; i < c.students.size(); ++i) check_model(c.students[i], "student");
+  for (size_t i = 0; i < c.students.size(); ++i) check_zoo_model(c.students[i], "student");
   c.recipe = rd.has("recipe") ? parse_recipe(rd.raw("recipe"), "recipe") : Recipe{};
   Recipe teacher_base =
       rd.has("teacher_recipe") ? parse_recipe(rd.raw("teacher_recipe"), "teacher_recipe", c.recipe) : c.recipe;
@@ -344,22 +314,11 @@ class Planner {
     r.recipe = t.recipe;
     r.teacher = &t;
     r.config = json{{"role", "teacher"}, {"model", t.model}, {"obtain", t.obtain}, {"dataset", cfg_.dataset}};
-    if (t.obtain == "train") {
-      r.config["recipe"] = t.recipe.to_json();
-      r.config["seed"] = t.seed;
-    } else {
-      r.config["file"] = t.file;
-      r.config["taps"] = t.taps;
-      if (!t.sha256.empty()) r.config["sha256"] = t.sha256;  // another pinned file is another teacher
-      if (t.obtain == "pytorch") {
-        r.config["key"] = t.key;
-        if (!t.name_map.empty()) r.config["name_map"] = t.name_map.to_json();
-      }
-    }
+    t.source().record(t, r.config);
     r.id = content_hash(r.config);
     teacher_id_[t.name] = r.id;
     // Only a teacher that may be trained needs a method (a cached one is loaded, but may be missing).
-    if (t.obtain == "train" && !seen(r.id)) attach_method(r);
+    if (t.trained() && !seen(r.id)) attach_method(r);
     add(std::move(r));
   }
 
@@ -409,7 +368,7 @@ class Planner {
   std::string add_assistant(const MethodEntry& e, int64_t seed, const ChainLink& link,
                             const std::vector<std::string>& tids, int level) {
     const std::string key = e.path + ".params." + link.key;
-    check_model(link.model, key);
+    check_zoo_model(link.model, key);
     MethodParams lp = reg_.resolve(link.method, link.params, key);
     RunSpec a;
     a.role = RunRole::Assistant;
@@ -448,7 +407,7 @@ class Planner {
     std::map<std::string, std::string> renamed;  // old id -> new id; runs come in level order
     for (auto& r : plan_.runs) {
       const std::string old = r.id;
-      if (!(r.role == RunRole::Teacher && r.teacher && r.teacher->obtain != "train"))
+      if (!(r.role == RunRole::Teacher && r.teacher && !r.teacher->trained()))
         r.config["precision"] = cfg_.precision;
       for (auto& t : r.teacher_ids)
         if (renamed.count(t)) t = renamed[t];

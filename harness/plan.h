@@ -14,11 +14,13 @@
 
 namespace kd {
 
+class TeacherSource;  // harness/teacher_source.h
+
 // A teacher named in the config, and how it is obtained.
 struct TeacherSpec {
   std::string name;
   std::string model;              // zoo name ("" allowed for torchscript and export)
-  std::string obtain = "train";   // train | checkpoint | pytorch | torchscript | export
+  std::string obtain = "train";   // its teacher source's name (harness/teacher_source.h)
   std::string file;               // checkpoint, torch.save, TorchScript or .pt2 file
   std::string sha256;             // the file's SHA-256 (lower-case hex), checked before it is loaded ("" = any)
   std::vector<std::string> taps;  // torchscript, export: names of its outputs
@@ -26,8 +28,11 @@ struct TeacherSpec {
   NameMap name_map;               // pytorch: the file's tensor names -> the zoo model's
   Recipe recipe;                  // train: its recipe
   int64_t seed = 0;               // train: its seed (one teacher per sweep, shared by every run)
-  // A model the zoo does not build, run as compiled (TorchScript or an AOTInductor package).
-  bool is_compiled() const { return obtain == "torchscript" || obtain == "export"; }
+  // How it comes in (the registry's source of `obtain`), and the two things about it that the planner and the
+  // runner ask: kdbench trains it (else it is loaded from `file`); a model the zoo does not build, run as compiled.
+  const TeacherSource& source() const;
+  bool trained() const;
+  bool is_compiled() const;
 };
 
 // One entry of "methods": a method, its fixed params and a grid over some of them.

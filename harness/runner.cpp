@@ -345,23 +345,11 @@ class SweepRun {
     return summary_;
   }
 
-  // A teacher's model from its checkpoint (or TorchScript file), with its eval-split logits.
+  // A data-parallel follower's teacher (or assistant) run `id`, whose checkpoint the leader announced.
   std::unique_ptr<TeacherHandle> load_handle(const std::string& id, const std::string& checkpoint) {
     const RunSpec* spec = plan_.find(id);
     if (!spec) throw std::runtime_error("data-parallel: unknown teacher run " + id);
-    auto h = std::make_unique<TeacherHandle>();
-    h->run_id = id;
-    if (spec->teacher && spec->teacher->obtain == "torchscript") {
-      h->model = load_teacher_model(*spec->teacher, data_);
-    } else {
-      if (spec->role == RunRole::Teacher) check_cached_teacher(checkpoint);
-      h->model = create_seeded_model(spec->model, data_, spec->teacher ? spec->teacher->seed : spec->seed);
-      load_model(*h->model, checkpoint);
-    }
-    h->model->to(device_);
-    h->model->eval();
-    fill_logits(*h, *spec);
-    return h;
+    return make_handle(*spec, checkpoint);
   }
 
   // The model of a finished teacher/assistant run, with its eval-split logits (cached).
@@ -371,21 +359,27 @@ class SweepRun {
     const RunSpec* spec = plan_.find(id);
     auto rec = store_->run(id);
     if (!spec || !rec || rec->status != RunStatus::Done) return nullptr;
+    auto* raw = (handles_[id] = make_handle(*spec, rec->checkpoint)).get();
+    return raw;
+  }
+
+  // The model of finished run `spec`, with its eval-split logits, on the device: a teacher that is loaded comes
+  // from its file through its teacher source; a trained teacher (checked against its digest) or an assistant from
+  // the run's checkpoint. The leader and the data-parallel followers both come here.
+  std::unique_ptr<TeacherHandle> make_handle(const RunSpec& spec, const std::string& checkpoint) {
     auto h = std::make_unique<TeacherHandle>();
-    h->run_id = id;
-    if (spec->teacher && spec->teacher->obtain != "train") {
-      h->model = load_teacher_model(*spec->teacher, data_);
+    h->run_id = spec.id;
+    if (spec.teacher && !spec.teacher->trained()) {
+      h->model = load_teacher_model(*spec.teacher, data_);
     } else {
-      if (spec->role == RunRole::Teacher) check_cached_teacher(rec->checkpoint);
-      h->model = create_seeded_model(spec->model, data_, spec->seed);
-      load_model(*h->model, rec->checkpoint);
+      if (spec.role == RunRole::Teacher) check_cached_teacher(checkpoint);
+      h->model = create_seeded_model(spec.model, data_, spec.seed);
+      load_model(*h->model, checkpoint);
     }
     h->model->to(device_);
     h->model->eval();
-    fill_logits(*h, *spec);
-    auto* raw = h.get();
-    handles_[id] = std::move(h);
-    return raw;
+    fill_logits(*h, spec);
+    return h;
   }
 
   // Work still to do (every pending run's epochs x training-split size x its model's cost per image), for
@@ -397,7 +391,7 @@ class SweepRun {
       if (!mine_.count(r.id)) continue;
       auto rec = store_->run(r.id);
       if (!rec || is_finished(rec->status)) continue;
-      if (r.teacher && (r.teacher->obtain != "train" || fs::exists(teacher_cache_path(r.id) + ".json"))) continue;
+      if (r.teacher && (!r.teacher->trained() || fs::exists(teacher_cache_path(r.id) + ".json"))) continue;
       const int64_t epochs = r.total_epochs;
       if (!macs.count(r.model)) {
         ModelPtr m = create_model(ModelSpec{r.model, data_.num_classes, data_.channels, data_.image_size});
@@ -467,7 +461,7 @@ class SweepRun {
     std::map<std::string, double> finals;
     json meta_finals;
     const TeacherSpec& t = *r.teacher;
-    if (t.obtain != "train") {
+    if (!t.trained()) {
       std::string sha256;
       h->model = load_teacher_model(t, data_, &sha256);
       rec.checkpoint = fs::absolute(t.file).string();

@@ -1,3 +1,4 @@
+// The registry of teacher sources and what every loaded teacher goes through (the digest check).
 #include "harness/teacher_source.h"
 
 #include <filesystem>
@@ -5,14 +6,54 @@
 
 #include "base/errors.h"
 #include "datasets/download.h"
-#include "harness/model_state.h"
-#include "models/pytorch_io.h"
-#include "models/torch_file.h"
 
 namespace kd {
 
+std::vector<const TeacherSource*> teacher_sources() {
+  // Listed here, not self-registered: the kinds live in a static library, whose unreferenced objects the linker
+  // would drop together with their registrars.
+  return {&train_teacher_source(), &checkpoint_teacher_source(), &pytorch_teacher_source(),
+          &torchscript_teacher_source(), &export_teacher_source()};
+}
+
+const TeacherSource& teacher_source(const std::string& obtain, const std::string& path) {
+  std::string known;
+  for (const TeacherSource* s : teacher_sources()) {
+    if (obtain == s->name()) return *s;
+    known += std::string(known.empty() ? "" : ", ") + s->name();
+  }
+  throw ConfigError(path, "unknown way to obtain a teacher '" + obtain + "' (known: " + known + ")");
+}
+
+bool TeacherSpec::trained() const {
+  return source().trained();
+}
+
+bool TeacherSpec::is_compiled() const {
+  return source().compiled();
+}
+
+const TeacherSource& TeacherSpec::source() const {
+  return teacher_source(obtain, "teachers." + name + ".obtain");
+}
+
+void FileTeacherSource::record(const TeacherSpec& t, json& config) const {
+  config["file"] = t.file;
+  config["taps"] = t.taps;
+  if (!t.sha256.empty()) config["sha256"] = t.sha256;
+  record_more(t, config);
+}
+
+void check_zoo_model(const std::string& name, const std::string& path) {
+  if (has_model(name)) return;
+  std::string known;
+  for (const auto& m : list_models()) known += (known.empty() ? "" : ", ") + m.name;
+  throw ConfigError(path, "unknown model '" + name + "' (known: " + known + ")");
+}
+
 ModelPtr load_teacher_model(const TeacherSpec& t, const DataSplits& data, std::string* sha256) {
-  if (t.obtain == "train")
+  const TeacherSource& source = t.source();
+  if (source.trained())
     throw std::logic_error("load_teacher_model: teacher '" + t.name + "' is trained, not loaded");
   // The file's digest before anything of it is read as a model: a pinned file that differs is never loaded. (A
   // file that is not there is left to the loaders, which say so in their own words.)
@@ -23,17 +64,7 @@ ModelPtr load_teacher_model(const TeacherSpec& t, const DataSplits& data, std::s
                                   ".sha256 pins: another file than the config names; nothing was loaded");
     if (sha256) *sha256 = digest;
   }
-  if (t.obtain == "torchscript") return load_torchscript_model(t.file, t.taps);
-  if (t.obtain == "export") return load_exported_model(t.file, t.taps);
-  ModelPtr m = create_seeded_model(t.model, data, 0);
-  if (t.obtain == "checkpoint") {
-    load_model(*m, t.file);
-  } else if (t.obtain == "pytorch") {
-    load_state_dict(*m, read_torch_state_dict(t.file, t.key), t.name_map, t.file);
-  } else {
-    throw std::logic_error("load_teacher_model: teacher '" + t.name + "' is obtained in an unknown way");
-  }
-  return m;
+  return source.load(t, data);
 }
 
 }  // namespace kd

@@ -7,13 +7,11 @@
 #include <optional>
 #include <vector>
 
+#include "base/summary.h"
+
 namespace kd::stats {
 
-double mean(const std::vector<double>& x);
-// Median (the mean of the two middle values for an even count); NaN for an empty sample.
-double median(std::vector<double> x);
-// Sample standard deviation (n - 1); nullopt for n < 2 (undefined, never shown as 0).
-std::optional<double> stddev(const std::vector<double>& x);
+// mean, median and stddev: base/summary.h.
 
 // Regularised incomplete beta I_x(a, b).
 double incomplete_beta(double a, double b, double x);

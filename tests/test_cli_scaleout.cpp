@@ -304,4 +304,65 @@ TEST_F(Scaleout, DataParallelTwoProcessesMatchOneProcess) {
   }
 }
 
+// A data-parallel run whose teacher is loaded from a file, a torch.save state dict ("obtain": "pytorch") and a
+// torch.export package ("export"), both written by `kdbench export` from the reference sweep's trained teacher.
+// The followers load it through the same teacher source as the leader. With the state dict (the same weights
+// exactly) the student trains bit for bit as with the trained teacher; with the compiled package (its kernels
+// round differently) within the data-parallel test's margins.
+TEST_F(Scaleout, DataParallelRunsTakeTeachersFromPytorchAndExportFiles) {
+  std::string teacher_id;
+  {
+    kd::SqliteStore ref(*dir_ + "/ref/results.db", true);
+    for (const auto& r : ref.runs())
+      if (r.role == kd::RunRole::Teacher) teacher_id = r.id;
+  }
+  ASSERT_FALSE(teacher_id.empty());
+  const std::string bin = kd::test::kdbench_bin(), state = *dir_ + "/t_state.pt", pkg = *dir_ + "/t.pt2";
+  auto e = kd::test::run_command(bin + " export " + teacher_id.substr(0, 12) + " " + *dir_ + "/ref -o " + state);
+  ASSERT_EQ(e.exit_code, 0) << e.output;
+  auto x = kd::test::run_command(bin + " export " + teacher_id.substr(0, 12) + " " + *dir_ + "/ref --format export -o " +
+                                 pkg);
+  const bool have_pkg = x.exit_code == 0;
+  if (!have_pkg) ASSERT_NE(x.output.find("AOTInductor has no C++ compiler"), std::string::npos) << x.output;
+
+  // The student's finals of a data-parallel sweep (2 processes) with teacher `t` as given.
+  auto sweep = [&](const std::string& tag, const json& teacher) {
+    const json over = {{"methods", json::array({json{{"method", "logit_kd"}, {"params", {{"temperature", 4}}}}})},
+                       {"seeds", {0}},
+                       {"recipe", {{"epochs", 3}, {"batch_size", 64}, {"lr", 0.05}}},
+                       {"cache_dir", *dir_ + "/cache-ref"},  // the trained teacher is the reference sweep's
+                       {"teachers", {{"t", teacher}}}};
+    auto r = kd::test::run_command(bin + " sweep " + write_config(*dir_, tag, over) + " --nproc 2");
+    EXPECT_EQ(r.exit_code, 0) << r.output;
+    EXPECT_NE(r.output.find("data-parallel over 2 replicas"), std::string::npos) << r.output;
+    kd::SqliteStore store(*dir_ + "/" + tag + "/results.db", true);
+    std::map<std::string, double> student;
+    for (const auto& run : store.runs()) {
+      EXPECT_EQ(run.status, kd::RunStatus::Done) << tag << " " << run.name << " " << run.error;
+      if (run.role == kd::RunRole::Student) student = store.finals(run.id);
+      if (run.role == kd::RunRole::Teacher && teacher.value("obtain", "train") != "train")
+        EXPECT_EQ(json::parse(run.environment)["teacher_file"]["path"],
+                  fs::absolute(teacher["file"].get<std::string>()).string());
+    }
+    student.erase("latency_ms");
+    return student;
+  };
+  // The reference sweep's recipe, so that this teacher is the reference's (the same id, found in its cache).
+  const json ref_recipe = {{"epochs", 3}, {"batch_size", 64}, {"lr", 0.1}};
+  const auto trained = sweep("dp-trained", {{"model", "cnn_medium"}, {"recipe", ref_recipe}});
+  ASSERT_FALSE(trained.empty());
+  {
+    kd::SqliteStore store(*dir_ + "/dp-trained/results.db", true);
+    EXPECT_TRUE(store.run(teacher_id).has_value()) << "the trained teacher is not the reference sweep's";
+  }
+  const auto from_state = sweep("dp-pytorch", {{"model", "cnn_medium"}, {"obtain", "pytorch"}, {"file", state}});
+  ASSERT_EQ(from_state.size(), trained.size());
+  for (const auto& [k, v] : trained) EXPECT_DOUBLE_EQ(from_state.at(k), v) << k;
+  if (!have_pkg) GTEST_SKIP() << "the export teacher: " << x.output;
+  const auto from_pkg = sweep("dp-export", {{"obtain", "export"}, {"file", pkg}});
+  ASSERT_EQ(from_pkg.size(), trained.size());
+  EXPECT_NEAR(from_pkg.at("final.test.top1"), trained.at("final.test.top1"), 3.0);
+  EXPECT_NEAR(from_pkg.at("final.test.nll"), trained.at("final.test.nll"), 0.1 * trained.at("final.test.nll") + 0.02);
+}
+
 }  // namespace
