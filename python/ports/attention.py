@@ -23,39 +23,7 @@ import torch
 import torch.nn.functional as F
 
 import kdbench as kd
-
-
-def soft_kl(student_logits, teacher_logits, T):
-    """losses::soft_kl: T^2 * (1/B) sum_b sum_c p_t (log p_t - log p_s), p = softmax(logits / T)."""
-    teacher_probs = torch.softmax(teacher_logits / T, 1)
-    log_ps = torch.log_softmax(student_logits / T, 1)
-    per_sample = (torch.xlogy(teacher_probs, teacher_probs) - teacher_probs * log_ps).sum(1)
-    return per_sample.mean() * (T * T)
-
-
-def ce_own_kd(inp, own, alpha, temperature):
-    """common_terms' ce_own_kd: ce (1 - alpha), the method's own terms, then kd (alpha) only when alpha > 0."""
-    logits = inp.student["logits"]
-    terms = [kd.Term("ce", F.cross_entropy(logits, inp.labels), 1.0 - alpha)]
-    terms.extend(own)
-    if alpha > 0:
-        terms.append(kd.Term("kd", soft_kl(logits, inp.teachers[0]["logits"], temperature), alpha))
-    return terms
-
-
-def pool_to_common_size(a, b):
-    """losses::pool_to_common_size: the larger map along each dimension adaptive-average-pooled to the smaller."""
-    if a.dim() != 4 or b.dim() != 4:
-        raise ValueError(f"pool_to_common_size: expected two [B,C,H,W] maps, got {a.dim()}-D and {b.dim()}-D")
-    h = min(a.size(2), b.size(2))
-    w = min(a.size(3), b.size(3))
-
-    def pool(x):
-        if x.size(2) == h and x.size(3) == w:
-            return x
-        return F.adaptive_avg_pool2d(x, [h, w])
-
-    return pool(a), pool(b)
+from kdbench.terms import soft_kl, ce_own_kd, pool_to_common_size
 
 
 def _channel_mean_pow(a, p):

@@ -18,12 +18,7 @@ import torch
 import torch.nn.functional as F
 
 import kdbench as kd
-
-
-def _check_logits(what, s, t):
-    if s.dim() != 2 or t.dim() != 2 or s.shape != t.shape:
-        raise ValueError(f"{what}: expected student and teacher logits of one shape [B, C], got {s.dim()}-D and "
-                         f"{t.dim()}-D tensors of {s.numel()} and {t.numel()} elements")
+from kdbench.terms import check_logits as _check_logits
 
 
 def pearson_rows(a, b):

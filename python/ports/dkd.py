@@ -23,25 +23,12 @@ import torch
 import torch.nn.functional as F
 
 import kdbench as kd
-
-
-def _check_logits(what, s, t):
-    if s.dim() != 2 or t.dim() != 2 or s.shape != t.shape:
-        raise ValueError(f"{what}: expected student and teacher logits of one shape [B, C], got {s.dim()}-D and "
-                         f"{t.dim()}-D tensors of {s.numel()} and {t.numel()} elements")
+from kdbench.terms import standardize_logits, check_logits as _check_logits
 
 
 def _kl_sum(log_input, target):
     """Sum over all elements of target (log target - log_input), 0 where target = 0."""
     return (torch.xlogy(target, target) - target * log_input).sum()
-
-
-def standardize_logits(z, form):
-    """losses::standardize_logits: z-score each row; form "reference" (Bessel std + 1e-7) or "paper"."""
-    centred = z - z.mean(-1, True)
-    if form == "reference":
-        return centred / (z.std(-1, unbiased=True, keepdim=True) + 1e-7)
-    return centred / z.std(-1, unbiased=False, keepdim=True)
 
 
 def dkd_terms(s, t, labels, T):

@@ -26,22 +26,7 @@ import torch
 import torch.nn.functional as F
 
 import kdbench as kd
-
-
-def soft_kl(student_logits, teacher_logits, T):
-    """losses::soft_kl: T^2 * (1/B) sum_b sum_c p_t (log p_t - log p_s), p = softmax(logits / T)."""
-    teacher_probs = torch.softmax(teacher_logits / T, 1)
-    log_ps = torch.log_softmax(student_logits / T, 1)
-    per_sample = (torch.xlogy(teacher_probs, teacher_probs) - teacher_probs * log_ps).sum(1)
-    return per_sample.mean() * (T * T)
-
-
-def standardize_logits(z, form):
-    """losses::standardize_logits: z-score each row; form "reference" (Bessel std + 1e-7) or "paper"."""
-    centred = z - z.mean(-1, True)
-    if form == "reference":
-        return centred / (z.std(-1, unbiased=True, keepdim=True) + 1e-7)
-    return centred / z.std(-1, unbiased=False, keepdim=True)
+from kdbench.terms import soft_kl, standardize_logits
 
 
 class LogitKD(kd.Method):

@@ -17,35 +17,9 @@ passalis/probabilistic_kt nn/pkt.py). kdbench's own code, written from the nativ
 from dataclasses import dataclass
 
 import torch
-import torch.nn.functional as F
 
 import kdbench as kd
-
-
-def soft_kl(student_logits, teacher_logits, T):
-    """losses::soft_kl: T^2 * (1/B) sum_b sum_c p_t (log p_t - log p_s), p = softmax(logits / T)."""
-    teacher_probs = torch.softmax(teacher_logits / T, 1)
-    log_ps = torch.log_softmax(student_logits / T, 1)
-    per_sample = (torch.xlogy(teacher_probs, teacher_probs) - teacher_probs * log_ps).sum(1)
-    return per_sample.mean() * (T * T)
-
-
-def ce_own_kd(inp, own, alpha, temperature):
-    """common_terms' ce_own_kd: ce (1 - alpha), the method's own terms, then kd (alpha) only when alpha > 0."""
-    logits = inp.student["logits"]
-    terms = [kd.Term("ce", F.cross_entropy(logits, inp.labels), 1.0 - alpha)]
-    terms.extend(own)
-    if alpha > 0:
-        terms.append(kd.Term("kd", soft_kl(logits, inp.teachers[0]["logits"], temperature), alpha))
-    return terms
-
-
-def _check_batch(what, s, t, min_batch):
-    if s.dim() < 2 or t.dim() < 2 or s.size(0) != t.size(0):
-        raise ValueError(f"{what}: expected student and teacher features [B, ...] of one batch, got {s.dim()}-D and "
-                         f"{t.dim()}-D tensors")
-    if s.size(0) < min_batch:
-        raise ValueError(f"{what}: needs a batch of at least {min_batch} samples, got {s.size(0)}")
+from kdbench.terms import soft_kl, ce_own_kd, check_batch as _check_batch
 
 
 def _cosine_kernel(f, eps):

@@ -1059,8 +1059,8 @@ def check_training(C, ports):
 
 # ---- 3. deliberate mistakes ------------------------------------------------------------------------------------------
 MISTAKES = [
-    ("logit_kd", "T^2 removed from soft_kl", "    return per_sample.mean() * (T * T)\n",
-     "    return per_sample.mean()\n",
+    ("logit_kd", "T^2 removed from the KD term", "            kd_term = soft_kl(s, t, self.T)\n",
+     "            kd_term = soft_kl(s, t, self.T) / (self.T * self.T)\n",
      lambda C, p, ports: check_logit_kd(C, p)),
     ("dkd", "warm-up on the 0-based epoch", "min(float(epoch + 1) / float(self.warmup), 1.0)",
      "min(float(epoch) / float(self.warmup), 1.0)", lambda C, p, ports: check_dkd(C, p)),
