@@ -53,4 +53,7 @@ class MethodError : public std::runtime_error {
   using std::runtime_error::runtime_error;
 };
 
+// The first line of an error message (LibTorch's carry a C++ backtrace after it).
+inline std::string first_line(const std::string& s) { return s.substr(0, s.find('\n')); }
+
 }  // namespace kd

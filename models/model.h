@@ -2,6 +2,7 @@
 #pragma once
 #include <torch/torch.h>
 
+#include <algorithm>
 #include <map>
 #include <memory>
 #include <string>
@@ -89,5 +90,11 @@ void load_model(TapModel& m, const std::string& path);
 // a dict, its keys are taps and tap_outputs lists the ones expected (checked on first forward);
 // one of them must be "logits". Throws DataError naming the file for a missing/bad file or tap.
 ModelPtr load_torchscript_model(const std::string& path, const std::vector<std::string>& tap_outputs);
+
+// A module path as a tap name of a loaded TorchScript or torch.export model ("layer1.0" -> "layer1_0").
+inline std::string flat_name(std::string name) {
+  std::replace(name.begin(), name.end(), '.', '_');
+  return name;
+}
 
 }  // namespace kd

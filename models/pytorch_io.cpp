@@ -21,10 +21,6 @@ std::string shape_str(const torch::Tensor& t) {
   return s.str();
 }
 
-std::string first_line(const std::string& s) {
-  return s.substr(0, s.find('\n'));
-}
-
 // At most `limit` names, then "and N more".
 std::string some_names(const std::vector<std::string>& v, size_t limit = 12) {
   std::vector<std::string> head(v.begin(), v.begin() + static_cast<long>(std::min(limit, v.size())));
@@ -243,11 +239,6 @@ std::vector<std::string> exported_output_keys(const std::string& spec, const std
 }
 
 namespace {
-
-std::string flat_name(std::string name) {
-  std::replace(name.begin(), name.end(), '.', '_');
-  return name;
-}
 
 class ExportedModel : public TapModel {
  public:

@@ -620,10 +620,6 @@ std::vector<char> read_file_bytes(const std::string& path) {
   return std::vector<char>((std::istreambuf_iterator<char>(f)), std::istreambuf_iterator<char>());
 }
 
-std::string first_line(const std::string& s) {
-  return s.substr(0, s.find('\n'));
-}
-
 // The bytes of storage `s`: its element count times its element size, checked.
 size_t storage_bytes(const Storage& s, const std::string& path) {
   const size_t esize = c10::elementSize(s.dtype);

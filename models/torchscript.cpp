@@ -17,15 +17,6 @@ namespace kd {
 
 namespace {
 
-std::string first_line(const std::string& s) {
-  return s.substr(0, s.find('\n'));
-}
-
-std::string flat_name(std::string name) {
-  std::replace(name.begin(), name.end(), '.', '_');
-  return name;
-}
-
 class ScriptedModel : public TapModel {
  public:
   ScriptedModel(torch::jit::script::Module m, std::vector<std::string> taps, std::string path)

@@ -13,10 +13,10 @@
 namespace kd {
 namespace {
 
-constexpr int kSchemaVersion = 2;  // the same tables and meanings as the SQLite backend's schema 2
+constexpr int kPgSchemaVersion = 2;  // the same tables and meanings as the SQLite backend's schema 2
 
 // Created under an advisory lock: workers that start together would otherwise race on CREATE TABLE.
-const char* kSchema = R"SQL(
+const char* kPgSchema = R"SQL(
 CREATE TABLE IF NOT EXISTS meta(key TEXT PRIMARY KEY, value TEXT);
 CREATE TABLE IF NOT EXISTS sweeps(id TEXT PRIMARY KEY, name TEXT, config TEXT, created_at DOUBLE PRECISION,
   environment TEXT);
@@ -113,9 +113,9 @@ PostgresStore::PostgresStore(const std::string& url, bool read_only)
   if (!read_only_) create_schema();
   Result v = query("SELECT value FROM meta WHERE key='schema_version'");
   if (v.rows() != 1) throw std::runtime_error(shown_url_ + ": not a kdbench results store (no schema_version)");
-  if (v.text(0, 0) != std::to_string(kSchemaVersion))
+  if (v.text(0, 0) != std::to_string(kPgSchemaVersion))
     throw std::runtime_error(shown_url_ + ": results store schema version " + v.text(0, 0) + ", this kdbench reads " +
-                             std::to_string(kSchemaVersion));
+                             std::to_string(kPgSchemaVersion));
 }
 
 PostgresStore::~PostgresStore() {
@@ -141,9 +141,9 @@ void PostgresStore::connect() const {
 void PostgresStore::create_schema() {
   in_transaction([&] {
     query("SELECT pg_advisory_xact_lock(7301885521)");  // one creator at a time
-    exec(kSchema);
+    exec(kPgSchema);
     query("INSERT INTO meta(key, value) VALUES('schema_version', $1) ON CONFLICT(key) DO NOTHING",
-          {std::to_string(kSchemaVersion)});
+          {std::to_string(kPgSchemaVersion)});
     return 0;
   });
 }
