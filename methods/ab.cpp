@@ -36,19 +36,13 @@ namespace kd {
 class AB final : public Method {
  public:
   struct Options {
-    std::vector<std::string> student_taps{"preact_block1", "preact_block2", "preact_block3"};
-    std::vector<std::string> teacher_taps{"preact_block1", "preact_block2", "preact_block3"};
+    PairedTaps taps{{"preact_block1", "preact_block2", "preact_block3"},
+                    {"preact_block1", "preact_block2", "preact_block3"}};
     double margin = 1.0;
     int64_t init_epochs = 30;
     double init_lr = 0.0;
     double beta = 1.0;
-    double alpha = 0.0;
-    double temperature = 4.0;
-    void validate() const {
-      if (student_taps.empty() || student_taps.size() != teacher_taps.size())
-        throw ConfigError("teacher_taps", "needs as many taps as student_taps (" + std::to_string(student_taps.size()) +
-                                              "), got " + std::to_string(teacher_taps.size()));
-    }
+    KdTerm kd;
   };
   static MethodInfo info() {
     return MethodInfo::of<AB>("ab",
@@ -58,34 +52,33 @@ class AB final : public Method {
             "Heo et al. 2019 (AAAI), Sec. 3 Eq. 5-6; reference RepDistiller distiller_zoo/AB.py, models/util.py, "
             "helper/pretrain.py @ b84f547")
         .teachers(1, 1)
-        .strings("student_taps", &Options::student_taps, "student pre-ReLU maps, paired in order with teacher_taps")
-        .strings("teacher_taps", &Options::teacher_taps, "teacher pre-ReLU maps")
+        .paired_taps(&Options::taps, "student pre-ReLU maps, paired in order with teacher_taps",
+                     "teacher pre-ReLU maps")
         .number("margin", &Options::margin, 0.0, 100.0, "margin m of the activation-boundary loss")
         .integer("init_epochs", &Options::init_epochs, 1, 10000, "epochs of the initialisation stage (RepDistiller 30)")
         .number("init_lr", &Options::init_lr, 0.0, 10.0,
                 "base lr of the initialisation stage; 0 = the recipe's (RepDistiller: its lr, 0.05)")
         .number("beta", &Options::beta, 0.0, 1e6, "weight of the ab term in the initialisation stage")
-        .number("alpha", &Options::alpha, 0.0, 1.0, "main stage: weight of a KD term; CE gets 1 - alpha")
-        .number("temperature", &Options::temperature, 0.05, 100.0, "KD temperature when alpha > 0");
+        .kd_term(&Options::kd, "main stage: ");
   }
   explicit AB(const Options& o) : o_(o) {}
 
-  std::vector<std::string> student_taps() const override { return with_logits(o_.student_taps); }
-  std::vector<std::string> teacher_taps(int) const override { return with_logits(o_.teacher_taps); }
+  std::vector<std::string> student_taps() const override { return with_logits(o_.taps.student); }
+  std::vector<std::string> teacher_taps(int) const override { return with_logits(o_.taps.teacher); }
 
   void prepare(const PrepareContext& ctx) override {
     module_ = std::make_shared<torch::nn::Module>("ABConnector");
     connectors_ = module_->register_module("connectors", torch::nn::ModuleList());
-    for (size_t i = 0; i < o_.student_taps.size(); ++i) {
-      const auto& s = ctx.student.at(o_.student_taps[i]);
-      const auto& t = ctx.teachers.at(0).at(o_.teacher_taps[i]);
+    for (size_t i = 0; i < o_.taps.student.size(); ++i) {
+      const auto& s = ctx.student.at(o_.taps.student[i]);
+      const auto& t = ctx.teachers.at(0).at(o_.taps.teacher[i]);
       if (s.size() != 4 || t.size() != 4)
         throw ConfigError("student_taps",
-                          "AB needs 4-D feature maps ('" + o_.student_taps[i] + "' / '" + o_.teacher_taps[i] + "')");
+                          "AB needs 4-D feature maps ('" + o_.taps.student[i] + "' / '" + o_.taps.teacher[i] + "')");
       if (s[1] == t[1] && s[2] == t[2]) {
         connectors_->push_back(torch::nn::Identity());
       } else {
-        connectors_->push_back(ConvReg(s, t, /*use_relu=*/false, "student_taps", "'" + o_.student_taps[i] + "'"));
+        connectors_->push_back(ConvReg(s, t, /*use_relu=*/false, "student_taps", "'" + o_.taps.student[i] + "'"));
       }
     }
     module_->to(ctx.device);
@@ -93,7 +86,7 @@ class AB final : public Method {
   std::shared_ptr<torch::nn::Module> module() override { return module_; }
 
   std::vector<StageSpec> stages() const override {
-    StageSpec init{"init", static_cast<int>(o_.init_epochs), o_.student_taps.back()};
+    StageSpec init{"init", static_cast<int>(o_.init_epochs), o_.taps.student.back()};
     init.lr = o_.init_lr;
     // RepDistiller trains the connectors in the init stage only (helper/pretrain.py); train_student.py then puts
     // them in module_list, not trainable_list, and loops.py sets module_list[1].eval().
@@ -105,15 +98,15 @@ class AB final : public Method {
   LossTerms compute(const MethodInput& in) override {
     if (in.stage == 0) {
       std::vector<torch::Tensor> s, t;
-      for (size_t i = 0; i < o_.student_taps.size(); ++i) {
+      for (size_t i = 0; i < o_.taps.student.size(); ++i) {
         s.push_back(connectors_[i]->as<torch::nn::Identity>()
-                        ? in.student.at(o_.student_taps[i])
-                        : connectors_[i]->as<ConvRegImpl>()->forward(in.student.at(o_.student_taps[i])));
-        t.push_back(in.teachers.at(0)->at(o_.teacher_taps[i]));
+                        ? in.student.at(o_.taps.student[i])
+                        : connectors_[i]->as<ConvRegImpl>()->forward(in.student.at(o_.taps.student[i])));
+        t.push_back(in.teachers.at(0)->at(o_.taps.teacher[i]));
       }
       return {{"ab", losses::ab_loss(s, t, o_.margin), o_.beta}};
     }
-    return ce_own_kd(in, {}, o_.alpha, o_.temperature);
+    return ce_own_kd(in, {}, o_.kd);
   }
 
  private:

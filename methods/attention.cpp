@@ -30,56 +30,42 @@ namespace kd {
 class Attention final : public Method {
  public:
   struct Options {
-    std::vector<std::string> student_taps{"block1", "block2", "block3"};
-    std::vector<std::string> teacher_taps{"block1", "block2", "block3"};
+    PairedTaps taps{{"block1", "block2", "block3"}, {"block1", "block2", "block3"}};
     double p = 2.0;
     double beta = 1000.0;
-    double alpha = 0.0;
-    double temperature = 4.0;
+    KdTerm kd;
     std::string resize = "pool";
-    void validate() const {
-      if (student_taps.size() != teacher_taps.size() || student_taps.empty())
-        throw ConfigError("teacher_taps", "needs as many taps as student_taps (" + std::to_string(student_taps.size()) +
-                                              "), got " + std::to_string(teacher_taps.size()));
-    }
   };
   static MethodInfo info() {
     return MethodInfo::of<Attention>(
                "attention", "Zagoruyko & Komodakis 2017: match L2-normalised spatial attention maps at several depths")
         .cite("Zagoruyko & Komodakis 2017, Sec. 3.1, Eq. 2 (p = 2)")
         .teachers(1, 1)
-        .strings("student_taps", &Options::student_taps, "student taps, paired in order")
-        .strings("teacher_taps", &Options::teacher_taps, "teacher taps, paired in order")
+        .paired_taps(&Options::taps, "student taps, paired in order", "teacher taps, paired in order")
         .number("p", &Options::p, 1.0, 8.0, "exponent of |A|^p")
         .number("beta", &Options::beta, 0.0, 1e7, "weight of the attention term")
-        .number("alpha", &Options::alpha, 0.0, 1.0, "weight of an added KD term; CE gets 1 - alpha")
-        .number("temperature", &Options::temperature, 0.05, 100.0, "KD temperature when alpha > 0")
+        .kd_term(&Options::kd)
         .string("resize", &Options::resize, {"pool", "interpolate"},
                 "maps of different sizes: pool = the larger raw map average-pooled to the smaller (RepDistiller); "
                 "interpolate = the student's attention map bilinearly resized to the teacher's");
   }
   explicit Attention(const Options& o)
-      : s_taps_(o.student_taps),
-        t_taps_(o.teacher_taps),
-        p_(o.p),
-        beta_(o.beta),
-        alpha_(o.alpha),
-        T_(o.temperature),
+      : o_(o),
         resize_(o.resize == "interpolate" ? losses::AttentionResize::Interpolate : losses::AttentionResize::Pool) {}
-  std::vector<std::string> student_taps() const override { return with_logits(s_taps_); }
-  std::vector<std::string> teacher_taps(int) const override { return with_logits(t_taps_); }
+  std::vector<std::string> student_taps() const override { return with_logits(o_.taps.student); }
+  std::vector<std::string> teacher_taps(int) const override { return with_logits(o_.taps.teacher); }
   LossTerms compute(const MethodInput& in) override {
     torch::Tensor at;
-    for (size_t i = 0; i < s_taps_.size(); ++i) {
-      auto l = losses::attention_loss(in.student.at(s_taps_[i]), in.teachers.at(0)->at(t_taps_[i]), p_, resize_);
+    for (size_t i = 0; i < o_.taps.student.size(); ++i) {
+      auto l = losses::attention_loss(in.student.at(o_.taps.student[i]), in.teachers.at(0)->at(o_.taps.teacher[i]),
+                                      o_.p, resize_);
       at = at.defined() ? at + l : l;
     }
-    return ce_own_kd(in, {{"at", at, beta_}}, alpha_, T_);
+    return ce_own_kd(in, {{"at", at, o_.beta}}, o_.kd);
   }
 
  private:
-  std::vector<std::string> s_taps_, t_taps_;
-  double p_, beta_, alpha_, T_;
+  Options o_;
   losses::AttentionResize resize_;
 };
 

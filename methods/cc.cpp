@@ -33,11 +33,10 @@ class CorrelationCongruence final : public Method {
     std::string teacher_tap = "pool";
     int64_t embed_dim = 128;
     double beta = 0.02;
-    std::string form = "reference";
+    Form form = Form::Reference;
     double rbf_gamma = 0.4;
     int64_t taylor_order = 2;
-    double alpha = 0.0;
-    double temperature = 4.0;
+    KdTerm kd;
   };
   static MethodInfo info() {
     return MethodInfo::of<CorrelationCongruence>(
@@ -50,13 +49,12 @@ class CorrelationCongruence final : public Method {
         .string("teacher_tap", &Options::teacher_tap, {}, "teacher features")
         .integer("embed_dim", &Options::embed_dim, 1, 65536, "output size of the two trainable linear embeddings")
         .number("beta", &Options::beta, 0.0, 1e7, "weight of the CC term (RepDistiller: 0.02)")
-        .string("form", &Options::form, {"reference", "paper"},
-                "reference: neighbouring rows of |e_s - e_t| (RepDistiller, batch-order dependent); paper: "
-                "RBF-Taylor correlation matrices")
+        .form("form", &Options::form,
+              "reference: neighbouring rows of |e_s - e_t| (RepDistiller, batch-order dependent); paper: "
+              "RBF-Taylor correlation matrices")
         .number("rbf_gamma", &Options::rbf_gamma, 1e-6, 100.0, "form paper: the RBF kernel's gamma")
         .integer("taylor_order", &Options::taylor_order, 0, 16, "form paper: order P of the kernel's Taylor series")
-        .number("alpha", &Options::alpha, 0.0, 1.0, "weight of an added KD term; CE gets 1 - alpha")
-        .number("temperature", &Options::temperature, 0.05, 100.0, "KD temperature when alpha > 0");
+        .kd_term(&Options::kd);
   }
   explicit CorrelationCongruence(const Options& o) : o_(o) {}
   std::vector<std::string> student_taps() const override { return {o_.student_tap, "logits"}; }
@@ -82,9 +80,9 @@ class CorrelationCongruence final : public Method {
   LossTerms compute(const MethodInput& in) override {
     auto es = embed_s_(in.student.at(o_.student_tap).flatten(1));
     auto et = embed_t_(in.teachers.at(0)->at(o_.teacher_tap).flatten(1));
-    auto cc = o_.form == "paper" ? losses::correlation_congruence_paper(es, et, o_.rbf_gamma, o_.taylor_order)
-                                 : losses::correlation_congruence(es, et);
-    return ce_own_kd(in, {{"cc", cc, o_.beta}}, o_.alpha, o_.temperature);
+    auto cc = o_.form == Form::Paper ? losses::correlation_congruence_paper(es, et, o_.rbf_gamma, o_.taylor_order)
+                                     : losses::correlation_congruence(es, et);
+    return ce_own_kd(in, {{"cc", cc, o_.beta}}, o_.kd);
   }
 
  private:

@@ -16,5 +16,9 @@ std::vector<std::string> with_logits(std::vector<std::string> taps);
 // kd between the student's and the first teacher's logits at `temperature` (weight alpha; losses::soft_kl, T^2
 // and the batch mean included).
 LossTerms ce_own_kd(const MethodInput& in, LossTerms own, double alpha, double temperature);
+// The same with the KD term declared as a piece (MethodInfo::kd_term).
+inline LossTerms ce_own_kd(const MethodInput& in, LossTerms own, const KdTerm& kd) {
+  return ce_own_kd(in, std::move(own), kd.alpha, kd.temperature);
+}
 
 }  // namespace kd

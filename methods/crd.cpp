@@ -50,8 +50,7 @@ class CRD final : public Method {
     double nce_m = 0.5;
     std::string negatives = "exact";
     double beta = 0.8;
-    double alpha = 0.0;
-    double temperature = 4.0;
+    KdTerm kd;
   };
   static MethodInfo info() {
     return MethodInfo::of<CRD>("crd",
@@ -70,8 +69,7 @@ class CRD final : public Method {
         .string("negatives", &Options::negatives, {"exact", "relax", "uniform"},
                 "exact: other classes (reference default); relax: positive from the same class; uniform: any sample")
         .number("beta", &Options::beta, 0.0, 1e6, "weight of the crd term (RepDistiller: 0.8)")
-        .number("alpha", &Options::alpha, 0.0, 1.0, "weight of an added KD term; CE gets 1 - alpha")
-        .number("temperature", &Options::temperature, 0.05, 100.0, "KD temperature when alpha > 0");
+        .kd_term(&Options::kd);
   }
   explicit CRD(const Options& o) : o_(o) {}
 
@@ -106,7 +104,7 @@ class CRD final : public Method {
     auto contrast_idx = sampler_.draw(in.indices, o_.nce_k, o_.negatives);
     auto out =
         head_->forward(in.student.at(o_.student_tap), in.teachers.at(0)->at(o_.teacher_tap), in.indices, contrast_idx);
-    return ce_own_kd(in, {{"crd", out.loss, o_.beta}}, o_.alpha, o_.temperature);
+    return ce_own_kd(in, {{"crd", out.loss, o_.beta}}, o_.kd);
   }
 
  private:

@@ -39,7 +39,7 @@ class DKD final : public Method {
     double temperature = 4.0;
     int64_t warmup_epochs = 20;
     bool logit_standardization = false;
-    std::string standardization_form = "reference";
+    Form standardization_form = Form::Reference;
   };
   static MethodInfo info() {
     return MethodInfo::of<DKD>("dkd",
@@ -58,8 +58,8 @@ class DKD final : public Method {
                  "TCKD and NCKD weighted by min(epoch / warmup_epochs, 1), epoch 1-based (0 or 1: no warm-up)")
         .boolean("logit_standardization", &Options::logit_standardization,
                  "z-score both logit sets per sample before DKD (Sun et al. 2024)")
-        .string("standardization_form", &Options::standardization_form, {"reference", "paper"},
-                "reference: (z - mean) / (1e-7 + Bessel std) as the authors' code; paper: population std, no eps");
+        .form("standardization_form", &Options::standardization_form,
+              "reference: (z - mean) / (1e-7 + Bessel std) as the authors' code; paper: population std, no eps");
   }
   explicit DKD(const Options& o)
       : alpha_(o.alpha),
@@ -67,8 +67,7 @@ class DKD final : public Method {
         T_(o.temperature),
         warmup_(o.warmup_epochs),
         standardize_(o.logit_standardization),
-        form_(o.standardization_form == "paper" ? losses::StandardizationForm::Paper
-                                                : losses::StandardizationForm::Reference) {}
+        form_(o.standardization_form) {}
   std::vector<std::string> teacher_taps(int) const override { return {"logits"}; }
 
   // mdistiller's min(epoch / WARMUP, 1.0) with its 1-based epoch; MethodInput.epoch is 0-based.

@@ -29,20 +29,12 @@ namespace kd {
 class FSP final : public Method {
  public:
   struct Options {
-    std::vector<std::string> student_taps{"stem", "block1", "block2", "block3"};
-    std::vector<std::string> teacher_taps{"stem", "block1", "block2", "block3"};
+    PairedTaps taps{{"stem", "block1", "block2", "block3"}, {"stem", "block1", "block2", "block3"}};
     int64_t init_epochs = 30;
     double init_lr = 0.0;
     double beta = 1.0;
-    double alpha = 0.0;
-    double temperature = 4.0;
+    KdTerm kd;
     std::string reduction = "mean";
-    void validate() const {
-      if (student_taps.size() < 2 || student_taps.size() != teacher_taps.size())
-        throw ConfigError("teacher_taps", "needs as many taps as student_taps (at least 2; student_taps has " +
-                                              std::to_string(student_taps.size()) + "), got " +
-                                              std::to_string(teacher_taps.size()));
-    }
   };
   static MethodInfo info() {
     return MethodInfo::of<FSP>("fsp",
@@ -52,40 +44,39 @@ class FSP final : public Method {
             "Yim et al. 2017, Sec. 3.2-3.3 Eq. 1-2; reference RepDistiller distiller_zoo/FSP.py, helper/pretrain.py "
             "@ b84f547")
         .teachers(1, 1)
-        .strings("student_taps", &Options::student_taps, "student maps; consecutive ones form the FSP pairs")
-        .strings("teacher_taps", &Options::teacher_taps, "teacher maps (same channel counts as the student's)")
+        .paired_taps(&Options::taps, "student maps; consecutive ones form the FSP pairs",
+                     "teacher maps (same channel counts as the student's)", /*min_pairs=*/2)
         .integer("init_epochs", &Options::init_epochs, 1, 10000, "epochs of the initialisation stage (RepDistiller 30)")
         .number("init_lr", &Options::init_lr, 0.0, 10.0,
                 "base lr of the initialisation stage; 0 = the recipe's (RepDistiller: its lr, 0.05)")
         .number("beta", &Options::beta, 0.0, 1e6, "weight of the fsp term in the initialisation stage")
-        .number("alpha", &Options::alpha, 0.0, 1.0, "main stage: weight of a KD term; CE gets 1 - alpha")
-        .number("temperature", &Options::temperature, 0.05, 100.0, "KD temperature when alpha > 0")
+        .kd_term(&Options::kd, "main stage: ")
         .string("reduction", &Options::reduction, {"mean", "sum"},
                 "mean: over matrix entries and batch (reference); sum: squared Frobenius norm, batch mean (paper)");
   }
   explicit FSP(const Options& o) : o_(o) {}
 
-  std::vector<std::string> student_taps() const override { return with_logits(o_.student_taps); }
-  std::vector<std::string> teacher_taps(int) const override { return with_logits(o_.teacher_taps); }
+  std::vector<std::string> student_taps() const override { return with_logits(o_.taps.student); }
+  std::vector<std::string> teacher_taps(int) const override { return with_logits(o_.taps.teacher); }
 
   void prepare(const PrepareContext& ctx) override {
-    for (size_t i = 0; i < o_.student_taps.size(); ++i) {
-      const auto& s = ctx.student.at(o_.student_taps[i]);
-      const auto& t = ctx.teachers.at(0).at(o_.teacher_taps[i]);
+    for (size_t i = 0; i < o_.taps.student.size(); ++i) {
+      const auto& s = ctx.student.at(o_.taps.student[i]);
+      const auto& t = ctx.teachers.at(0).at(o_.taps.teacher[i]);
       if (s.size() != 4 || t.size() != 4)
         throw ConfigError("student_taps",
-                          "FSP needs 4-D feature maps ('" + o_.student_taps[i] + "' / '" + o_.teacher_taps[i] + "')");
+                          "FSP needs 4-D feature maps ('" + o_.taps.student[i] + "' / '" + o_.taps.teacher[i] + "')");
       if (s[1] != t[1])
         throw ConfigError("teacher_taps",
                           "FSP needs equal channel counts on both sides (RepDistiller: 'num of "
                           "channels not equal'): student tap '" +
-                              o_.student_taps[i] + "' has " + std::to_string(s[1]) + ", teacher tap '" +
-                              o_.teacher_taps[i] + "' " + std::to_string(t[1]));
+                              o_.taps.student[i] + "' has " + std::to_string(s[1]) + ", teacher tap '" +
+                              o_.taps.teacher[i] + "' " + std::to_string(t[1]));
     }
   }
 
   std::vector<StageSpec> stages() const override {
-    StageSpec init{"init", static_cast<int>(o_.init_epochs), o_.student_taps.back()};
+    StageSpec init{"init", static_cast<int>(o_.init_epochs), o_.taps.student.back()};
     init.lr = o_.init_lr;
     return {init, StageSpec{"main"}};
   }
@@ -93,13 +84,13 @@ class FSP final : public Method {
   LossTerms compute(const MethodInput& in) override {
     if (in.stage == 0) {
       std::vector<torch::Tensor> s, t;
-      for (size_t i = 0; i < o_.student_taps.size(); ++i) {
-        s.push_back(in.student.at(o_.student_taps[i]));
-        t.push_back(in.teachers.at(0)->at(o_.teacher_taps[i]));
+      for (size_t i = 0; i < o_.taps.student.size(); ++i) {
+        s.push_back(in.student.at(o_.taps.student[i]));
+        t.push_back(in.teachers.at(0)->at(o_.taps.teacher[i]));
       }
       return {{"fsp", losses::fsp_loss(s, t, o_.reduction == "sum"), o_.beta}};
     }
-    return ce_own_kd(in, {}, o_.alpha, o_.temperature);
+    return ce_own_kd(in, {}, o_.kd);
   }
 
  private:

@@ -45,8 +45,7 @@ class FT final : public Method {
     int64_t init_epochs = 30;
     double init_lr = 0.01;
     double beta = 200.0;
-    double alpha = 0.0;
-    double temperature = 4.0;
+    KdTerm kd;
   };
   static MethodInfo info() {
     return MethodInfo::of<FT>("ft",
@@ -66,8 +65,7 @@ class FT final : public Method {
         .integer("init_epochs", &Options::init_epochs, 1, 10000, "epochs of the paraphraser stage (RepDistiller 30)")
         .number("init_lr", &Options::init_lr, 0.0, 10.0, "lr of the paraphraser stage; 0 = the recipe's")
         .number("beta", &Options::beta, 0.0, 1e6, "weight of the ft term (RepDistiller: 200)")
-        .number("alpha", &Options::alpha, 0.0, 1.0, "weight of an added KD term; CE gets 1 - alpha")
-        .number("temperature", &Options::temperature, 0.05, 100.0, "KD temperature when alpha > 0");
+        .kd_term(&Options::kd);
   }
   explicit FT(const Options& o) : o_(o) {}
 
@@ -130,7 +128,7 @@ class FT final : public Method {
     }
     auto factor_s = translator_->forward(in.student.at(o_.student_tap));
     return ce_own_kd(in, {{"ft", losses::ft_loss(factor_s, factor_t, o_.p1, o_.p2, o_.factor == "paper"), o_.beta}},
-                     o_.alpha, o_.temperature);
+                     o_.kd);
   }
 
  private:

@@ -35,7 +35,7 @@ class LogitKD final : public Method {
     double alpha = 0.9;
     double ce_weight = -1.0;
     bool logit_standardization = false;
-    std::string standardization_form = "reference";
+    Form standardization_form = Form::Reference;
     void validate() const {
       if (ce_weight < 0 && alpha > 1.0)
         throw ConfigError("alpha",
@@ -60,8 +60,8 @@ class LogitKD final : public Method {
         .boolean("logit_standardization", &Options::logit_standardization,
                  "z-score both logit sets per sample before the KD term (Sun et al. 2024)")
         .omitted_at_default()
-        .string("standardization_form", &Options::standardization_form, {"reference", "paper"},
-                "reference: (z - mean) / (1e-7 + Bessel std) as the authors' code; paper: population std, no eps")
+        .form("standardization_form", &Options::standardization_form,
+              "reference: (z - mean) / (1e-7 + Bessel std) as the authors' code; paper: population std, no eps")
         .omitted_at_default();
   }
   explicit LogitKD(const Options& o)
@@ -69,8 +69,7 @@ class LogitKD final : public Method {
         alpha_(o.alpha),
         ce_weight_(o.ce_weight < 0 ? 1.0 - o.alpha : o.ce_weight),
         standardize_(o.logit_standardization),
-        form_(o.standardization_form == "paper" ? losses::StandardizationForm::Paper
-                                                : losses::StandardizationForm::Reference) {}
+        form_(o.standardization_form) {}
   std::vector<std::string> teacher_taps(int) const override { return {"logits"}; }
   LossTerms compute(const MethodInput& in) override {
     const auto& s = in.student.at("logits");

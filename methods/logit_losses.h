@@ -6,6 +6,8 @@
 #pragma once
 #include <torch/torch.h>
 
+#include "methods/form.h"
+
 namespace kd::losses {
 
 // ---- logit standardisation (Sun et al., CVPR 2024, "Logit Standardization in Knowledge Distillation") -----
@@ -15,7 +17,7 @@ namespace kd::losses {
 //   paper (Sec. 3, Z(x; tau) = (x - mean(x)) / (tau * sigma(x))): sigma = the population (1/C) standard
 //     deviation, no epsilon. (The temperature is applied afterwards by the KD loss in both.)
 // Gradients flow through the mean and the standard deviation (no detach), as in the reference.
-enum class StandardizationForm { Reference, Paper };
+using StandardizationForm = kd::Form;
 torch::Tensor standardize_logits(const torch::Tensor& logits, StandardizationForm form);
 
 // ---- DKD (Zhao et al., CVPR 2022, "Decoupled Knowledge Distillation") ------------------------------------

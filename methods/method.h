@@ -34,7 +34,9 @@
 #include <typeindex>
 #include <vector>
 
+#include "base/errors.h"
 #include "base/taps.h"
+#include "methods/form.h"
 
 namespace kd {
 
@@ -154,6 +156,25 @@ class Method {
   virtual bool graph_safe() const { return true; }
 };
 
+// ---- option pieces ---------------------------------------------------------------------------
+// What many methods declare alike, each a member of the method's Options declared in one line of info()
+// (MethodInfo::kd_term, paired_taps, form) with its names, ranges, docs and validation:
+//
+//   struct Options { PairedTaps taps{{"block1", "block2"}, {"block1", "block2"}}; double beta = 1e3; KdTerm kd; };
+//   ... .paired_taps(&Options::taps, "student taps", "teacher taps").kd_term(&Options::kd) ...
+//   return ce_own_kd(in, {{"at", at, o_.beta}}, o_.kd);   // methods/common_terms.h
+//
+// The optional Hinton KD term beside a method's own terms: `alpha` (CE gets 1 - alpha; no kd term at 0) and
+// `temperature`.
+struct KdTerm {
+  double alpha = 0.0;
+  double temperature = 4.0;
+};
+// Student and teacher taps paired in order (`student_taps`, `teacher_taps`): as many of each, at least min_pairs.
+struct PairedTaps {
+  std::vector<std::string> student, teacher;
+};
+
 // ---- declaration ---------------------------------------------------------------------------
 namespace detail {
 template <class O, class = void>
@@ -165,6 +186,7 @@ struct HasValidate<O, std::void_t<decltype(std::declval<const O&>().validate())>
 template <class O>
 struct OptionsBinding {
   std::vector<std::pair<std::string, std::function<void(O&, const nlohmann::json&)>>> setters;
+  std::vector<std::function<void(const O&)>> checks;  // the pieces' validation, before Options::validate
   O read(const nlohmann::json& values) const {
     O o;  // a name absent from `values` (a parameter omitted at its default) keeps the field's default
     for (const auto& [name, set] : setters)
@@ -199,7 +221,8 @@ struct MethodInfo {
   }
   MethodInfo& param(ParamSpec p) {
     for (const auto& q : params)
-      if (q.name == p.name) throw std::logic_error("method '" + name + "': hyperparameter '" + p.name + "' is declared twice");
+      if (q.name == p.name)
+        throw std::logic_error("method '" + name + "': hyperparameter '" + p.name + "' is declared twice");
     params.push_back(std::move(p));
     return *this;
   }
@@ -217,6 +240,7 @@ struct MethodInfo {
     };
     i.validate = [binding](const nlohmann::json& v) {
       O o = binding->read(v);
+      for (const auto& check : binding->checks) check(o);
       if constexpr (detail::HasValidate<O>::value) o.validate();
     };
     return i;
@@ -273,6 +297,49 @@ struct MethodInfo {
     add<O>(std::move(n), ParamSpec::Kind::Json, O{}.*field, std::move(doc), field);
     return *this;
   }
+  // The pieces (see "option pieces" above). kd_term: `alpha` in [0, 1] and `temperature` in [0.05, 100]; `stage`
+  // prefixes their docs where the term belongs to one stage ("main stage: ").
+  template <class O>
+  MethodInfo& kd_term(KdTerm O::*piece, const std::string& stage = "") {
+    nested(piece, &KdTerm::alpha, "alpha", ParamSpec::Kind::Number,
+           stage + (stage.empty() ? "weight of an added KD term" : "weight of a KD term") + "; CE gets 1 - alpha")
+        .max = 1.0;
+    nested(piece, &KdTerm::temperature, "temperature", ParamSpec::Kind::Number, "KD temperature when alpha > 0");
+    params.back().min = 0.05;
+    params.back().max = 100.0;
+    return *this;
+  }
+  // `student_taps` and `teacher_taps`; a config giving lists of different lengths, or fewer than min_pairs, is
+  // one ConfigError naming teacher_taps (or student_taps).
+  template <class O>
+  MethodInfo& paired_taps(PairedTaps O::*piece, std::string student_doc, std::string teacher_doc,
+                          size_t min_pairs = 1) {
+    nested(piece, &PairedTaps::student, "student_taps", ParamSpec::Kind::StringList, std::move(student_doc));
+    nested(piece, &PairedTaps::teacher, "teacher_taps", ParamSpec::Kind::StringList, std::move(teacher_doc));
+    binding<O>()->checks.push_back([piece, min_pairs](const O& o) {
+      const PairedTaps& t = o.*piece;
+      if (t.student.size() < min_pairs)
+        throw ConfigError("student_taps", "needs at least " + std::to_string(min_pairs) + " tap" +
+                                              (min_pairs == 1 ? "" : "s") + ", got " +
+                                              std::to_string(t.student.size()));
+      if (t.teacher.size() != t.student.size())
+        throw ConfigError("teacher_taps", "needs as many taps as student_taps (" + std::to_string(t.student.size()) +
+                                              "), got " + std::to_string(t.teacher.size()));
+    });
+    return *this;
+  }
+  // A Form (methods/form.h) as the string option `n`: "reference" or "paper".
+  template <class O>
+  MethodInfo& form(std::string n, Form O::*field, std::string doc) {
+    const auto to_json = [](Form f) { return nlohmann::json(f == Form::Paper ? "paper" : "reference"); };
+    auto& p = declare<O>(std::move(n), ParamSpec::Kind::String, to_json(O{}.*field), std::move(doc), field_id(field),
+                         [field](O& o, const nlohmann::json& v) {
+                           o.*field = v.template get<std::string>() == "paper" ? Form::Paper : Form::Reference;
+                         });
+    p.choices = {"reference", "paper"};
+    return *this;
+  }
+
   // Marks the hyperparameter declared last as omitted from resolved values (and run ids) while at its default
   // (ParamSpec::omitted_at_default): for options added to a method that already had recorded runs.
   MethodInfo& omitted_at_default() {
@@ -286,20 +353,40 @@ struct MethodInfo {
   MethodInfo(std::string n, std::string d) : name(std::move(n)), description(std::move(d)) {}
   template <class O, class T>
   ParamSpec& add(std::string n, ParamSpec::Kind kind, const T& def, std::string doc, T O::*field) {
+    return declare<O>(std::move(n), kind, def, std::move(doc), field_id(field),
+                      [field](O& o, const nlohmann::json& v) { o.*field = v.template get<T>(); });
+  }
+  // A field of a piece (a member struct of the Options).
+  template <class O, class P, class T>
+  ParamSpec& nested(P O::*piece, T P::*field, std::string n, ParamSpec::Kind kind, std::string doc) {
+    static const O probe{};
+    const size_t id = field_id(piece) + field_id(field);
+    return declare<O>(std::move(n), kind, probe.*piece.*field, std::move(doc), id,
+                      [piece, field](O& o, const nlohmann::json& v) { o.*piece.*field = v.template get<T>(); });
+  }
+  template <class O>
+  detail::OptionsBinding<O>* binding() {
     if (!binding_ || options_type_ != std::type_index(typeid(O)))
-      throw std::logic_error("method '" + name + "': hyperparameter '" + n +
-                             "' is bound to a field of another struct than the method's Options");
+      throw std::logic_error("method '" + name +
+                             "': an option is bound to a field of another struct than the "
+                             "method's Options");
+    return static_cast<detail::OptionsBinding<O>*>(binding_.get());
+  }
+  // Every declaration ends here: the name and the field (its byte offset in the Options) bound once each.
+  template <class O>
+  ParamSpec& declare(std::string n, ParamSpec::Kind kind, nlohmann::json def, std::string doc, size_t id,
+                     std::function<void(O&, const nlohmann::json&)> set) {
+    auto* b = binding<O>();
     if (find(n)) throw std::logic_error("method '" + name + "': hyperparameter '" + n + "' is declared twice");
-    auto* binding = static_cast<detail::OptionsBinding<O>*>(binding_.get());
     for (const auto& p : params)
-      if (bound_fields_.count(p.name) && bound_fields_.at(p.name) == field_id(field))
+      if (bound_fields_.count(p.name) && bound_fields_.at(p.name) == id)
         throw std::logic_error("method '" + name + "': field of '" + p.name + "' is bound again as '" + n + "'");
-    bound_fields_[n] = field_id(field);
-    binding->setters.emplace_back(n, [field](O& o, const nlohmann::json& v) { o.*field = v.template get<T>(); });
+    bound_fields_[n] = id;
+    b->setters.emplace_back(n, std::move(set));
     ParamSpec p;
     p.name = std::move(n);
     p.kind = kind;
-    p.default_value = def;
+    p.default_value = std::move(def);
     p.doc = std::move(doc);
     params.push_back(std::move(p));
     return params.back();

@@ -28,16 +28,9 @@ namespace kd {
 class NST final : public Method {
  public:
   struct Options {
-    std::vector<std::string> student_taps{"block1", "block2", "block3"};
-    std::vector<std::string> teacher_taps{"block1", "block2", "block3"};
+    PairedTaps taps{{"block1", "block2", "block3"}, {"block1", "block2", "block3"}};
     double beta = 50.0;
-    double alpha = 0.0;
-    double temperature = 4.0;
-    void validate() const {
-      if (student_taps.size() != teacher_taps.size() || student_taps.empty())
-        throw ConfigError("teacher_taps", "needs as many taps as student_taps (" + std::to_string(student_taps.size()) +
-                                              "), got " + std::to_string(teacher_taps.size()));
-    }
+    KdTerm kd;
   };
   static MethodInfo info() {
     return MethodInfo::of<NST>("nst",
@@ -45,28 +38,25 @@ class NST final : public Method {
                                "teacher's L2-normalised channel maps")
         .cite("Huang & Wang 2017, Sec. 3-4 (Eq. 4-6, d = 2, c = 0); reference RepDistiller distiller_zoo/NST.py")
         .teachers(1, 1)
-        .strings("student_taps", &Options::student_taps, "student taps, paired in order (RepDistiller: every stage)")
-        .strings("teacher_taps", &Options::teacher_taps, "teacher taps, paired in order")
+        .paired_taps(&Options::taps, "student taps, paired in order (RepDistiller: every stage)",
+                     "teacher taps, paired in order")
         .number("beta", &Options::beta, 0.0, 1e7, "weight of the MMD term (RepDistiller: 50)")
-        .number("alpha", &Options::alpha, 0.0, 1.0, "weight of an added KD term; CE gets 1 - alpha")
-        .number("temperature", &Options::temperature, 0.05, 100.0, "KD temperature when alpha > 0");
+        .kd_term(&Options::kd);
   }
-  explicit NST(const Options& o)
-      : s_taps_(o.student_taps), t_taps_(o.teacher_taps), beta_(o.beta), alpha_(o.alpha), T_(o.temperature) {}
-  std::vector<std::string> student_taps() const override { return with_logits(s_taps_); }
-  std::vector<std::string> teacher_taps(int) const override { return with_logits(t_taps_); }
+  explicit NST(const Options& o) : o_(o) {}
+  std::vector<std::string> student_taps() const override { return with_logits(o_.taps.student); }
+  std::vector<std::string> teacher_taps(int) const override { return with_logits(o_.taps.teacher); }
   LossTerms compute(const MethodInput& in) override {
     torch::Tensor mmd;
-    for (size_t i = 0; i < s_taps_.size(); ++i) {
-      auto l = losses::nst(in.student.at(s_taps_[i]), in.teachers.at(0)->at(t_taps_[i]));
+    for (size_t i = 0; i < o_.taps.student.size(); ++i) {
+      auto l = losses::nst(in.student.at(o_.taps.student[i]), in.teachers.at(0)->at(o_.taps.teacher[i]));
       mmd = mmd.defined() ? mmd + l : l;
     }
-    return ce_own_kd(in, {{"nst", mmd, beta_}}, alpha_, T_);
+    return ce_own_kd(in, {{"nst", mmd, o_.beta}}, o_.kd);
   }
 
  private:
-  std::vector<std::string> s_taps_, t_taps_;
-  double beta_, alpha_, T_;
+  Options o_;
 };
 
 }  // namespace kd

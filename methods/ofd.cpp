@@ -35,16 +35,10 @@ namespace kd {
 class OFD final : public Method {
  public:
   struct Options {
-    std::vector<std::string> student_taps{"preact_block1", "preact_block2", "preact_block3"};
-    std::vector<std::string> teacher_taps{"preact_block1", "preact_block2", "preact_block3"};
+    PairedTaps taps{{"preact_block1", "preact_block2", "preact_block3"},
+                    {"preact_block1", "preact_block2", "preact_block3"}};
     double beta = 1e-3;
-    double alpha = 0.0;
-    double temperature = 4.0;
-    void validate() const {
-      if (student_taps.empty() || student_taps.size() != teacher_taps.size())
-        throw ConfigError("teacher_taps", "needs as many taps as student_taps (" + std::to_string(student_taps.size()) +
-                                              "), got " + std::to_string(teacher_taps.size()));
-    }
+    KdTerm kd;
   };
   static MethodInfo info() {
     return MethodInfo::of<OFD>("ofd",
@@ -54,27 +48,26 @@ class OFD final : public Method {
             "Heo et al. 2019 (ICCV), Sec. 3 Eq. 1-10; reference clovaai/overhaul-distillation CIFAR-100/distiller.py "
             "@ 76344a8")
         .teachers(1, 1)
-        .strings("student_taps", &Options::student_taps, "student pre-ReLU maps, paired in order with teacher_taps")
-        .strings("teacher_taps", &Options::teacher_taps, "teacher pre-ReLU maps, each produced by a batch norm")
+        .paired_taps(&Options::taps, "student pre-ReLU maps, paired in order with teacher_taps",
+                     "teacher pre-ReLU maps, each produced by a batch norm")
         .number("beta", &Options::beta, 0.0, 1e6, "weight of the ofd term (per-sample sum; CIFAR 1e-3, ImageNet 1e-4)")
-        .number("alpha", &Options::alpha, 0.0, 1.0, "weight of an added KD term; CE gets 1 - alpha")
-        .number("temperature", &Options::temperature, 0.05, 100.0, "KD temperature when alpha > 0");
+        .kd_term(&Options::kd);
   }
   explicit OFD(const Options& o) : o_(o) {}
 
-  std::vector<std::string> student_taps() const override { return with_logits(o_.student_taps); }
-  std::vector<std::string> teacher_taps(int) const override { return with_logits(o_.teacher_taps); }
+  std::vector<std::string> student_taps() const override { return with_logits(o_.taps.student); }
+  std::vector<std::string> teacher_taps(int) const override { return with_logits(o_.taps.teacher); }
 
   void prepare(const PrepareContext& ctx) override {
     module_ = std::make_shared<torch::nn::Module>("OFD");
     connectors_ = module_->register_module("connectors", torch::nn::ModuleList());
     margins_.clear();
-    for (size_t i = 0; i < o_.student_taps.size(); ++i) {
-      const auto& s = ctx.student.at(o_.student_taps[i]);
-      const auto& t = ctx.teachers.at(0).at(o_.teacher_taps[i]);
+    for (size_t i = 0; i < o_.taps.student.size(); ++i) {
+      const auto& s = ctx.student.at(o_.taps.student[i]);
+      const auto& t = ctx.teachers.at(0).at(o_.taps.teacher[i]);
       if (s.size() != 4 || t.size() != 4 || s[2] != t[2] || s[3] != t[3])
-        throw ConfigError("student_taps", "OFD needs 4-D maps of the same spatial size ('" + o_.student_taps[i] +
-                                              "' / '" + o_.teacher_taps[i] + "')");
+        throw ConfigError("student_taps", "OFD needs 4-D maps of the same spatial size ('" + o_.taps.student[i] +
+                                              "' / '" + o_.taps.teacher[i] + "')");
       auto conv = torch::nn::Conv2d(torch::nn::Conv2dOptions(s[1], t[1], 1).bias(false));
       {
         torch::NoGradGuard ng;
@@ -82,24 +75,24 @@ class OFD final : public Method {
       }
       connectors_->push_back(torch::nn::Sequential(conv, torch::nn::BatchNorm2d(t[1])));
       margins_.push_back(module_->register_buffer("margin" + std::to_string(i + 1),
-                                                  teacher_margin(ctx, o_.teacher_taps[i], t[1]).view({1, -1, 1, 1})));
+                                                  teacher_margin(ctx, o_.taps.teacher[i], t[1]).view({1, -1, 1, 1})));
     }
     module_->to(ctx.device);
   }
   std::shared_ptr<torch::nn::Module> module() override { return module_; }
 
   LossTerms compute(const MethodInput& in) override {
-    const auto n = static_cast<int>(o_.student_taps.size());
+    const auto n = static_cast<int>(o_.taps.student.size());
     torch::Tensor total;
     for (int i = 0; i < n; ++i) {
       auto source = connectors_[static_cast<size_t>(i)]->as<torch::nn::SequentialImpl>()->forward(
-          in.student.at(o_.student_taps[static_cast<size_t>(i)]));
-      auto d = losses::ofd_partial_l2(source, in.teachers.at(0)->at(o_.teacher_taps[static_cast<size_t>(i)]),
+          in.student.at(o_.taps.student[static_cast<size_t>(i)]));
+      auto d = losses::ofd_partial_l2(source, in.teachers.at(0)->at(o_.taps.teacher[static_cast<size_t>(i)]),
                                       margins_[static_cast<size_t>(i)]) /
                std::pow(2.0, n - i - 1);
       total = total.defined() ? total + d : d;
     }
-    return ce_own_kd(in, {{"ofd", total / static_cast<double>(in.labels.size(0)), o_.beta}}, o_.alpha, o_.temperature);
+    return ce_own_kd(in, {{"ofd", total / static_cast<double>(in.labels.size(0)), o_.beta}}, o_.kd);
   }
 
  private:

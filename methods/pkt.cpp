@@ -27,9 +27,8 @@ class PKT final : public Method {
     std::string student_tap = "pool";
     std::string teacher_tap = "pool";
     double beta = 30000.0;
-    std::string form = "reference";
-    double alpha = 0.0;
-    double temperature = 4.0;
+    Form form = Form::Reference;
+    KdTerm kd;
   };
   static MethodInfo info() {
     return MethodInfo::of<PKT>("pkt",
@@ -42,31 +41,21 @@ class PKT final : public Method {
         .string("student_tap", &Options::student_tap, {}, "student features (RepDistiller: the pooled features)")
         .string("teacher_tap", &Options::teacher_tap, {}, "teacher features")
         .number("beta", &Options::beta, 0.0, 1e7, "weight of the PKT term (RepDistiller: 30000)")
-        .string("form", &Options::form, {"reference", "paper"},
-                "reference: mean over all B^2 pairs, self-similarity kept, eps 1e-7 (RepDistiller); paper: sum "
-                "over i != j, self-similarity excluded")
-        .number("alpha", &Options::alpha, 0.0, 1.0, "weight of an added KD term; CE gets 1 - alpha")
-        .number("temperature", &Options::temperature, 0.05, 100.0, "KD temperature when alpha > 0");
+        .form("form", &Options::form,
+              "reference: mean over all B^2 pairs, self-similarity kept, eps 1e-7 (RepDistiller); paper: sum "
+              "over i != j, self-similarity excluded")
+        .kd_term(&Options::kd);
   }
-  explicit PKT(const Options& o)
-      : s_tap_(o.student_tap),
-        t_tap_(o.teacher_tap),
-        beta_(o.beta),
-        form_(o.form == "paper" ? losses::Form::Paper : losses::Form::Reference),
-        alpha_(o.alpha),
-        T_(o.temperature) {}
-  std::vector<std::string> student_taps() const override { return {s_tap_, "logits"}; }
-  std::vector<std::string> teacher_taps(int) const override { return {t_tap_, "logits"}; }
+  explicit PKT(const Options& o) : o_(o) {}
+  std::vector<std::string> student_taps() const override { return {o_.student_tap, "logits"}; }
+  std::vector<std::string> teacher_taps(int) const override { return {o_.teacher_tap, "logits"}; }
   LossTerms compute(const MethodInput& in) override {
-    return ce_own_kd(in, {{"pkt", losses::pkt(in.student.at(s_tap_), in.teachers.at(0)->at(t_tap_), form_), beta_}},
-                     alpha_, T_);
+    auto pkt = losses::pkt(in.student.at(o_.student_tap), in.teachers.at(0)->at(o_.teacher_tap), o_.form);
+    return ce_own_kd(in, {{"pkt", pkt, o_.beta}}, o_.kd);
   }
 
  private:
-  std::string s_tap_, t_tap_;
-  double beta_;
-  losses::Form form_;
-  double alpha_, T_;
+  Options o_;
 };
 
 }  // namespace kd

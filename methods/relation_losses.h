@@ -8,9 +8,11 @@
 #pragma once
 #include <torch/torch.h>
 
+#include "methods/form.h"
+
 namespace kd::losses {
 
-enum class Form { Reference, Paper };
+using Form = kd::Form;
 
 // ---- SP: Tung & Mori, ICCV 2019 ("Similarity-Preserving Knowledge Distillation"), Eq. 2-4 ------------------
 // RepDistiller distiller_zoo/SP.py `Similarity.similarity_loss`: Q = f.view(B, -1), G = Q Q^T (B x B), each

@@ -93,18 +93,12 @@ TORCH_MODULE(ABF);
 class ReviewKD final : public Method {
  public:
   struct Options {
-    std::vector<std::string> student_taps{"block1", "block2", "block3", "pool"};
-    std::vector<std::string> teacher_taps{"preact_block1", "preact_block2", "preact_block3", "pool"};
+    PairedTaps taps{{"block1", "block2", "block3", "pool"},
+                    {"preact_block1", "preact_block2", "preact_block3", "pool"}};
     double beta = 1.0;
     double warmup_epochs = 20.0;
     int64_t mid_channels = 0;
-    double alpha = 0.0;
-    double temperature = 4.0;
-    void validate() const {
-      if (student_taps.empty() || student_taps.size() != teacher_taps.size())
-        throw ConfigError("teacher_taps", "needs as many taps as student_taps (" + std::to_string(student_taps.size()) +
-                                              "), got " + std::to_string(teacher_taps.size()));
-    }
+    KdTerm kd;
   };
   static MethodInfo info() {
     return MethodInfo::of<ReviewKD>("reviewkd",
@@ -114,30 +108,29 @@ class ReviewKD final : public Method {
             "Chen et al. 2021 (CVPR), Sec. 3.2-3.4; reference dvlab-research/ReviewKD CIFAR-100/model/reviewkd.py, "
             "train.py @ cede6ea")
         .teachers(1, 1)
-        .strings("student_taps", &Options::student_taps, "student levels, shallow to deep (2-D taps are 1x1 maps)")
-        .strings("teacher_taps", &Options::teacher_taps, "teacher levels, paired in order (pre-ReLU stage outputs)")
+        .paired_taps(&Options::taps, "student levels, shallow to deep (2-D taps are 1x1 maps)",
+                     "teacher levels, paired in order (pre-ReLU stage outputs)")
         .number("beta", &Options::beta, 0.0, 1e6, "weight of the review term (kd_loss_weight; published 0.6 to 8)")
         .number("warmup_epochs", &Options::warmup_epochs, 0.0, 10000.0,
                 "the weight rises linearly from 0 at epoch 0 to beta at this epoch (0 = no warm-up)")
         .integer("mid_channels", &Options::mid_channels, 0, 1 << 16,
                  "ABF width; 0 = min(512, channels of the deepest student level) (reference)")
-        .number("alpha", &Options::alpha, 0.0, 1.0, "weight of an added KD term; CE gets 1 - alpha")
-        .number("temperature", &Options::temperature, 0.05, 100.0, "KD temperature when alpha > 0");
+        .kd_term(&Options::kd);
   }
   explicit ReviewKD(const Options& o) : o_(o) {}
 
-  std::vector<std::string> student_taps() const override { return with_logits(o_.student_taps); }
-  std::vector<std::string> teacher_taps(int) const override { return with_logits(o_.teacher_taps); }
+  std::vector<std::string> student_taps() const override { return with_logits(o_.taps.student); }
+  std::vector<std::string> teacher_taps(int) const override { return with_logits(o_.taps.teacher); }
 
   void prepare(const PrepareContext& ctx) override {
-    const size_t n = o_.student_taps.size();
+    const size_t n = o_.taps.student.size();
     std::vector<std::vector<int64_t>> s(n), t(n);
     for (size_t i = 0; i < n; ++i) {
-      s[i] = as_map_shape(ctx.student.at(o_.student_taps[i]));
-      t[i] = as_map_shape(ctx.teachers.at(0).at(o_.teacher_taps[i]));
+      s[i] = as_map_shape(ctx.student.at(o_.taps.student[i]));
+      t[i] = as_map_shape(ctx.teachers.at(0).at(o_.taps.teacher[i]));
       if (s[i].size() != 4 || t[i].size() != 4)
-        throw ConfigError("student_taps", "ReviewKD needs feature maps or pooled vectors ('" + o_.student_taps[i] +
-                                              "' / '" + o_.teacher_taps[i] + "')");
+        throw ConfigError("student_taps", "ReviewKD needs feature maps or pooled vectors ('" + o_.taps.student[i] +
+                                              "' / '" + o_.taps.teacher[i] + "')");
     }
     const int64_t mid = o_.mid_channels > 0 ? o_.mid_channels : std::min<int64_t>(512, s[n - 1][1]);
     module_ = std::make_shared<torch::nn::Module>("ReviewKD");
@@ -155,13 +148,13 @@ class ReviewKD final : public Method {
 
   // The fused outputs, shallow to deep, aligned with the teacher levels.
   std::vector<torch::Tensor> review(const TapMap& student) {
-    const size_t n = o_.student_taps.size();
+    const size_t n = o_.taps.student.size();
     std::vector<torch::Tensor> results(n);
     torch::Tensor residual;
     for (size_t k = 0; k < n; ++k) {  // k = 0 is the deepest level
       const size_t level = n - 1 - k;
       auto* abf = abfs_[k]->as<ABFImpl>();
-      auto [out, res] = abf->forward(as_map(student.at(o_.student_taps[level])), residual, out_hw_[level].first,
+      auto [out, res] = abf->forward(as_map(student.at(o_.taps.student[level])), residual, out_hw_[level].first,
                                      out_hw_[level].second);
       results[level] = out;
       residual = res;
@@ -171,10 +164,9 @@ class ReviewKD final : public Method {
 
   LossTerms compute(const MethodInput& in) override {
     std::vector<torch::Tensor> teacher;
-    for (const auto& tap : o_.teacher_taps) teacher.push_back(as_map(in.teachers.at(0)->at(tap)));
+    for (const auto& tap : o_.taps.teacher) teacher.push_back(as_map(in.teachers.at(0)->at(tap)));
     const double ramp = o_.warmup_epochs > 0 ? std::min(1.0, static_cast<double>(in.epoch) / o_.warmup_epochs) : 1.0;
-    return ce_own_kd(in, {{"reviewkd", losses::hcl(review(in.student), teacher), o_.beta * ramp}}, o_.alpha,
-                     o_.temperature);
+    return ce_own_kd(in, {{"reviewkd", losses::hcl(review(in.student), teacher), o_.beta * ramp}}, o_.kd);
   }
 
  private:

@@ -32,9 +32,8 @@ class RKD final : public Method {
     std::string teacher_tap = "pool";
     double distance_weight = 25.0;
     double angle_weight = 50.0;
-    std::string form = "reference";
-    double alpha = 0.0;
-    double temperature = 4.0;
+    Form form = Form::Reference;
+    KdTerm kd;
   };
   static MethodInfo info() {
     return MethodInfo::of<RKD>("rkd",
@@ -48,32 +47,21 @@ class RKD final : public Method {
         .string("teacher_tap", &Options::teacher_tap, {}, "teacher features")
         .number("distance_weight", &Options::distance_weight, 0.0, 1e7, "weight of the distance term (reference 25)")
         .number("angle_weight", &Options::angle_weight, 0.0, 1e7, "weight of the angle term (reference 50)")
-        .string("form", &Options::form, {"reference", "paper"},
-                "reference: means over all B^2 pairs and B^3 triplets (RepDistiller); paper: over distinct "
-                "pairs and triplets only")
-        .number("alpha", &Options::alpha, 0.0, 1.0, "weight of an added KD term; CE gets 1 - alpha")
-        .number("temperature", &Options::temperature, 0.05, 100.0, "KD temperature when alpha > 0");
+        .form("form", &Options::form,
+              "reference: means over all B^2 pairs and B^3 triplets (RepDistiller); paper: over distinct "
+              "pairs and triplets only")
+        .kd_term(&Options::kd);
   }
-  explicit RKD(const Options& o)
-      : s_tap_(o.student_tap),
-        t_tap_(o.teacher_tap),
-        wd_(o.distance_weight),
-        wa_(o.angle_weight),
-        form_(o.form == "paper" ? losses::Form::Paper : losses::Form::Reference),
-        alpha_(o.alpha),
-        T_(o.temperature) {}
-  std::vector<std::string> student_taps() const override { return {s_tap_, "logits"}; }
-  std::vector<std::string> teacher_taps(int) const override { return {t_tap_, "logits"}; }
+  explicit RKD(const Options& o) : o_(o) {}
+  std::vector<std::string> student_taps() const override { return {o_.student_tap, "logits"}; }
+  std::vector<std::string> teacher_taps(int) const override { return {o_.teacher_tap, "logits"}; }
   LossTerms compute(const MethodInput& in) override {
-    auto r = losses::rkd(in.student.at(s_tap_), in.teachers.at(0)->at(t_tap_), form_);
-    return ce_own_kd(in, {{"distance", r.distance, wd_}, {"angle", r.angle, wa_}}, alpha_, T_);
+    auto r = losses::rkd(in.student.at(o_.student_tap), in.teachers.at(0)->at(o_.teacher_tap), o_.form);
+    return ce_own_kd(in, {{"distance", r.distance, o_.distance_weight}, {"angle", r.angle, o_.angle_weight}}, o_.kd);
   }
 
  private:
-  std::string s_tap_, t_tap_;
-  double wd_, wa_;
-  losses::Form form_;
-  double alpha_, T_;
+  Options o_;
 };
 
 }  // namespace kd

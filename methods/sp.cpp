@@ -22,44 +22,35 @@ namespace kd {
 class SimilarityPreserving final : public Method {
  public:
   struct Options {
-    std::vector<std::string> student_taps{"block3"};
-    std::vector<std::string> teacher_taps{"block3"};
+    PairedTaps taps{{"block3"}, {"block3"}};
     double beta = 3000.0;
-    double alpha = 0.0;
-    double temperature = 4.0;
-    void validate() const {
-      if (student_taps.size() != teacher_taps.size() || student_taps.empty())
-        throw ConfigError("teacher_taps", "needs as many taps as student_taps (" + std::to_string(student_taps.size()) +
-                                              "), got " + std::to_string(teacher_taps.size()));
-    }
+    KdTerm kd;
   };
   static MethodInfo info() {
     return MethodInfo::of<SimilarityPreserving>(
                "sp", "Tung & Mori 2019: match the batch's row-normalised Gram matrices (similarity-preserving KD)")
         .cite("Tung & Mori, ICCV 2019, Sec. 3 (Eq. 2-4); reference RepDistiller distiller_zoo/SP.py Similarity")
         .teachers(1, 1)
-        .strings("student_taps", &Options::student_taps, "student taps, paired in order (RepDistiller: the last stage)")
-        .strings("teacher_taps", &Options::teacher_taps, "teacher taps, paired in order")
+        .paired_taps(&Options::taps, "student taps, paired in order (RepDistiller: the last stage)",
+                     "teacher taps, paired in order")
         .number("beta", &Options::beta, 0.0, 1e7, "weight of the similarity term (RepDistiller: 3000)")
-        .number("alpha", &Options::alpha, 0.0, 1.0, "weight of an added KD term; CE gets 1 - alpha")
-        .number("temperature", &Options::temperature, 0.05, 100.0, "KD temperature when alpha > 0");
+        .kd_term(&Options::kd);
   }
-  explicit SimilarityPreserving(const Options& o)
-      : s_taps_(o.student_taps), t_taps_(o.teacher_taps), beta_(o.beta), alpha_(o.alpha), T_(o.temperature) {}
-  std::vector<std::string> student_taps() const override { return with_logits(s_taps_); }
-  std::vector<std::string> teacher_taps(int) const override { return with_logits(t_taps_); }
+  explicit SimilarityPreserving(const Options& o) : o_(o) {}
+  std::vector<std::string> student_taps() const override { return with_logits(o_.taps.student); }
+  std::vector<std::string> teacher_taps(int) const override { return with_logits(o_.taps.teacher); }
   LossTerms compute(const MethodInput& in) override {
     torch::Tensor sp;
-    for (size_t i = 0; i < s_taps_.size(); ++i) {
-      auto l = losses::similarity_preserving(in.student.at(s_taps_[i]), in.teachers.at(0)->at(t_taps_[i]));
+    for (size_t i = 0; i < o_.taps.student.size(); ++i) {
+      auto l =
+          losses::similarity_preserving(in.student.at(o_.taps.student[i]), in.teachers.at(0)->at(o_.taps.teacher[i]));
       sp = sp.defined() ? sp + l : l;
     }
-    return ce_own_kd(in, {{"sp", sp, beta_}}, alpha_, T_);
+    return ce_own_kd(in, {{"sp", sp, o_.beta}}, o_.kd);
   }
 
  private:
-  std::vector<std::string> s_taps_, t_taps_;
-  double beta_, alpha_, T_;
+  Options o_;
 };
 
 }  // namespace kd

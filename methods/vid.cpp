@@ -32,19 +32,14 @@ namespace kd {
 class VID final : public Method {
  public:
   struct Options {
-    std::vector<std::string> student_taps{"block1", "block2", "block3"};
-    std::vector<std::string> teacher_taps{"block1", "block2", "block3"};
+    PairedTaps taps{{"block1", "block2", "block3"}, {"block1", "block2", "block3"}};
     double beta = 1.0;
-    double alpha = 0.0;
-    double temperature = 4.0;
+    KdTerm kd;
     double init_pred_var = 5.0;
     double eps = 1e-5;
     int64_t mid_channels = 0;
     std::string reduction = "mean";
     void validate() const {
-      if (student_taps.empty() || student_taps.size() != teacher_taps.size())
-        throw ConfigError("teacher_taps", "needs as many taps as student_taps (" + std::to_string(student_taps.size()) +
-                                              "), got " + std::to_string(teacher_taps.size()));
       if (init_pred_var <= eps) throw ConfigError("init_pred_var", "must be larger than eps");
     }
   };
@@ -54,11 +49,9 @@ class VID final : public Method {
                                "and student features (Gaussian with learned per-channel variance)")
         .cite("Ahn et al. 2019, Sec. 3 Eq. 2-5; reference RepDistiller distiller_zoo/VID.py @ b84f547")
         .teachers(1, 1)
-        .strings("student_taps", &Options::student_taps, "student feature maps, paired in order with teacher_taps")
-        .strings("teacher_taps", &Options::teacher_taps, "teacher feature maps")
+        .paired_taps(&Options::taps, "student feature maps, paired in order with teacher_taps", "teacher feature maps")
         .number("beta", &Options::beta, 0.0, 1e6, "weight of the vid term (RepDistiller: 1)")
-        .number("alpha", &Options::alpha, 0.0, 1.0, "weight of an added KD term; CE gets 1 - alpha")
-        .number("temperature", &Options::temperature, 0.05, 100.0, "KD temperature when alpha > 0")
+        .kd_term(&Options::kd)
         .number("init_pred_var", &Options::init_pred_var, 1e-4, 1e4, "initial predicted variance")
         .number("eps", &Options::eps, 0.0, 1.0, "added to the variance")
         .integer("mid_channels", &Options::mid_channels, 0, 1 << 16,
@@ -68,18 +61,18 @@ class VID final : public Method {
   }
   explicit VID(const Options& o) : o_(o) {}
 
-  std::vector<std::string> student_taps() const override { return with_logits(o_.student_taps); }
-  std::vector<std::string> teacher_taps(int) const override { return with_logits(o_.teacher_taps); }
+  std::vector<std::string> student_taps() const override { return with_logits(o_.taps.student); }
+  std::vector<std::string> teacher_taps(int) const override { return with_logits(o_.taps.teacher); }
 
   void prepare(const PrepareContext& ctx) override {
     module_ = std::make_shared<torch::nn::Module>("VID");
     pairs_.clear();
-    for (size_t i = 0; i < o_.student_taps.size(); ++i) {
-      const auto& s = ctx.student.at(o_.student_taps[i]);
-      const auto& t = ctx.teachers.at(0).at(o_.teacher_taps[i]);
+    for (size_t i = 0; i < o_.taps.student.size(); ++i) {
+      const auto& s = ctx.student.at(o_.taps.student[i]);
+      const auto& t = ctx.teachers.at(0).at(o_.taps.teacher[i]);
       if (s.size() != 4 || t.size() != 4)
         throw ConfigError("student_taps",
-                          "VID needs 4-D feature maps ('" + o_.student_taps[i] + "' / '" + o_.teacher_taps[i] + "')");
+                          "VID needs 4-D feature maps ('" + o_.taps.student[i] + "' / '" + o_.taps.teacher[i] + "')");
       const int64_t mid = o_.mid_channels > 0 ? o_.mid_channels : t[1];
       auto conv = [](int64_t in, int64_t out) {
         return torch::nn::Conv2d(torch::nn::Conv2dOptions(in, out, 1).bias(false));
@@ -103,12 +96,12 @@ class VID final : public Method {
     torch::Tensor vid;
     for (size_t i = 0; i < pairs_.size(); ++i) {
       auto [s, t] =
-          losses::pool_larger_height(in.student.at(o_.student_taps[i]), in.teachers.at(0)->at(o_.teacher_taps[i]));
+          losses::pool_larger_height(in.student.at(o_.taps.student[i]), in.teachers.at(0)->at(o_.taps.teacher[i]));
       auto l = losses::vid_nll(pairs_[i].regressor->forward(s), t, losses::vid_variance(pairs_[i].log_scale, o_.eps),
                                o_.reduction == "sum");
       vid = vid.defined() ? vid + l : l;
     }
-    return ce_own_kd(in, {{"vid", vid, o_.beta}}, o_.alpha, o_.temperature);
+    return ce_own_kd(in, {{"vid", vid, o_.beta}}, o_.kd);
   }
 
  private:

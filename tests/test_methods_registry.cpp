@@ -7,6 +7,7 @@
 #include <string>
 
 #include "base/errors.h"
+#include "methods/common_terms.h"
 #include "methods/method.h"
 
 namespace {
@@ -39,6 +40,30 @@ class TestOnlyHalfCE final : public kd::Method {
   kd::LossTerms compute(const kd::MethodInput& in) override {
     return {{"ce", torch::cross_entropy_loss(in.student.at("logits"), in.labels), o_.scale}};
   }
+  const Options& options() const { return o_; }
+
+ private:
+  Options o_;
+};
+
+// A method declaring the three option pieces (methods/method.h), with defaults other than the pieces' own.
+class TestOnlyPieces final : public kd::Method {
+ public:
+  struct Options {
+    kd::PairedTaps taps{{"a", "b"}, {"c", "d"}};
+    kd::Form form = kd::Form::Paper;
+    kd::KdTerm kd{0.25, 2.0};
+  };
+  static MethodInfo info() {
+    return MethodInfo::of<TestOnlyPieces>("test_only_pieces", "the option pieces (registered by a test)")
+        .cite("none (test)")
+        .teachers(1, 1)
+        .paired_taps(&Options::taps, "student taps", "teacher taps", /*min_pairs=*/2)
+        .form("form", &Options::form, "reference or paper")
+        .kd_term(&Options::kd);
+  }
+  explicit TestOnlyPieces(const Options& o) : o_(o) {}
+  kd::LossTerms compute(const kd::MethodInput& in) override { return kd::ce_own_kd(in, {}, o_.kd); }
   const Options& options() const { return o_; }
 
  private:
@@ -145,6 +170,47 @@ TEST(Registry, OptionsAreFilledFromTheResolvedValuesByTheirOneDeclaration) {
   EXPECT_EQ(o.names, (std::vector<std::string>{"x", "y"}));
   EXPECT_EQ(reg.get("test_only_half_ce").find("scale")->default_value, 0.5);
   EXPECT_EQ(reg.get("test_only_half_ce").find("names")->default_value, json::array({"a"}));
+}
+
+TEST(Registry, OptionPiecesDeclareTheirNamesDefaultsRangesAndChecks) {
+  auto& reg = MethodRegistry::instance();
+  const auto& info = reg.get("test_only_pieces");
+  std::vector<std::string> names;
+  for (const auto& p : info.params) names.push_back(p.name);
+  EXPECT_EQ(names, (std::vector<std::string>{"student_taps", "teacher_taps", "form", "alpha", "temperature"}));
+  // Defaults come from the Options' member initialisers, as for single fields.
+  EXPECT_EQ(info.find("student_taps")->default_value, json::array({"a", "b"}));
+  EXPECT_EQ(info.find("teacher_taps")->default_value, json::array({"c", "d"}));
+  EXPECT_EQ(info.find("form")->default_value, "paper");
+  EXPECT_EQ(info.find("form")->choices, (std::vector<std::string>{"reference", "paper"}));
+  EXPECT_EQ(info.find("alpha")->default_value, 0.25);
+  EXPECT_EQ(info.find("temperature")->default_value, 2.0);
+  EXPECT_DOUBLE_EQ(info.find("alpha")->max, 1.0);
+  EXPECT_DOUBLE_EQ(info.find("temperature")->min, 0.05);
+  EXPECT_DOUBLE_EQ(info.find("temperature")->max, 100.0);
+  // Values reach the typed fields.
+  auto m = reg.create("test_only_pieces", reg.resolve("test_only_pieces",
+                                                      {{"student_taps", {"x", "y", "z"}},
+                                                       {"teacher_taps", {"u", "v", "w"}},
+                                                       {"form", "reference"},
+                                                       {"alpha", 0.5},
+                                                       {"temperature", 3}},
+                                                      "m"));
+  const auto& o = dynamic_cast<TestOnlyPieces&>(*m).options();
+  EXPECT_EQ(o.taps.student, (std::vector<std::string>{"x", "y", "z"}));
+  EXPECT_EQ(o.taps.teacher, (std::vector<std::string>{"u", "v", "w"}));
+  EXPECT_EQ(o.form, kd::Form::Reference);
+  EXPECT_DOUBLE_EQ(o.kd.alpha, 0.5);
+  EXPECT_DOUBLE_EQ(o.kd.temperature, 3.0);
+  // The paired-taps check, with the key path.
+  EXPECT_EQ(resolve_error("test_only_pieces", {{"teacher_taps", {"c"}}}, "p"),
+            "p.teacher_taps: needs as many taps as student_taps (2), got 1");
+  EXPECT_EQ(resolve_error("test_only_pieces", {{"student_taps", {"a"}}, {"teacher_taps", {"c"}}}, "p"),
+            "p.student_taps: needs at least 2 taps, got 1");
+  EXPECT_EQ(resolve_error("test_only_pieces", {{"form", "papers"}}, "p").rfind("p.form: ", 0), 0u);
+  // fsp pairs consecutive maps: at least two taps.
+  EXPECT_EQ(resolve_error("fsp", {{"student_taps", {"block1"}}, {"teacher_taps", {"block1"}}}, "q"),
+            "q.student_taps: needs at least 2 taps, got 1");
 }
 
 TEST(Registry, UnknownMethodNamesTheKeyAndTheKnownOnes) {
@@ -293,3 +359,4 @@ TEST(Declarations, SharedHyperparametersHaveTheSameNamesAndMeaning) {
 }  // namespace
 
 KD_REGISTER_METHOD(TestOnlyHalfCE);
+KD_REGISTER_METHOD(TestOnlyPieces);
