@@ -269,6 +269,16 @@ def native_declaration(method):
             r"(double|int64_t|bool|std::string|std::vector<std::string>|nlohmann::json)\s+(\w+)\s*"
             r"(?:=\s*([^;]+)|\{([^;]*)\})\s*;", opts):
         defaults[name] = _cpp_default(ctype, init1 if init1 else "{" + init2 + "}")
+    # The option pieces of methods/method.h (KdTerm, PairedTaps, Form), with their defaults.
+    for name, init in re.findall(r"KdTerm\s+(\w+)\s*(\{[^;]*\})?\s*;", opts):
+        vals = [_number(v) for v in init.strip("{}").split(",")] if init else []
+        defaults[name] = {"alpha": vals[0] if vals else 0.0, "temperature": vals[1] if len(vals) > 1 else 4.0}
+    for name, init in re.findall(r"PairedTaps\s+(\w+)\s*\{(.*?)\}\s*;", opts):
+        lists = re.findall(r"\{([^{}]*)\}", init + "}")
+        defaults[name] = {"student": _cpp_default("std::vector<std::string>", lists[0]),
+                          "teacher": _cpp_default("std::vector<std::string>", lists[1])}
+    for name, value in re.findall(r"Form\s+(\w+)\s*=\s*Form::(\w+)\s*;", opts):
+        defaults[name] = value.lower()
     body = src[src.index("static MethodInfo info()"):]
     of = re.search(r"MethodInfo::of<\w+>\(", body)
     args, pos = _split_args(body, of.end() - 1)
@@ -297,6 +307,23 @@ def native_declaration(method):
             if call == "string":
                 p["choices"] = [_cpp_string(s) for s in re.findall(r'"((?:[^"\\]|\\.)*)"', args[2])]
             decl["params"].append(p)
+        elif call == "kd_term":  # MethodInfo::kd_term: alpha and temperature with their fixed ranges and docs
+            d = defaults[re.fullmatch(r"&Options::(\w+)", args[0]).group(1)]
+            stage = _literals(args[1]) if len(args) > 1 else ""
+            decl["params"].append({"name": "alpha", "kind": "number", "default": d["alpha"], "choices": [],
+                                   "doc": stage + ("weight of a KD term" if stage else "weight of an added KD term")
+                                   + "; CE gets 1 - alpha", "min": 0.0, "max": 1.0})
+            decl["params"].append({"name": "temperature", "kind": "number", "default": d["temperature"], "choices": [],
+                                   "doc": "KD temperature when alpha > 0", "min": 0.05, "max": 100.0})
+        elif call == "paired_taps":  # MethodInfo::paired_taps: student_taps, teacher_taps
+            d = defaults[re.fullmatch(r"&Options::(\w+)", args[0]).group(1)]
+            for side, doc in (("student", args[1]), ("teacher", args[2])):
+                decl["params"].append({"name": side + "_taps", "kind": "strings", "default": d[side], "choices": [],
+                                       "doc": _literals(doc)})
+        elif call == "form":  # MethodInfo::form: a string option, reference or paper
+            field = re.fullmatch(r"&Options::(\w+)", args[1]).group(1)
+            decl["params"].append({"name": _literals(args[0]), "kind": "string", "default": defaults[field],
+                                   "choices": ["reference", "paper"], "doc": _literals(args[-1])})
         else:
             raise ValueError(f"methods/{method}.cpp: unknown MethodInfo call .{call}()")
     return decl
