@@ -58,7 +58,8 @@ from typing import Any, Dict, List, NamedTuple, Optional, Sequence, Tuple
 
 import torch
 
-__all__ = ["Method", "Term", "Stage", "Input", "Context", "option", "OptionError"]
+__all__ = ["Method", "Term", "Stage", "Input", "Context", "option", "OptionError", "kd_alpha", "kd_temperature",
+           "form_option", "check_paired_taps"]
 
 
 class OptionError(ValueError):
@@ -87,6 +88,37 @@ def option(default: Any, *, range: Optional[Tuple[float, float]] = None, choices
         value = default
         return dataclasses.field(default_factory=lambda: typing.cast(Any, value).copy(), metadata=meta)
     return dataclasses.field(default=default, metadata=meta)
+
+
+# ---- option pieces: the native methods' pieces (methods/method.h: kd_term, paired_taps, form), one line each ----
+def kd_alpha() -> Any:
+    """The optional KD term's weight (``alpha: float = kd.kd_alpha()``): in [0, 1], default 0; CE gets 1 - alpha.
+
+    With :func:`kd_temperature` and ``kdbench.terms.ce_own_kd`` it is the native methods' KD term piece.
+    """
+    return option(0.0, range=(0.0, 1.0), doc="weight of an added KD term; CE gets 1 - alpha")
+
+
+def kd_temperature() -> Any:
+    """The optional KD term's temperature (``temperature: float = kd.kd_temperature()``): in [0.05, 100], default 4."""
+    return option(4.0, range=(0.05, 100.0), doc="KD temperature when alpha > 0")
+
+
+def form_option(doc: str) -> Any:
+    """A method's form (``form: str = kd.form_option("reference: ...; paper: ...")``): "reference" (the code behind
+    the published table, the default) or "paper" (the paper's equations)."""
+    return option("reference", choices=("reference", "paper"), doc=doc)
+
+
+def check_paired_taps(student_taps: Sequence[str], teacher_taps: Sequence[str], min_pairs: int = 1) -> None:
+    """For ``Options.validate()``: student and teacher tap lists paired in order, at least ``min_pairs`` of them;
+    raises the OptionError the native methods' paired-taps piece raises."""
+    if len(student_taps) < min_pairs:
+        raise OptionError("student_taps", f"needs at least {min_pairs} tap{'' if min_pairs == 1 else 's'}, "
+                                          f"got {len(student_taps)}")
+    if len(teacher_taps) != len(student_taps):
+        raise OptionError("teacher_taps", f"needs as many taps as student_taps ({len(student_taps)}), "
+                                          f"got {len(teacher_taps)}")
 
 
 class Term(NamedTuple):

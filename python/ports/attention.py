@@ -66,17 +66,15 @@ class Attention(kd.Method):
         teacher_taps: List[str] = kd.option(["block1", "block2", "block3"], doc="teacher taps, paired in order")
         p: float = kd.option(2.0, range=(1.0, 8.0), doc="exponent of |A|^p")
         beta: float = kd.option(1000.0, range=(0.0, 1e7), doc="weight of the attention term")
-        alpha: float = kd.option(0.0, range=(0.0, 1.0), doc="weight of an added KD term; CE gets 1 - alpha")
-        temperature: float = kd.option(4.0, range=(0.05, 100.0), doc="KD temperature when alpha > 0")
+        alpha: float = kd.kd_alpha()
+        temperature: float = kd.kd_temperature()
         resize: str = kd.option(
             "pool", choices=("pool", "interpolate"),
             doc="maps of different sizes: pool = the larger raw map average-pooled to the smaller (RepDistiller); "
                 "interpolate = the student's attention map bilinearly resized to the teacher's")
 
         def validate(self):
-            if len(self.student_taps) != len(self.teacher_taps) or not self.student_taps:
-                raise kd.OptionError("teacher_taps", f"needs as many taps as student_taps ({len(self.student_taps)}), "
-                                                     f"got {len(self.teacher_taps)}")
+            kd.check_paired_taps(self.student_taps, self.teacher_taps)
 
     def student_taps(self):
         return list(self.opt.student_taps) + ["logits"]

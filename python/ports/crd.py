@@ -326,8 +326,8 @@ class CRD(kd.Method):
             "exact", choices=("exact", "relax", "uniform"),
             doc="exact: other classes (reference default); relax: positive from the same class; uniform: any sample")
         beta: float = kd.option(0.8, range=(0.0, 1e6), doc="weight of the crd term (RepDistiller: 0.8)")
-        alpha: float = kd.option(0.0, range=(0.0, 1.0), doc="weight of an added KD term; CE gets 1 - alpha")
-        temperature: float = kd.option(4.0, range=(0.05, 100.0), doc="KD temperature when alpha > 0")
+        alpha: float = kd.kd_alpha()
+        temperature: float = kd.kd_temperature()
 
     def __init__(self, opt):
         super().__init__(opt)

@@ -72,9 +72,8 @@ class DKD(kd.Method):
             doc="TCKD and NCKD weighted by min(epoch / warmup_epochs, 1), epoch 1-based (0 or 1: no warm-up)")
         logit_standardization: bool = kd.option(False,
                                                 doc="z-score both logit sets per sample before DKD (Sun et al. 2024)")
-        standardization_form: str = kd.option(
-            "reference", choices=("reference", "paper"),
-            doc="reference: (z - mean) / (1e-7 + Bessel std) as the authors' code; paper: population std, no eps")
+        standardization_form: str = kd.form_option(
+            "reference: (z - mean) / (1e-7 + Bessel std) as the authors' code; paper: population std, no eps")
 
     def __init__(self, opt):
         super().__init__(opt)

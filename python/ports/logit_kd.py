@@ -50,9 +50,8 @@ class LogitKD(kd.Method):
         ce_weight: float = kd.option(-1.0, range=(-1.0, 100.0), doc="weight of CE; -1 = 1 - alpha")
         logit_standardization: bool = kd.option(
             False, doc="z-score both logit sets per sample before the KD term (Sun et al. 2024)")
-        standardization_form: str = kd.option(
-            "reference", choices=("reference", "paper"),
-            doc="reference: (z - mean) / (1e-7 + Bessel std) as the authors' code; paper: population std, no eps")
+        standardization_form: str = kd.form_option(
+            "reference: (z - mean) / (1e-7 + Bessel std) as the authors' code; paper: population std, no eps")
 
         def validate(self):
             if self.ce_weight < 0 and self.alpha > 1.0:

@@ -68,12 +68,11 @@ class PKT(kd.Method):
         student_tap: str = kd.option("pool", doc="student features (RepDistiller: the pooled features)")
         teacher_tap: str = kd.option("pool", doc="teacher features")
         beta: float = kd.option(30000.0, range=(0.0, 1e7), doc="weight of the PKT term (RepDistiller: 30000)")
-        form: str = kd.option(
-            "reference", choices=("reference", "paper"),
-            doc="reference: mean over all B^2 pairs, self-similarity kept, eps 1e-7 (RepDistiller); paper: sum "
-                "over i != j, self-similarity excluded")
-        alpha: float = kd.option(0.0, range=(0.0, 1.0), doc="weight of an added KD term; CE gets 1 - alpha")
-        temperature: float = kd.option(4.0, range=(0.05, 100.0), doc="KD temperature when alpha > 0")
+        form: str = kd.form_option(
+            "reference: mean over all B^2 pairs, self-similarity kept, eps 1e-7 (RepDistiller); paper: sum "
+            "over i != j, self-similarity excluded")
+        alpha: float = kd.kd_alpha()
+        temperature: float = kd.kd_temperature()
 
     def student_taps(self):
         return [self.opt.student_tap, "logits"]

@@ -86,12 +86,11 @@ class RKD(kd.Method):
         teacher_tap: str = kd.option("pool", doc="teacher features")
         distance_weight: float = kd.option(25.0, range=(0.0, 1e7), doc="weight of the distance term (reference 25)")
         angle_weight: float = kd.option(50.0, range=(0.0, 1e7), doc="weight of the angle term (reference 50)")
-        form: str = kd.option(
-            "reference", choices=("reference", "paper"),
-            doc="reference: means over all B^2 pairs and B^3 triplets (RepDistiller); paper: over distinct "
-                "pairs and triplets only")
-        alpha: float = kd.option(0.0, range=(0.0, 1.0), doc="weight of an added KD term; CE gets 1 - alpha")
-        temperature: float = kd.option(4.0, range=(0.05, 100.0), doc="KD temperature when alpha > 0")
+        form: str = kd.form_option(
+            "reference: means over all B^2 pairs and B^3 triplets (RepDistiller); paper: over distinct "
+            "pairs and triplets only")
+        alpha: float = kd.kd_alpha()
+        temperature: float = kd.kd_temperature()
 
     def student_taps(self):
         return [self.opt.student_tap, "logits"]
