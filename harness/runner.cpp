@@ -37,6 +37,66 @@ bool owner_is_dead(const std::string& owner) {
   return pid != ::getpid() && !process_alive(pid);
 }
 
+enum class Dependencies { Done, Waiting, Failed };
+// Whether the runs run `r` learns from are done, one of them failed, or it must wait.
+Dependencies teachers_state(const RunSpec& r, const std::map<std::string, RunRecord>& recs) {
+  Dependencies state = Dependencies::Done;
+  for (const auto& tid : r.teacher_ids) {
+    auto it = recs.find(tid);
+    if (it == recs.end()) return Dependencies::Waiting;
+    if (it->second.status == RunStatus::Failed) return Dependencies::Failed;
+    if (it->second.status != RunStatus::Done) state = Dependencies::Waiting;
+  }
+  return state;
+}
+
+// The next lockstep group: among the runs that can start, those of the lowest level with the seed and batch
+// size of the first of them (at most `lockstep` runs), each claimed atomically; runs another worker claims
+// first are left out. Tries the next (seed, batch size) when another worker got all of one.
+std::vector<RunSpec*> claim_group(const std::vector<RunSpec*>& ready, int64_t lockstep, ResultsStore& store,
+                                  const std::string& owner, double stale_seconds) {
+  std::vector<std::tuple<int, int64_t, int64_t>> keys;
+  for (const auto* r : ready) {
+    auto k = std::make_tuple(r->level, r->seed, r->recipe.batch_size);
+    if (std::find(keys.begin(), keys.end(), k) == keys.end()) keys.push_back(k);
+  }
+  std::stable_sort(keys.begin(), keys.end(),
+                   [](const auto& a, const auto& b) { return std::get<0>(a) < std::get<0>(b); });
+  const size_t chunk = lockstep > 0 ? static_cast<size_t>(lockstep) : ready.size();
+  for (const auto& k : keys) {
+    std::vector<RunSpec*> group;
+    for (auto* r : ready) {
+      if (group.size() >= chunk) break;
+      if (std::make_tuple(r->level, r->seed, r->recipe.batch_size) != k) continue;
+      if (store.claim_run(r->id, owner, stale_seconds)) group.push_back(r);
+    }
+    if (!group.empty()) return group;
+  }
+  return {};
+}
+
+// Work still to do (every pending run's epochs x training-split size x its model's cost per image), for
+// the progress bar's ETA.
+double pending_work(const Plan& plan, const std::set<std::string>& mine, const ResultsStore& store,
+                    const SweepModels& models, const DataSplits& data) {
+  double work = 0;
+  std::map<std::string, int64_t> macs;
+  for (const auto& r : plan.runs) {
+    if (!mine.count(r.id)) continue;
+    auto rec = store.run(r.id);
+    if (!rec || is_finished(rec->status)) continue;
+    if (r.teacher && (!r.teacher->trained() || models.cached(r.id))) continue;
+    const int64_t epochs = r.total_epochs;
+    if (!macs.count(r.model)) {
+      ModelPtr m = create_model(ModelSpec{r.model, data.num_classes, data.channels, data.image_size});
+      macs[r.model] = count_macs(*m, data.channels, data.image_size);
+    }
+    work += static_cast<double>(epochs) * static_cast<double>(data.train->size()) *
+            training_cost_per_image(macs[r.model]);
+  }
+  return work;
+}
+
 // A sweep in one process: the claim loop over its share of the runs, with its parts each in a file of its own
 // (sweep_device: where it runs; heartbeat: its claims kept alive; group_channel: the data-parallel leader and
 // followers; sweep_models: the models runs learn from, the teacher cache, evaluation and latency; trainer: a
@@ -63,7 +123,7 @@ class SweepRun {
               opts_.worker_index >= 0 ? fmt::format(" (worker {})", opts_.worker_index) : std::string());
     take_share();
     progress_ = std::make_unique<TerminalProgress>("img");
-    progress_->add_work(pending_work());
+    progress_->add_work(pending_work(plan_, mine_, *store_, *models_, data_));
     {
       Heartbeat heartbeat(open_store(location), owner_, opts_.heartbeat_seconds);  // stops when the loop ends
       heartbeat_ = &heartbeat;
@@ -159,7 +219,7 @@ class SweepRun {
         }
       }
       if (!unfinished) return;
-      std::vector<RunSpec*> group = claim_group(ready);
+      std::vector<RunSpec*> group = claim_group(ready, cfg_.lockstep, *store_, owner_, opts_.stale_seconds);
       if (group.empty()) {
         if (!said_waiting) log::info("waiting for runs other workers are training...");
         said_waiting = true;
@@ -188,18 +248,6 @@ class SweepRun {
     return models_->obtain_without_training(r, std::move(rec), *store_);
   }
 
-  enum class Dependencies { Done, Waiting, Failed };
-  Dependencies teachers_state(const RunSpec& r, const std::map<std::string, RunRecord>& recs) const {
-    Dependencies state = Dependencies::Done;
-    for (const auto& tid : r.teacher_ids) {
-      auto it = recs.find(tid);
-      if (it == recs.end()) return Dependencies::Waiting;
-      if (it->second.status == RunStatus::Failed) return Dependencies::Failed;
-      if (it->second.status != RunStatus::Done) state = Dependencies::Waiting;
-    }
-    return state;
-  }
-
   // A run whose teacher failed fails too (once: the claim makes sure of it).
   void fail_for_teacher(const RunSpec& r, const std::map<std::string, RunRecord>& recs) {
     if (!store_->claim_run(r.id, owner_, opts_.stale_seconds)) return;
@@ -212,30 +260,6 @@ class SweepRun {
         json{{"message", "its teacher run " + failed.substr(0, 8) + " (" + (dep ? dep->name : "?") + ") failed"}}
             .dump(),
         {});
-  }
-
-  // The next lockstep group: among the runs that can start, those of the lowest level with the seed and batch
-  // size of the first of them (at most `lockstep` runs), each claimed atomically; runs another worker claims
-  // first are left out. Tries the next (seed, batch size) when another worker got all of one.
-  std::vector<RunSpec*> claim_group(const std::vector<RunSpec*>& ready) {
-    std::vector<std::tuple<int, int64_t, int64_t>> keys;
-    for (const auto* r : ready) {
-      auto k = std::make_tuple(r->level, r->seed, r->recipe.batch_size);
-      if (std::find(keys.begin(), keys.end(), k) == keys.end()) keys.push_back(k);
-    }
-    std::stable_sort(keys.begin(), keys.end(),
-                     [](const auto& a, const auto& b) { return std::get<0>(a) < std::get<0>(b); });
-    const size_t chunk = cfg_.lockstep > 0 ? static_cast<size_t>(cfg_.lockstep) : ready.size();
-    for (const auto& k : keys) {
-      std::vector<RunSpec*> group;
-      for (auto* r : ready) {
-        if (group.size() >= chunk) break;
-        if (std::make_tuple(r->level, r->seed, r->recipe.batch_size) != k) continue;
-        if (store_->claim_run(r->id, owner_, opts_.stale_seconds)) group.push_back(r);
-      }
-      if (!group.empty()) return group;
-    }
-    return {};
   }
 
   // ---- data-parallel: rank 0 leads, the other replicas follow the groups it trains ------------------
@@ -273,27 +297,6 @@ class SweepRun {
     summary_.output_dir = out_;
     summary_.follower = true;
     return summary_;
-  }
-
-  // Work still to do (every pending run's epochs x training-split size x its model's cost per image), for
-  // the progress bar's ETA.
-  double pending_work() {
-    double work = 0;
-    std::map<std::string, int64_t> macs;
-    for (const auto& r : plan_.runs) {
-      if (!mine_.count(r.id)) continue;
-      auto rec = store_->run(r.id);
-      if (!rec || is_finished(rec->status)) continue;
-      if (r.teacher && (!r.teacher->trained() || models_->cached(r.id))) continue;
-      const int64_t epochs = r.total_epochs;
-      if (!macs.count(r.model)) {
-        ModelPtr m = create_model(ModelSpec{r.model, data_.num_classes, data_.channels, data_.image_size});
-        macs[r.model] = count_macs(*m, data_.channels, data_.image_size);
-      }
-      work += static_cast<double>(epochs) * static_cast<double>(data_.train->size()) *
-              training_cost_per_image(macs[r.model]);
-    }
-    return work;
   }
 
   // ---- a group -----------------------------------------------------------------------------------
