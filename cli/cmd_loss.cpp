@@ -20,6 +20,7 @@
 
 #include "base/errors.h"
 #include "cli/command.h"
+#include "harness/run_builder.h"
 #include "methods/method.h"
 
 namespace kd::cli {
@@ -156,8 +157,7 @@ int cmd_loss(const LossArgs& a) {
   }
   const MethodInfo& info = reg.get(a.method, "method");
   MethodParams params = reg.resolve(a.method, values, "--params");
-  std::unique_ptr<Method> method = reg.create(a.method, params);
-  const auto stages = method->stages();
+  const auto stages = reg.create(a.method, params)->stages();  // its declaration, for --stage
   if (a.stage < 0 || a.stage >= static_cast<int>(stages.size()))
     throw ConfigError("--stage",
                       "method '" + a.method + "' has " + std::to_string(stages.size()) + " stage(s), 0-based");
@@ -169,11 +169,7 @@ int cmd_loss(const LossArgs& a) {
                     "teachers: " + std::to_string(n_teachers) + " given; method '" + a.method + "' takes " +
                         std::to_string(info.min_teachers) +
                         (info.max_teachers != info.min_teachers ? " to " + std::to_string(info.max_teachers) : ""));
-  auto student_needs = method->student_taps();
-  student_needs.push_back("logits");
-  require_taps(in.student, student_needs, a.inputs, "student", a.method);
-  for (int i = 0; i < n_teachers; ++i)
-    require_taps(in.teachers[i], method->teacher_taps(i), a.inputs, "teachers[" + std::to_string(i) + "]", a.method);
+  require_taps(in.student, {"logits"}, a.inputs, "student", a.method);
   const auto& logits = in.student.at("logits");
   if (logits.dim() != 2)
     throw DataError(a.inputs, "student[\"logits\"]: expected [B, classes], got " + std::to_string(logits.dim()) + "-D");
@@ -184,17 +180,19 @@ int cmd_loss(const LossArgs& a) {
   ctx.device = torch::kCPU;
   ctx.num_classes = logits.size(1);
   ctx.train_size = in.indices.numel() ? in.indices.max().item<int64_t>() + 1 : 0;
-  torch::manual_seed(static_cast<uint64_t>(a.seed));
   LossTerms terms;
   torch::Tensor total;
   try {
-    method->prepare(ctx);
-    if (auto m = method->module()) m->to(logits.scalar_type());
+    // The method made, its taps checked and prepared as for a run that trains (harness/run_builder.h).
+    BuiltMethod built =
+        build_method(a.method, params.all(), ctx, static_cast<uint64_t>(a.seed), SideNames{"student", {}}, "--params");
+    if (!built.prepare_failure.empty()) throw std::runtime_error(built.prepare_failure);
+    if (built.module) built.module->to(logits.scalar_type());
     for (auto& [name, t] : in.student) t.requires_grad_(true);
     std::vector<const TapMap*> teachers;
     for (const auto& t : in.teachers) teachers.push_back(&t);
     MethodInput mi{in.student, teachers, in.labels, in.indices, a.stage, a.epoch, a.epoch, 0, 1};
-    terms = method->compute(mi);
+    terms = built.method->compute(mi);
     for (const auto& t : terms) {
       if (t.value.numel() != 1) throw std::invalid_argument("term '" + t.name + "' is not a scalar");
       auto w = t.value.reshape({}) * t.weight;
@@ -202,6 +200,11 @@ int cmd_loss(const LossArgs& a) {
     }
     if (!total.defined()) throw std::invalid_argument("the method returned no loss terms");
     total.backward();
+  } catch (const MissingTap& e) {  // one error naming the file, the side and the taps the file has
+    const bool student = e.teacher < 0;
+    require_taps(student ? in.student : in.teachers[static_cast<size_t>(e.teacher)], {e.tap}, a.inputs,
+                 student ? "student" : "teachers[" + std::to_string(e.teacher) + "]", a.method);
+    throw;
   } catch (const ConfigError&) {
     throw;
   } catch (const std::exception& e) {  // shapes the method cannot use: from its own checks or LibTorch's

@@ -2,54 +2,39 @@
 
 #include "base/errors.h"
 #include "harness/model_state.h"
+#include "harness/run_builder.h"
 #include "models/model.h"
 
 namespace kd {
 
-namespace {
-
-void require_taps(const TapShapes& have, const std::vector<std::string>& need, const RunSpec& run,
-                  const std::string& whose) {
-  for (const auto& tap : need)
-    if (!have.count(tap))
-      throw ConfigError(
-          run.name, "method '" + run.method + "' needs tap '" + tap + "' from " + whose + ", which it does not have");
-}
-
-}  // namespace
-
 std::optional<MethodFootprint> method_footprint(const RunSpec& run, const Plan& plan, const DataSplits& data) {
-  if (run.role != RunRole::Student || !run.method_instance || run.model.empty()) return std::nullopt;
-  auto method = MethodRegistry::instance().create(run.method, MethodParams(run.params));
-  const auto x = torch::zeros({2, data.channels, data.image_size, data.image_size});
-  auto build = [&](const std::string& model) {
-    return create_model(ModelSpec{model, data.num_classes, data.channels, data.image_size});
-  };
-  PrepareContext ctx;
-  ctx.student = tap_shapes(*build(run.model), x);
-  ctx.train_size = data.train->size();
-  ctx.num_classes = data.num_classes;
-  ctx.train_labels = data.train->all_labels();
-  require_taps(ctx.student, method->student_taps(), run, "student '" + run.model + "'");
+  if (run.role != RunRole::Student || run.model.empty()) return std::nullopt;
+  BuildSite site;
+  site.data = &data;
+  site.probe = torch::zeros({2, data.channels, data.image_size, data.image_size});
+  std::vector<BuildTeacher> teachers;
   for (size_t i = 0; i < run.teacher_ids.size(); ++i) {
     const RunSpec* t = plan.find(run.teacher_ids[i]);
     if (!t || t->model.empty()) return std::nullopt;
-    auto teacher = build(t->model);
-    teacher->eval();
-    ctx.teachers.push_back(tap_shapes(*teacher, x));
-    require_taps(ctx.teachers.back(), method->teacher_taps(static_cast<int>(i)), run,
-                 "teacher " + std::to_string(i) + " ('" + t->model + "')");
-    ctx.teacher_tap_norms.push_back(tap_norms(*teacher));
-    ctx.teacher_modules.push_back(teacher);
+    BuildTeacher bt;
+    bt.model = create_model(ModelSpec{t->model, data.num_classes, data.channels, data.image_size});
+    bt.model->eval();
+    bt.shapes = tap_shapes(*bt.model, site.probe);
+    bt.name = "teacher " + std::to_string(i) + " ('" + t->model + "')";
+    teachers.push_back(std::move(bt));
   }
+  BuiltRun built;
   try {
-    method->prepare(ctx);
-  } catch (const ConfigError& e) {
+    built = build_run(run, teachers, site);
+  } catch (const MissingTap&) {
+    throw;
+  } catch (const ConfigError& e) {  // shapes the method's modules cannot be built for
     throw ConfigError(run.name + " (" + run.model + ")" + (e.key_path().empty() ? "" : ".params." + e.key_path()),
                       e.message());
   }
+  if (!built.method.prepare_failure.empty()) throw MethodError(built.method.prepare_failure);
   MethodFootprint f;
-  auto module = method->module();
+  const auto& module = built.method.module;
   if (!module) return f;
   for (const auto& p : module->parameters()) {
     f.parameters += p.numel();

@@ -1,8 +1,8 @@
 // What a run's method adds beyond its student, for `kdbench plan`: the parameters and buffers of the method's own
 // modules (regressors, embeddings, fusion modules; CRD's memory bank is a buffer of 2 x training samples x 128
-// floats). Measured, not guessed: a fresh instance of the method (not the run's) is prepared on the tap shapes of
-// one probe forward of the untrained student and teachers, built for the data set's geometry, so the plan also
-// checks that every tap the method names exists and that its modules can be built for these shapes.
+// floats). Measured, not guessed: the run is built as the trainer builds it (harness/run_builder.h), on untrained
+// zoo models of the data set's geometry, so the plan also checks that every tap the method names exists and that
+// its modules can be built for these shapes.
 #pragma once
 #include <cstdint>
 #include <optional>

@@ -178,13 +178,14 @@ MethodEntry parse_method_entry(const json& j, const std::string& path, const Swe
   e.recipe = rd.has("recipe") ? parse_recipe(rd.raw("recipe"), rd.path("recipe"), cfg.recipe) : cfg.recipe;
   if (rd.has("provenance")) e.provenance = parse_provenance(rd.raw("provenance"), rd.path("provenance"));
   rd.finish();
-  // Validate every grid point now, so a bad value is reported before anything trains.
+  // Resolve every grid point now (the planner takes them from here), so a bad value is reported before anything
+  // trains.
   for (const auto& point : expand_grid(e.grid)) {
     json values = e.params;
     for (auto it = point.begin(); it != point.end(); ++it) values[it.key()] = it.value();
     // Errors for grid values name the grid key; for fixed values the params key.
     try {
-      MethodRegistry::instance().resolve(e.method, values, path + ".params");
+      e.settings.push_back({values, MethodRegistry::instance().resolve(e.method, values, path + ".params").all()});
     } catch (const ConfigError& err) {
       std::string key = err.key_path().substr(err.key_path().rfind('.') + 1);
       if (e.grid.contains(key)) throw ConfigError(path + ".grid." + key, err.message());
@@ -264,9 +265,21 @@ SweepConfig load_sweep_config(const std::string& path) {
 
 namespace {
 
+// What a method declares for given parameters (its stages and, for a chain of assistants, the chain), asked
+// of an instance made for the purpose and let go: the instance that trains a run is made by the run builder.
+struct Declared {
+  std::vector<StageSpec> stages;
+  std::vector<ChainLink> chain;
+};
+
+Declared declared_by(const std::string& method, const json& params) {
+  std::unique_ptr<Method> m = MethodRegistry::instance().create(method, MethodParams(params));
+  return {m->stages(), m->chain()};
+}
+
 // Resolves a run's stages against its recipe (0 epochs = the recipe's) and sums them.
-void set_stages(RunSpec& r) {
-  r.stages = r.method_instance->stages();
+void set_stages(RunSpec& r, std::vector<StageSpec> stages) {
+  r.stages = std::move(stages);
   r.total_epochs = 0;
   for (auto& st : r.stages) {
     if (st.epochs <= 0) st.epochs = static_cast<int>(r.recipe.epochs);
@@ -275,8 +288,8 @@ void set_stages(RunSpec& r) {
 }
 
 // Plans the runs of a sweep in order: teachers, then every method entry's runs (per seed, grid point and
-// student), teacher-assistant links before the runs that learn from them. A run's method is made once, when
-// the run is first planned; a run planned again (the same id) is the same run.
+// student), teacher-assistant links before the runs that learn from them. A method's declarations are asked
+// once per distinct (method, parameters); a run planned again (the same id) is the same run.
 class Planner {
  public:
   explicit Planner(const SweepConfig& cfg) : cfg_(cfg), reg_(MethodRegistry::instance()) {}
@@ -286,7 +299,7 @@ class Planner {
     for (const auto& t : cfg_.teachers) add_teacher(t);
     for (const auto& e : cfg_.methods)
       for (int64_t seed : cfg_.seeds)
-        for (const auto& point : expand_grid(e.grid)) add_entry_point(e, seed, point);
+        for (const auto& setting : e.settings) add_entry_point(e, seed, setting);
     for (auto& s : students_) add(std::move(s));
     if (cfg_.precision != "fp32") rehash_for_precision();
     return std::move(plan_);
@@ -317,23 +330,18 @@ class Planner {
     t.source().record(t, r.config);
     r.id = content_hash(r.config);
     teacher_id_[t.name] = r.id;
-    // Only a teacher that may be trained needs a method (a cached one is loaded, but may be missing).
-    if (t.trained() && !seen(r.id)) attach_method(r);
+    // Only a teacher that may be trained has stages (a cached one is loaded, but may be missing).
+    if (t.trained() && !seen(r.id)) set_stages(r, declared(r.method, r.params).stages);
     add(std::move(r));
   }
 
-  // One grid point of a method entry for one seed: its chain's assistant runs, then a run per student.
-  void add_entry_point(const MethodEntry& e, int64_t seed, const json& point) {
-    json values = e.params;
-    for (auto it = point.begin(); it != point.end(); ++it) values[it.key()] = it.value();
-    MethodParams params = reg_.resolve(e.method, values, e.path + ".params");
+  // One setting (grid point) of a method entry for one seed: its chain's assistant runs, then a run per student.
+  void add_entry_point(const MethodEntry& e, int64_t seed, const MethodEntry::Setting& setting) {
     std::vector<std::string> tids;
     for (const auto& tn : e.teachers) tids.push_back(teacher_id_.at(tn));
-    // The first student's method declares the chain (every student of the point has the same parameters).
-    std::unique_ptr<Method> first = reg_.create(e.method, params);
+    const Declared& decl = declared(e.method, setting.params);
     int level = 1;
-    const std::vector<ChainLink> chain = first->chain();
-    for (const auto& link : chain) {
+    for (const auto& link : decl.chain) {
       tids = {add_assistant(e, seed, link, tids, level)};
       ++level;
     }
@@ -344,8 +352,8 @@ class Planner {
       r.name = e.label;
       r.method = e.method;
       r.reference = reference;
-      r.params = params.all();
-      r.setting = values;
+      r.params = setting.params;
+      r.setting = setting.values;
       r.seed = seed;
       r.model = student;
       r.teacher_ids = tids;
@@ -358,10 +366,17 @@ class Planner {
       r.id = content_hash(r.config);
       if (seen(r.id) || std::any_of(students_.begin(), students_.end(), [&](const RunSpec& s) { return s.id == r.id; }))
         continue;
-      r.method_instance = first ? std::shared_ptr<Method>(std::move(first)) : reg_.create(e.method, params);
-      set_stages(r);
+      set_stages(r, decl.stages);
       students_.push_back(std::move(r));
     }
+  }
+
+  // What `method` declares with resolved `params`, asked once per distinct pair.
+  const Declared& declared(const std::string& method, const json& params) {
+    const std::string key = method + "\n" + params.dump();
+    auto it = declared_.find(key);
+    if (it == declared_.end()) it = declared_.emplace(key, declared_by(method, params)).first;
+    return it->second;
   }
 
   // A teacher-assistant run (shared by every setting and student that has the same link); returns its id.
@@ -386,7 +401,7 @@ class Planner {
                     {"recipe", a.recipe.to_json()}, {"dataset", cfg_.dataset}};
     add_plugin(a.config, link.method);
     a.id = content_hash(a.config);
-    if (!seen(a.id)) attach_method(a);
+    if (!seen(a.id)) set_stages(a, declared(a.method, a.params).stages);
     const std::string id = a.id;
     add(std::move(a));
     return id;
@@ -422,14 +437,14 @@ class Planner {
   Plan plan_;
   std::map<std::string, std::string> teacher_id_;  // teacher name -> run id
   std::set<std::string> seen_;
-  std::vector<RunSpec> students_;  // added after every teacher and assistant
+  std::vector<RunSpec> students_;                // added after every teacher and assistant
+  std::map<std::string, Declared> declared_;  // method + "\n" + params -> what it declares
 };
 
 }  // namespace
 
-void attach_method(RunSpec& r) {
-  r.method_instance = MethodRegistry::instance().create(r.method, MethodParams(r.params));
-  set_stages(r);
+void resolve_stages(RunSpec& r) {
+  set_stages(r, declared_by(r.method, r.params).stages);
 }
 
 Plan plan_sweep(const SweepConfig& cfg) {

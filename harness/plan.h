@@ -1,6 +1,7 @@
-// Sweep configs and their expansion into runs. Plans are data: a run's id is a stable hash of its
-// fully resolved config, so re-running a sweep finds what is already done. Each planned run carries
-// the one method instance that will train it, with what that method declared (stages, chain).
+// Sweep configs and their expansion into runs. Plans are values: a run's id is a stable hash of its
+// fully resolved config, so re-running a sweep finds what is already done. A planned run holds its method's
+// name, resolved parameters and what the method declared (stages, chain); no method object: the run builder
+// (harness/run_builder.h) makes the one instance that trains it, when it trains.
 #pragma once
 #include <map>
 #include <memory>
@@ -46,6 +47,12 @@ struct MethodEntry {
   Recipe recipe;                      // the sweep's recipe with this entry's "recipe" keys over it
   json provenance;                    // where its setting is published (repo, commit, file, line, args); null = unsaid
   std::string path;                   // "methods[3]" for messages
+  // Its settings, resolved once when the config is read: each grid point (in config order, last key fastest)
+  // with the fixed params, as written (`values`, the runs' setting) and with every default filled in (`params`).
+  struct Setting {
+    json values, params;
+  };
+  std::vector<Setting> settings;
 };
 
 struct SweepConfig {
@@ -98,17 +105,15 @@ struct RunSpec {
   const TeacherSpec* teacher = nullptr;  // for role teacher
   json config;                           // the resolved config that the id hashes
   int level = 0;                         // 0 = teachers; a run's level is 1 + its teachers' max level
-  // The method instance that trains this run, made once when the run is planned (none for teachers that
-  // are loaded rather than trained), and what it declared: its stages (epochs resolved against the recipe).
-  std::shared_ptr<Method> method_instance;
+  // What its method declared: its stages, epochs resolved against the recipe (none for teachers that are
+  // loaded rather than trained), and their sum.
   std::vector<StageSpec> stages;
   int64_t total_epochs = 0;
 };
 
-// Makes the run's method from its method name and resolved params (the registry's factory: the one
-// instance that trains the run) and resolves its stages against its recipe. The planner calls it once per
-// run; tests that build a RunSpec by hand call it too.
-void attach_method(RunSpec& r);
+// Resolves the run's stages against its recipe, from what its method (by name, with the run's params) declares.
+// The planner does it for every run it trains; tests that build a RunSpec by hand call it too.
+void resolve_stages(RunSpec& r);
 
 // The store's record of a planned run (pending; what training adds is filled in later). The one place a
 // run record is built from a plan.

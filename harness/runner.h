@@ -1,5 +1,8 @@
 // The sweep runner: plans a sweep, records it in the results store, obtains the teachers once,
 // trains every pending run in lockstep groups per seed, and resumes where a killed sweep stopped.
+// runner.cpp holds the claim loop; its parts are sweep_device (where it runs, the environment record),
+// heartbeat (claims kept alive), group_channel (data-parallel leader and followers), sweep_models (the models runs
+// learn from, the teacher cache, evaluation, latency) and trainer (a lockstep group).
 #pragma once
 #include <cstdint>
 #include <string>
@@ -50,11 +53,5 @@ std::string sweep_store_location(const SweepConfig& cfg, const SweepOptions& opt
 // The runs of `plan` in static share `shard`: its students (a contiguous block of them ordered by seed, so a
 // shard's runs still train in lockstep) and every run they learn from (teachers, assistants).
 std::vector<const RunSpec*> shard_runs(const Plan& plan, const ShardSpec& shard);
-
-// JSON describing software and hardware: libtorch version, device, threads, git commit, host, cpu.
-std::string environment_json(const std::string& device, int64_t threads);
-
-// The process identity written as a run's owner: "<host>:<pid>".
-std::string process_owner();
 
 }  // namespace kd

@@ -9,8 +9,10 @@
 #include "base/errors.h"
 #include "base/fsutil.h"
 #include "base/log.h"
-#include "harness/autocast.h"
+#include "harness/group_teachers.h"
 #include "harness/lanes.h"
+#include "harness/run_builder.h"
+#include "harness/run_records.h"
 #include "harness/run_state.h"
 #include "harness/static_step.h"
 #include "harness/step.h"
@@ -31,13 +33,64 @@ std::string error_record(int64_t epoch, int64_t step, const std::string& stage, 
   return json{{"epoch", epoch}, {"step", step}, {"stage", stage}, {"term", term}, {"message", message}}.dump();
 }
 
-// Timings of one epoch of the group, recorded with every run.
-struct EpochTimes {
-  double teacher = 0;    // the shared teacher forward passes
-  double data_wait = 0;  // the training thread waiting for the loader
-  double train = 0;      // the group's wall time training
-  double eval = 0;       // the group's validation pass
-};
+// The loader a group trains from: its first run's batch size and seed (every run of a group shares them), the data
+// set's augmentation; a data-parallel replica's share of every batch.
+LoaderOptions group_loader(const RunSpec& first, const DataSplits& data, const TrainOptions& opts) {
+  LoaderOptions lo;
+  lo.batch_size = first.recipe.batch_size;
+  lo.shuffle = true;
+  lo.drop_last = false;
+  lo.seed = static_cast<uint64_t>(first.seed);
+  lo.augment = true;
+  lo.augment_options = parse_augment(data.augment, "dataset.augment");
+  lo.norm = data.norm;
+  lo.image_size = data.image_size;
+  lo.workers = opts.workers;
+  lo.prefetch = 4;
+  lo.pin_memory = opts.pin_memory && opts.device.is_cuda();
+  if (opts.replicas) {
+    if (opts.lanes != 1 || opts.fuse) throw std::logic_error("data-parallel training needs one lane and no fusion");
+    lo.part_index = opts.replicas->rank();
+    lo.part_count = opts.replicas->size();
+  }
+  return lo;
+}
+
+// Horizontal fusion: eligible runs of one architecture (and momentum, Nesterov, length) become one
+// fused model built from their own initial weights.
+std::vector<FusedGroup> fuse_runs(std::vector<RunState>& runs, const DataSplits& data, const TrainOptions& opts) {
+  std::vector<FusedGroup> fused;
+  // Students fused together share one updater: the same optimizer, momentum and betas (harness/updater.h).
+  std::map<std::tuple<std::string, std::string, double, bool, double, double, int64_t>, std::vector<RunState*>> by;
+  for (auto& rs : runs) {
+    const Recipe& r = rs.spec->recipe;
+    if (rs.done || rs.stages.size() != 1 || !rs.stages[0].spec.train_until_tap.empty() ||
+        !rs.stages[0].spec.train_student || !supports_fusion(rs.spec->model))
+      continue;
+    by[{rs.spec->model, r.optimizer, r.momentum, r.nesterov, r.beta1, r.beta2, rs.total_epochs}].push_back(&rs);
+  }
+  for (auto& [key, members] : by) {
+    if (members.size() < 2) continue;
+    FusedGroup g;
+    g.runs = members;
+    std::vector<ModelPtr> students;
+    for (auto* rs : members) students.push_back(rs->student);
+    g.model = fuse_models(students, ModelSpec{std::get<0>(key), data.num_classes, data.channels, data.image_size});
+    g.model->to(opts.device);
+    if (opts.channels_last) to_channels_last(*g.model);
+    g.model->train();
+    std::vector<Recipe> recipes;  // block k: student k's own weight decay and clipping norm
+    for (auto* rs : members) recipes.push_back(rs->stages[0].recipe);
+    g.updater = std::make_unique<Updater>(g.model->parameters(), recipes);
+    for (size_t k = 0; k < members.size(); ++k) {
+      members[k]->fused_group = static_cast<int>(fused.size());
+      members[k]->fused_index = static_cast<int64_t>(k);
+    }
+    log::info("training {} runs of {} as one horizontally fused model", members.size(), std::get<0>(key));
+    fused.push_back(std::move(g));
+  }
+  return fused;
+}
 
 // A group of runs of one seed trained in lockstep. Phases: set_up (loader, teachers, runs, fusion), then per
 // epoch begin_epoch (stages and optimizers), for each batch teacher_outputs + one step per run, end_epoch
@@ -63,51 +116,27 @@ class LockstepGroup {
  private:
   // ---- set-up ------------------------------------------------------------------------------------
   void set_up() {
-    const RunSpec& first = *members_.front().spec;
     lanes_ = std::max(1, std::min<int>(opts_.lanes, static_cast<int>(members_.size())));
-    lo_.batch_size = first.recipe.batch_size;
-    lo_.shuffle = true;
-    lo_.drop_last = false;
-    lo_.seed = static_cast<uint64_t>(first.seed);
-    lo_.augment = true;
-    lo_.augment_options = parse_augment(data_.augment, "dataset.augment");
-    lo_.norm = data_.norm;
-    lo_.image_size = data_.image_size;
-    lo_.workers = opts_.workers;
-    lo_.prefetch = 4;
-    lo_.pin_memory = opts_.pin_memory && device_.is_cuda();
-    if (opts_.replicas) {
-      if (opts_.lanes != 1 || opts_.fuse) throw std::logic_error("data-parallel training needs one lane and no fusion");
-      lo_.part_index = opts_.replicas->rank();
-      lo_.part_count = opts_.replicas->size();
-    }
-    loader_ = std::make_unique<Loader>(data_.train, lo_);
+    const LoaderOptions lo = group_loader(*members_.front().spec, data_, opts_);
+    loader_ = std::make_unique<Loader>(data_.train, lo);
     steps_per_epoch_ = loader_->batches_per_epoch();
-    // Without random augmentation a sample is the same tensor whenever it is drawn: teacher outputs can come
-    // from the whole-split cache.
-    cacheable_ = opts_.teacher_cache && !lo_.augment_options.random_crop && !lo_.augment_options.horizontal_flip &&
-                 !lo_.augment_options.random_resized_crop;
-
     // A probe batch for tap shapes and upstream-parameter discovery.
     loader_->start_epoch(0);
     Batch probe;
     if (!loader_->next(probe)) throw DataError(data_.source, "the training split is empty");
     probe_x_ = probe.x.narrow(0, 0, std::min<int64_t>(2, probe.x.size(0))).to(device_);
 
-    // Teachers: one model per distinct teacher run, in eval mode.
-    for (const auto& m : members_)
-      for (const auto* t : m.teachers) teachers_[t->run_id] = t;
-    for (auto& [id, t] : teachers_) {
-      t->model->eval();
-      if (opts_.channels_last) to_channels_last(*t->model);
-      teacher_shapes_[id] = tap_shapes(*t->model, probe_x_);
-    }
+    // Without random augmentation a sample is the same tensor whenever it is drawn: teacher outputs can come
+    // from the whole-split cache.
+    const bool cacheable =
+        !lo.augment_options.random_crop && !lo.augment_options.horizontal_flip && !lo.augment_options.random_resized_crop;
+    teachers_ = std::make_unique<GroupTeachers>(members_, data_, opts_, lanes_, cacheable, probe_x_);
     runs_ = std::vector<RunState>(members_.size());
     for (size_t i = 0; i < members_.size(); ++i) set_up_run(runs_[i], members_[i]);
     // A run whose method failed to prepare (an exception in a Python method's prepare) fails alone.
     for (auto& rs : runs_)
       if (!rs.setup_failure.empty()) fail(rs, 0, 0, rs.stages.front().spec.name, "", rs.setup_failure);
-    if (opts_.fuse) set_up_fusion();
+    if (opts_.fuse) fused_ = fuse_runs(runs_, data_, opts_);
     // The static step (CUDA graphs) for the whole group, when every run can take it.
     std::vector<RunState*> all;
     for (auto& rs : runs_)
@@ -116,7 +145,7 @@ class LockstepGroup {
         StaticGroupStep::supports(all)) {
       static_step_ = std::make_unique<StaticGroupStep>(opts_.cuda_graphs && device_.is_cuda(),
                                                        [this](const torch::Tensor& x, const torch::Tensor& indices) {
-                                                         return teacher_outputs(needed_, indices, x);
+                                                         return teachers_->outputs(indices, x);
                                                        });
       for (auto& g : fused_) start_static_fused(g, device_);
     } else if (opts_.cuda_graphs && device_.is_cuda()) {
@@ -131,6 +160,7 @@ class LockstepGroup {
   // constructor makes them; the seeded initialisation already agrees, this makes sure).
   void start_replicas_equal() {
     for (auto& rs : runs_) {
+      if (!rs.student) continue;  // failed at its start (released)
       std::vector<torch::Tensor> state;
       for (auto& p : rs.student->parameters()) state.push_back(p.detach());
       for (auto& b : rs.student->buffers()) state.push_back(b);
@@ -143,49 +173,25 @@ class LockstepGroup {
     }
   }
 
+  // A run built from its plan (harness/run_builder.h) against the group's teachers and probe batch.
   void set_up_run(RunState& rs, const GroupMember& member) {
     rs.member = &member;
     rs.spec = member.spec;
     const RunSpec& first = *members_.front().spec;
     if (rs.spec->seed != first.seed || rs.spec->recipe.batch_size != first.recipe.batch_size)
       throw std::logic_error("lockstep group mixes seeds or batch sizes");
-    if (!member.method) throw std::logic_error("run " + rs.spec->id + " reached the trainer without its method");
-    rs.student = create_seeded_model(rs.spec->model, data_, rs.spec->seed);
-    rs.student->to(device_);
-    if (opts_.channels_last) to_channels_last(*rs.student);
-    rs.method = member.method;
-    rs.student_taps = rs.method->student_taps();
-    PrepareContext ctx;
-    ctx.student = tap_shapes(*rs.student, probe_x_);
-    ctx.device = device_;
-    ctx.train_size = data_.train->size();
-    ctx.num_classes = data_.num_classes;
-    ctx.train_labels = data_.train->all_labels();
+    std::vector<BuildTeacher> teachers;
     for (size_t t = 0; t < member.teachers.size(); ++t) {
       const TeacherHandle& th = *member.teachers[t];
-      ctx.teachers.push_back(teacher_shapes_.at(th.run_id));
-      ctx.teacher_modules.push_back(th.model);
-      ctx.teacher_tap_norms.push_back(tap_norms(*th.model));
-      rs.teacher_taps.push_back(rs.method->teacher_taps(static_cast<int>(t)));
-      for (const auto& tap : rs.teacher_taps.back())
-        if (!ctx.teachers.back().count(tap))
-          throw ConfigError(rs.spec->name, "method '" + rs.spec->method + "' needs tap '" + tap + "' from teacher " +
-                                               std::to_string(t) + ", which it does not have");
+      teachers.push_back({th.model, teachers_->shapes(th.run_id), "teacher " + std::to_string(t)});
     }
-    for (const auto& tap : rs.student_taps)
-      if (!ctx.student.count(tap))
-        throw ConfigError(rs.spec->name, "method '" + rs.spec->method + "' needs tap '" + tap + "' from student '" +
-                                             rs.spec->model + "', which it does not have");
-    // Method-owned modules are seeded from the run's seed too.
-    torch::manual_seed(static_cast<uint64_t>(rs.spec->seed) * 7919 + 17);
-    try {
-      rs.method->prepare(ctx);
-    } catch (const MethodError& e) {
-      rs.setup_failure = e.what();
-    }
-    rs.method_module = rs.method->module();
-    if (rs.method_module) rs.method_module->to(device_);
-    if (rs.method_module && opts_.channels_last) to_channels_last(*rs.method_module);
+    BuiltRun built = build_run(*rs.spec, teachers, BuildSite{&data_, device_, probe_x_, opts_.channels_last});
+    rs.student = std::move(built.student);
+    rs.method = std::move(built.method.method);
+    rs.method_module = std::move(built.method.module);
+    rs.student_taps = std::move(built.method.student_taps);
+    rs.teacher_taps = std::move(built.method.teacher_taps);
+    rs.setup_failure = std::move(built.method.prepare_failure);
     for (const auto& st : rs.spec->stages) {
       StageState s;
       s.spec = st;
@@ -195,43 +201,9 @@ class LockstepGroup {
       rs.stages.push_back(std::move(s));
     }
     rs.total_epochs = rs.spec->total_epochs;
-    rs.outcome.params = count_parameters(*rs.student);
-    rs.outcome.macs = count_macs(*rs.student, data_.channels, data_.image_size);
-    rs.outcome.method_params = rs.method_module ? count_parameters(*rs.method_module) : 0;
-  }
-
-  // Horizontal fusion: eligible runs of one architecture (and momentum, Nesterov, length) become one
-  // fused model built from their own initial weights.
-  void set_up_fusion() {
-    // Students fused together share one updater: the same optimizer, momentum and betas (harness/updater.h).
-    std::map<std::tuple<std::string, std::string, double, bool, double, double, int64_t>, std::vector<RunState*>> by;
-    for (auto& rs : runs_) {
-      const Recipe& r = rs.spec->recipe;
-      if (rs.done || rs.stages.size() != 1 || !rs.stages[0].spec.train_until_tap.empty() ||
-          !rs.stages[0].spec.train_student || !supports_fusion(rs.spec->model))
-        continue;
-      by[{rs.spec->model, r.optimizer, r.momentum, r.nesterov, r.beta1, r.beta2, rs.total_epochs}].push_back(&rs);
-    }
-    for (auto& [key, members] : by) {
-      if (members.size() < 2) continue;
-      FusedGroup g;
-      g.runs = members;
-      std::vector<ModelPtr> students;
-      for (auto* rs : members) students.push_back(rs->student);
-      g.model = fuse_models(students, ModelSpec{std::get<0>(key), data_.num_classes, data_.channels, data_.image_size});
-      g.model->to(device_);
-      if (opts_.channels_last) to_channels_last(*g.model);
-      g.model->train();
-      std::vector<Recipe> recipes;  // block k: student k's own weight decay and clipping norm
-      for (auto* rs : members) recipes.push_back(rs->stages[0].recipe);
-      g.updater = std::make_unique<Updater>(g.model->parameters(), recipes);
-      for (size_t k = 0; k < members.size(); ++k) {
-        members[k]->fused_group = static_cast<int>(fused_.size());
-        members[k]->fused_index = static_cast<int64_t>(k);
-      }
-      log::info("training {} runs of {} as one horizontally fused model", members.size(), std::get<0>(key));
-      fused_.push_back(std::move(g));
-    }
+    rs.outcome.params = built.params;
+    rs.outcome.macs = built.macs;
+    rs.outcome.method_params = built.method_params;
   }
 
   // ---- per epoch ---------------------------------------------------------------------------------
@@ -274,11 +246,7 @@ class LockstepGroup {
     std::vector<RunState*> laned;  // runs stepped one by one on the lanes (the rest are fused)
     for (auto* rs : active)
       if (rs->fused_group < 0) laned.push_back(rs);
-    // Which teachers (and taps) this epoch needs.
-    needed_.clear();
-    for (auto* rs : active)
-      for (size_t t = 0; t < rs->member->teachers.size(); ++t)
-        for (const auto& tap : rs->teacher_taps[t]) needed_[rs->member->teachers[t]->run_id].insert(tap);
+    teachers_->need_for(active);
 
     EpochTimes times;
     loader_->start_epoch(epoch);
@@ -298,8 +266,8 @@ class LockstepGroup {
         static_step_->step(laned, fused_, epoch, step, steps_per_epoch_, x, y, indices, opts_.bf16);
       } else {
         auto teacher_start = Clock::now();
-        std::map<std::string, TapMap> teacher_out = teacher_outputs(needed_, batch.indices, x);
-        if (!needed_.empty()) times.teacher += seconds_since(teacher_start);
+        std::map<std::string, TapMap> teacher_out = teachers_->outputs(batch.indices, x);
+        if (teachers_->any_needed()) times.teacher += seconds_since(teacher_start);
         StepBatch b{epoch, step, steps_per_epoch_, x, y, indices, teacher_out, opts_.bf16, device_, opts_.replicas};
         // Each lane (thread) steps its share of the runs; failures are handled here, after the join.
         for_each_lane(laned, lanes_, [&](RunState& rs) {
@@ -326,28 +294,6 @@ class LockstepGroup {
     return times;
   }
 
-  // One teacher forward per batch, shared by every run of the group (or the whole-split cache).
-  // `indices`: the batch's sample indices in the training split (for the cache; on any device).
-  std::map<std::string, TapMap> teacher_outputs(const std::map<std::string, std::set<std::string>>& needed,
-                                                const torch::Tensor& indices, const torch::Tensor& x) {
-    std::map<std::string, TapMap> out;
-    for (const auto& [id, taps] : needed) {
-      const TeacherHandle& t = *teachers_.at(id);
-      TapMap keep;
-      if (cacheable_ && opts_.teacher_cache->lookup(t, taps, indices, data_, device_, &keep, lanes_)) {
-        out[id] = std::move(keep);
-        continue;
-      }
-      // The batch in a fixed number of chunks (independent of the group's size, so the numbers are too), one
-      // forward each, spread over the lanes.
-      out[id] = forward_on_lanes(*t.model, x, opts_.teacher_chunks, lanes_, taps, [&](const std::function<void()>& fn) {
-        AutocastScope autocast(opts_.bf16, device_.type());  // per thread, as grad mode is
-        fn();
-      });
-    }
-    return out;
-  }
-
   // Validation of every active run, its epoch's metrics, its best epoch on validation; then the runs whose
   // last epoch it was finish.
   void end_epoch(int64_t epoch, const std::vector<RunState*>& active, EpochTimes times) {
@@ -371,77 +317,11 @@ class LockstepGroup {
     std::vector<RunState*> finishing;  // runs whose last epoch this was
     for (auto* rs : active) {
       if (rs->done) continue;
-      record_epoch(*rs, epoch, times, static_cast<double>(active.size()));
+      record_epoch(*rs, epoch, times, static_cast<double>(active.size()),
+                   RecordSite{data_, steps_per_epoch_, opts_.progress, opts_.replicas});
       if (epoch + 1 == rs->total_epochs) finishing.push_back(rs);
     }
     if (!finishing.empty()) finish(epoch, finishing);
-  }
-
-  // Data-parallel: the epoch's training loss and accuracy over every replica's share.
-  void sum_over_replicas(EpochAccumulators& acc) {
-    std::vector<double> v;
-    for (const auto& [name, sum] : acc.term_sums) v.push_back(sum);
-    v.push_back(acc.total_sum);
-    v.push_back(static_cast<double>(acc.correct));
-    v.push_back(static_cast<double>(acc.seen));
-    v.push_back(static_cast<double>(acc.steps));
-    opts_.replicas->sum(v);
-    size_t k = 0;
-    for (auto& [name, sum] : acc.term_sums) sum = v[k++];
-    acc.total_sum = v[k++];
-    acc.correct = static_cast<int64_t>(v[k++]);
-    acc.seen = static_cast<int64_t>(v[k++]);
-    acc.steps = static_cast<int64_t>(v[k++]);
-  }
-
-  void record_epoch(RunState& rs, int64_t epoch, const EpochTimes& times, double group_runs) {
-    if (opts_.replicas) sum_over_replicas(rs.acc);
-    auto [si, se] = rs.stage_of(epoch);
-    const std::string& stage = rs.stages[si].spec.name;
-    // Without a validation split (dataset.val_fraction 0) there is no validation metric and no best epoch.
-    const bool val = has_val();
-    EvalMetrics v;
-    if (val) {
-      torch::Tensor tval = rs.member->teachers.empty() ? torch::Tensor() : rs.member->teachers[0]->val_logits;
-      v = metrics_from_logits(rs.val_logits, data_.val->all_labels(), tval);
-    }
-    rs.val_logits = torch::Tensor();
-    const auto steps = std::max<int64_t>(1, rs.acc.steps);
-    const double train_top1 = rs.acc.seen ? 100.0 * static_cast<double>(rs.acc.correct) / rs.acc.seen : 0.0;
-    auto& E = rs.outcome.epochs;
-    auto put = [&](const std::string& name, double value) { E.push_back({stage, epoch, name, value}); };
-    for (const auto& [name, sum] : rs.acc.term_sums) put("loss." + name, sum / steps);
-    put("loss.total", rs.acc.total_sum / steps);
-    put("train.top1", train_top1);
-    if (val) {
-      put("val.top1", v.top1);
-      put("val.top5", v.top5);
-      put("val.nll", v.nll);
-      put("val.ece", v.ece);
-      if (v.agreement >= 0) put("val.agreement", v.agreement);
-    }
-    put("lr", learning_rate(rs.stages[si].recipe, rs.stages[si].epochs, static_cast<double>(se) + 1.0 - 1e-9,
-                            steps_per_epoch_));
-    put("seconds", rs.seconds);
-    put("teacher_seconds", times.teacher);
-    put("group_seconds", times.train);
-    put("group_runs", group_runs);
-    put("group_data_wait_seconds", times.data_wait);
-    put("group_eval_seconds", times.eval);
-    put("images_per_second", rs.seconds > 0 ? rs.images / rs.seconds : 0);
-    if (opts_.progress)
-      opts_.progress->note(fmt::format("{:<14} {:<28} seed {} epoch {}/{} [{}] loss {:.4f} train {:.2f}% val {}",
-                                       rs.spec->name, rs.spec->setting.dump(), rs.spec->seed, epoch + 1,
-                                       rs.total_epochs, stage, rs.acc.total_sum / steps, train_top1,
-                                       val ? fmt::format("{:.2f}%", v.top1) : std::string("-")));
-    // Best epoch on VALIDATION (only in the final stage: earlier stages train a partial objective).
-    if (val && si + 1 == rs.stages.size() && v.top1 > rs.best_val) {
-      rs.best_val = v.top1;
-      rs.best_epoch = epoch;
-      rs.best_val_metrics = v;
-      rs.best_state = snapshot(*rs.student);
-    }
-    if (epoch + 1 == rs.total_epochs) rs.final_val = v;
   }
 
   // ---- finish ------------------------------------------------------------------------------------
@@ -462,34 +342,10 @@ class LockstepGroup {
     for (auto* rs : finishing) finish_run(*rs);
   }
 
-  bool has_val() const { return data_.val && data_.val->size() > 0; }
+  bool has_val() const { return has_validation(data_); }
 
   void finish_run(RunState& rs) {
-    torch::Tensor ttest = rs.member->teachers.empty() ? torch::Tensor() : rs.member->teachers[0]->test_logits;
-    const auto& labels = data_.test->all_labels();
-    record_finals(rs.outcome.finals, "final", rs.final_val, metrics_from_logits(rs.test_logits, labels, ttest),
-                  has_val());
-    if (!rs.best_state.empty()) {
-      record_finals(rs.outcome.finals, "bestval", rs.best_val_metrics,
-                    metrics_from_logits(rs.bestval_test_logits, labels, ttest));
-      rs.outcome.finals["bestval.epoch"] = static_cast<double>(rs.best_epoch);
-    }
-    rs.test_logits = rs.bestval_test_logits = torch::Tensor();
-    rs.outcome.wall_seconds = rs.seconds;
-    rs.outcome.images_per_second = rs.seconds > 0 ? rs.images / rs.seconds : 0;
-    rs.outcome.ok = true;
-    rs.outcome.model = rs.student;
-    if (!rs.member->checkpoint_path.empty()) {
-      auto student = rs.student;
-      auto module = rs.method_module;
-      const std::string& path = rs.member->checkpoint_path;
-      write_atomically(
-          path, [&](const std::string& tmp) { save_model(*student, tmp); }, "checkpoint");
-      if (module)
-        write_atomically(
-            method_checkpoint(path), [&](const std::string& tmp) { torch::save(module, tmp); }, "checkpoint");
-      rs.outcome.checkpoint = path;
-    }
+    record_outcome(rs, data_);
     rs.done = true;
     rs.student->eval();
     if (opts_.on_done) opts_.on_done(*rs.member, rs.outcome);
@@ -525,16 +381,12 @@ class LockstepGroup {
   const TrainOptions& opts_;
   const torch::Device device_;
   int lanes_ = 1;
-  LoaderOptions lo_;
   std::unique_ptr<Loader> loader_;
   int64_t steps_per_epoch_ = 1;
-  bool cacheable_ = false;
   torch::Tensor probe_x_;
-  std::map<std::string, const TeacherHandle*> teachers_;
-  std::map<std::string, TapShapes> teacher_shapes_;
+  std::unique_ptr<GroupTeachers> teachers_;
   std::vector<RunState> runs_;
   std::vector<FusedGroup> fused_;
-  std::map<std::string, std::set<std::string>> needed_;  // teacher run id -> taps this epoch needs
   std::unique_ptr<StaticGroupStep> static_step_;         // the static step (CUDA graphs), when used
 };
 

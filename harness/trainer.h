@@ -3,7 +3,9 @@
 //
 // Its parts, each in a file of its own:
 //   trainer.cpp        the lockstep group and its phases: set-up, per epoch (stage switch, teacher forward or
-//                      cache, one step for every run, epoch end: metrics and best-on-validation), finish
+//                      cache, one step for every run, epoch end), finish
+//   run_builder.cpp    each run's student and method, built from its plan (shared with `kdbench plan` and loss)
+//   run_records.cpp    a run's epoch metrics, best epoch on validation, finals and checkpoint
 //   step.cpp           the step engine: the loss core (a run's method terms, their weighted sum, the finiteness
 //                      check, the epoch accumulators) and its two strategies, a run on its own model (laned) and the
 //                      students of a fused model, each eager or as the device work a CUDA graph captures
@@ -62,9 +64,7 @@ struct RunOutcome {
 };
 
 struct GroupMember {
-  const RunSpec* spec = nullptr;
-  // The run's method: the instance its plan made (the only one), handed to the trainer.
-  std::shared_ptr<Method> method;
+  const RunSpec* spec = nullptr;  // the planned run; the trainer builds it (harness/run_builder.h)
   std::vector<const TeacherHandle*> teachers;
   std::string checkpoint_path;  // where the final model goes
 };

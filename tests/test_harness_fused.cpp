@@ -122,12 +122,11 @@ std::map<std::string, std::vector<torch::Tensor>> train_group(const kd::TrainOpt
     s.recipe.grad_clip = defs[i].clip;
     s.recipe.optimizer = defs[i].optimizer;
     if (s.method != "baseline") s.teacher_ids = {"teacher"};
-    kd::attach_method(s);
+    kd::resolve_stages(s);
   }
   std::vector<kd::GroupMember> members(specs.size());
   for (size_t i = 0; i < specs.size(); ++i) {
     members[i].spec = &specs[i];
-    members[i].method = specs[i].method_instance;
     if (!specs[i].teacher_ids.empty()) members[i].teachers = {&teacher};
   }
   std::map<std::string, std::vector<torch::Tensor>> out;

@@ -92,7 +92,7 @@ class PluginCounted : public kd::Method {
 };
 KD_REGISTER_METHOD(PluginCounted);
 
-TEST(Plugin, EachRunsMethodIsMadeOnceWhenPlannedAndTrainsIt) {
+TEST(Plugin, ThePlanHoldsNoMethodAndEachRunBuildsItsOwnOnce) {
   std::string dir = kd::test::make_temp_dir("counted");
   kd::json j = kd::json::parse(R"({
     "name": "counted",
@@ -105,17 +105,20 @@ TEST(Plugin, EachRunsMethodIsMadeOnceWhenPlannedAndTrainsIt) {
   })");
   j["output"] = dir + "/out";
   j["cache_dir"] = dir + "/cache";
-  auto cfg = kd::parse_sweep_config(j, "counted.json");  // validates every grid point: makes no method
+  auto cfg = kd::parse_sweep_config(j, "counted.json");  // resolves every grid point: makes no method
   EXPECT_EQ(PluginCounted::made(), 0);
+  ASSERT_EQ(cfg.methods.at(0).settings.size(), 3u);
+  EXPECT_EQ(cfg.methods.at(0).settings.at(2).params.at("beta"), 2.0);
   kd::Plan plan = kd::plan_sweep(cfg);
   int counted_runs = 0;
   for (const auto& r : plan.runs) counted_runs += r.method == "test_counted";
   EXPECT_EQ(counted_runs, 12);  // 3 settings x 2 seeds x 2 students
-  EXPECT_EQ(PluginCounted::made(), 12);
+  // The plan is a value: each setting's declarations (stages, chain) are asked of one instance, let go.
+  EXPECT_EQ(PluginCounted::made(), 3) << "one instance per setting (3), not per run (12)";
   PluginCounted::made() = 0;
   kd::SweepSummary s = kd::run_sweep(cfg, kd::SweepOptions{});
   EXPECT_EQ(s.done, s.total);
-  EXPECT_EQ(PluginCounted::made(), 12) << "planning and training make one instance per run";
+  EXPECT_EQ(PluginCounted::made(), 3 + 12) << "the runner's plan asks 3, and each of the 12 runs builds its own once";
   EXPECT_EQ(PluginCounted::computed_by_others(), 0);
 }
 
